@@ -1,0 +1,14 @@
+"""imlbench: a learner-agnostic benchmark for implicit meta-learning (PROTOCOL.md)."""
+
+from importlib import metadata
+
+from imlbench.api import leaderboard, plan, run
+from imlbench.protocol import Learner, Task
+from imlbench.registry import ImlbenchError
+
+try:
+    __version__ = metadata.version("imlbench")
+except metadata.PackageNotFoundError:  # running from a checkout that is not installed
+    __version__ = "0+unknown"
+
+__all__ = ["ImlbenchError", "Learner", "Task", "leaderboard", "plan", "run", "__version__"]

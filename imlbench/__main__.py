@@ -1,0 +1,5 @@
+import sys
+
+from imlbench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,131 @@
+"""The Python API, mirroring the CLI: plan a grid of runs, run it (resuming), summarize it."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from imlbench.records import load_records
+from imlbench.registry import ImlbenchError, load_target, parse_pair, resolve, split_overrides, suite_specs
+from imlbench.runner import DEFAULT_THRESHOLD, PIPELINES, RunRequest, check_pipeline, choose_view, run_one
+from imlbench.scoring import DEFAULT_MARGIN, summarize, write_leaderboard
+
+DEFAULT_OUT = "results"
+DEFAULT_SEEDS = 5
+
+
+def _names(value: str | Iterable[str]) -> list[str]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    names = [v.strip() for v in items if v.strip()]
+    if not names:
+        raise ImlbenchError("empty list of names")
+    return names
+
+
+def _seeds(seeds: int | Iterable[int]) -> list[int]:
+    if isinstance(seeds, int):
+        if seeds < 1:
+            raise ImlbenchError(f"seeds must be at least 1, got {seeds}")
+        return list(range(seeds))
+    return [int(s) for s in seeds]
+
+
+def _target_class(kind: str, name: str) -> type:
+    """The class a name resolves to, to know which parameters it takes."""
+    if name.endswith(".toml") or name in suite_specs(kind):
+        return load_target(kind, resolve(kind, name).target)
+    return load_target(kind, name)
+
+
+def plan(learner: str | Iterable[str], task: str | Iterable[str], seeds: int | Iterable[int] = DEFAULT_SEEDS,
+         pipeline: str | Iterable[str] = "two-stage", params: dict[str, Any] | list[str] | None = None,
+         threshold: float = DEFAULT_THRESHOLD) -> list[RunRequest]:
+    """Resolve names and parameters into run requests; every user error surfaces here, before any run.
+
+    `params` is a dict (`{"n_entities": 200, "learner.lr": 1e-3}`) or a list of `key=value` strings.
+    """
+    pairs = list(params.items()) if isinstance(params, dict) else [parse_pair(p) for p in params or []]
+    pipelines = _names(pipeline)
+    for p in pipelines:
+        if p not in PIPELINES:
+            raise ImlbenchError(f"unknown pipeline {p!r}; valid: {', '.join(PIPELINES)}")
+    if not 0 < threshold <= 1:
+        raise ImlbenchError(f"threshold must lie in (0, 1], got {threshold}")
+    requests = []
+    for task_name in _names(task):
+        for learner_name in _names(learner):
+            task_over, learner_over = split_overrides(pairs, _target_class("task", task_name),
+                                                      _target_class("learner", learner_name))
+            task_spec = resolve("task", task_name, task_over)
+            learner_spec = resolve("learner", learner_name, learner_over)
+            built_learner = learner_spec.build()
+            choose_view(built_learner, task_spec.build(), learner_spec.name, task_spec.name)
+            for p in pipelines:
+                check_pipeline(built_learner, learner_spec.name, p)
+                requests += [RunRequest(task_spec, learner_spec, s, p, threshold) for s in _seeds(seeds)]
+    return requests
+
+
+def execute_plan(requests: list[RunRequest], out: str | Path = DEFAULT_OUT, force: bool = False,
+                 verbose: bool = True) -> tuple[list[dict[str, Any]], list[str]]:
+    """Run (or load) every request. Returns (records, one-line problems). A failing run never
+    stops the others: its error is recorded and reported."""
+    records, problems = [], []
+    for i, request in enumerate(requests, start=1):
+        prefix = f"[{i}/{len(requests)}] {request.label()}"
+
+        def progress(message: str) -> None:
+            if verbose:
+                print(f"\r{prefix}: {message}\033[K", end="", file=sys.stderr, flush=True)
+
+        try:
+            record, cached = run_one(request, Path(out), force=force, progress=progress)
+        except ImlbenchError as exc:
+            problems.append(str(exc))
+            if verbose:
+                print(f"\r{prefix}: error: {exc}\033[K", file=sys.stderr)
+            continue
+        records.append(record)
+        if record["status"] != "ok":
+            problems.append(f"{request.label()}: {record['error']}")
+        if verbose:
+            if record["status"] == "ok":
+                status = "cached" if cached else f"{record['measurements']['seconds']['total']:.1f}s"
+                status += f", effect {record['scores']['iml_effect']:+.1f}"
+            else:
+                status = f"error: {record['error']}"
+            print(f"\r{prefix}: {status}\033[K", file=sys.stderr, flush=True)
+    return records, problems
+
+
+def run(learner: str | Iterable[str] = "rf", task: str | Iterable[str] = "synthetic-defs",
+        seeds: int | Iterable[int] = DEFAULT_SEEDS, pipeline: str | Iterable[str] = "two-stage",
+        params: dict[str, Any] | list[str] | None = None, out: str | Path = DEFAULT_OUT,
+        force: bool = False, threshold: float = DEFAULT_THRESHOLD, margin: float = DEFAULT_MARGIN,
+        verbose: bool = False) -> pd.DataFrame:
+    """Run a grid and return its summary (one row per task x learner x pipeline).
+
+    The records are in `summary.attrs["records"]`, failures in `summary.attrs["problems"]`; the
+    leaderboard of everything under `out` is rewritten to `out/leaderboard.csv`.
+    """
+    requests = plan(learner, task, seeds, pipeline, params, threshold)
+    records, problems = execute_plan(requests, out, force, verbose)
+    summary = summarize(records, margin)
+    leaderboard(out, margin=margin)
+    summary.attrs["records"] = records
+    summary.attrs["problems"] = problems
+    return summary
+
+
+def leaderboard(out: str | Path = DEFAULT_OUT, csv: str | Path | None = None,
+                margin: float = DEFAULT_MARGIN) -> pd.DataFrame:
+    """Rebuild the leaderboard from every record under `out`; unreadable files are listed in
+    `attrs["problems"]` and left untouched."""
+    records, problems = load_records(Path(out))
+    frame = write_leaderboard(records, Path(csv) if csv else Path(out) / "leaderboard.csv", margin)
+    frame.attrs["problems"] = problems
+    return frame

@@ -1,0 +1,142 @@
+"""Command line: `imlbench run | list | leaderboard`."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from imlbench import api
+from imlbench.registry import ImlbenchError, available, resolve
+from imlbench.runner import DEFAULT_THRESHOLD, PIPELINES, check_pipeline, choose_view
+from imlbench.scoring import DEFAULT_MARGIN, summarize
+
+SHOWN_SUBSETS = ("qd1consis", "qd2incons", "q", "d1consis", "d2consis", "d3consis", "no_qd_baseline")
+
+
+def format_summary(summary: pd.DataFrame) -> str:
+    """A compact table: accuracies (%), the effect with its CI, the verdict, seconds."""
+    if summary.empty:
+        return "(no finished runs)"
+    rows = []
+    for _, r in summary.iterrows():
+        row = {"task": r["task"], "learner": r["learner"], "pipeline": r["pipeline"],
+               "seeds": f"{r['n_seeds']}" + (f" ({r['n_failed']} failed)" if r["n_failed"] else "")}
+        for subset in SHOWN_SUBSETS:
+            value = r.get(f"acc_{subset}", math.nan)
+            row[subset.replace("consis", "").replace("incons", "x").replace("no_qd_baseline", "base")] = \
+                "-" if pd.isna(value) else f"{value:.0f}"
+        row["IML effect [95% CI]"] = "-" if pd.isna(r["effect_mean"]) else \
+            f"{r['effect_mean']:+.1f} [{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]"
+        row["verdict"] = r["verdict"]
+        row["defs learned"] = f"{r['n_seeds'] - r['n_definitions_not_learned']}/{r['n_seeds']}"
+        row["s/seed"] = "-" if pd.isna(r["seconds_per_seed"]) else f"{r['seconds_per_seed']:.1f}"
+        rows.append(row)
+    return pd.DataFrame(rows).to_string(index=False)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    seeds = int(args.seeds) if args.seeds.isdigit() else [int(s) for s in args.seeds.split(",")]
+    requests = api.plan(args.learner, args.task, seeds, args.pipeline, args.param, args.threshold)
+    records, problems = api.execute_plan(requests, args.out, args.force, verbose=not args.quiet)
+    board = api.leaderboard(args.out, margin=args.margin)
+    summary = summarize(records, args.margin)
+    print(format_summary(summary))
+    print(f"records: {Path(args.out) / 'records'}  leaderboard: {Path(args.out) / 'leaderboard.csv'}")
+    for line in problems + board.attrs["problems"]:
+        print(f"imlbench: error: {line}", file=sys.stderr)
+    return 1 if problems or board.attrs["problems"] else 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """The learner x task matrix: which view a learner reads on a task and which pipelines it runs."""
+    tasks = {name: resolve("task", name) for name in available("task")}
+    rows = []
+    for learner_name in available("learner"):
+        try:
+            learner_spec = resolve("learner", learner_name)
+            learner = learner_spec.build()
+        except ImlbenchError as exc:
+            rows.append({"learner": learner_name, **{t: f"error: {exc}" for t in tasks}})
+            continue
+        row = {"learner": learner_name}
+        for task_name, task_spec in tasks.items():
+            try:
+                view = choose_view(learner, task_spec.build(), learner_name, task_name)
+            except ImlbenchError:
+                row[task_name] = "-"
+                continue
+            pipelines = []
+            for pipeline in PIPELINES:
+                try:
+                    check_pipeline(learner, learner_name, pipeline)
+                    pipelines.append(pipeline.split("-")[0])
+                except ImlbenchError:
+                    pass
+            row[task_name] = f"{view}: {'+'.join(pipelines)}"
+        rows.append(row)
+    print(pd.DataFrame(rows).to_string(index=False))
+    print("\n(view the learner reads: pipelines it runs; '-' = cannot run on that task)")
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    if not (Path(args.results) / "records").is_dir():
+        raise ImlbenchError(f"{args.results} holds no records/ folder; point at a results directory "
+                            f"written by `imlbench run --out DIR`")
+    board = api.leaderboard(args.results, args.output, margin=args.margin)
+    out = args.output or Path(args.results) / "leaderboard.csv"
+    print(f"{len(board)} rows -> {out}")
+    for line in board.attrs["problems"]:
+        print(f"imlbench: error: {line}", file=sys.stderr)
+    return 1 if board.attrs["problems"] else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imlbench", description="Benchmark implicit meta-learning across learners.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run learners on tasks over seeds (finished runs are reused)")
+    run.add_argument("--learner", default="rf", help="name(s), comma-separated (default: rf)")
+    run.add_argument("--task", default="synthetic-defs", help="name(s), comma-separated (default: synthetic-defs)")
+    run.add_argument("--seeds", default=str(api.DEFAULT_SEEDS), help="number of seeds (0..N-1) or a comma list")
+    run.add_argument("--pipeline", default="two-stage", help=f"{' | '.join(PIPELINES)}, or both comma-separated")
+    run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a parameter (prefix task. or learner. if ambiguous); repeatable")
+    run.add_argument("--out", default=api.DEFAULT_OUT, help="results directory (default: results)")
+    run.add_argument("--force", action="store_true", help="recompute runs that already have records")
+    run.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                     help="definition accuracy that marks the evaluation point (default: 0.98)")
+    run.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
+                     help="equivalence margin in points for the verdict 'none' (default: 10)")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    run.set_defaults(func=cmd_run)
+
+    lst = sub.add_parser("list", help="the learner x task matrix with supported pipelines")
+    lst.set_defaults(func=cmd_list)
+
+    board = sub.add_parser("leaderboard", help="rebuild the leaderboard CSV from a results directory")
+    board.add_argument("results", help="results directory (holds records/)")
+    board.add_argument("-o", "--output", default=None, help="CSV path (default: RESULTS/leaderboard.csv)")
+    board.add_argument("--margin", type=float, default=DEFAULT_MARGIN)
+    board.set_defaults(func=cmd_leaderboard)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ImlbenchError as exc:
+        print(f"imlbench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nimlbench: interrupted; finished runs are saved and will be reused", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

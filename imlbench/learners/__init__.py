@@ -1,0 +1,1 @@
+"""Built-in learners. They register through the `imlbench.learners` entry points, like any plugin."""

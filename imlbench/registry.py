@@ -1,0 +1,207 @@
+"""Names -> learners and tasks.
+
+A name resolves, in this order, to: a path to a .toml spec; a suite spec (`learners/NAME.toml`,
+`tasks/NAME.toml`, shipped in the wheel and read from a checkout); an entry point of the group
+`imlbench.learners` / `imlbench.tasks` (built-ins register there exactly like plugins), with its
+defaults; or `package.module:Class`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import tomllib
+from dataclasses import dataclass, field
+from importlib import metadata, resources
+from pathlib import Path
+from typing import Any
+
+from imlbench.protocol import Learner, Task
+
+KINDS = {"learner": Learner, "task": Task}
+
+
+class ImlbenchError(Exception):
+    """A user-facing error: one line naming what was wrong and what is valid."""
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A resolved, fully parameterized learner or task. Its dict form is part of a run's key."""
+
+    kind: str
+    name: str
+    target: str
+    params: dict[str, Any]
+    version: int = 1
+    source: str = field(default="", compare=False)
+
+    def build(self):
+        return load_target(self.kind, self.target)(**self.params)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "target": self.target, "version": self.version, "params": self.params}
+
+
+def suite_dirs(kind: str) -> list[Path]:
+    """Folders holding the suite's .toml specs: the checkout's, then the copy inside the wheel."""
+    folder = f"{kind}s"
+    candidates = [Path(__file__).resolve().parent.parent / folder]
+    try:
+        candidates.append(Path(str(resources.files("imlbench") / "suite" / folder)))
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return [d for d in candidates if d.is_dir()]
+
+
+def suite_specs(kind: str) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for folder in suite_dirs(kind):
+        for path in sorted(folder.glob("*.toml")):
+            found.setdefault(path.stem, path)
+    return found
+
+
+def entry_points(kind: str) -> dict[str, metadata.EntryPoint]:
+    return {ep.name: ep for ep in metadata.entry_points(group=f"imlbench.{kind}s")}
+
+
+def available(kind: str) -> list[str]:
+    return sorted(set(suite_specs(kind)) | set(entry_points(kind)))
+
+
+def load_target(kind: str, target: str) -> type:
+    """An entry point name or `package.module:Class` -> the class, checked to be a Learner/Task."""
+    eps = entry_points(kind)
+    try:
+        if target in eps:
+            cls = eps[target].load()
+        elif ":" in target:
+            module, _, qualname = target.partition(":")
+            cls = importlib.import_module(module)
+            for part in qualname.split("."):
+                cls = getattr(cls, part)
+        else:
+            raise ImlbenchError(f"unknown {kind} {target!r}; valid: {', '.join(available(kind))}")
+    except ImlbenchError:
+        raise
+    except Exception as exc:  # a plugin that fails to import
+        raise ImlbenchError(f"{kind} {target!r} failed to load: {type(exc).__name__}: {exc}") from exc
+    if not (isinstance(cls, type) and issubclass(cls, KINDS[kind])):
+        raise ImlbenchError(f"{kind} {target!r} is {cls!r}, not a subclass of imlbench.{KINDS[kind].__name__}")
+    return cls
+
+
+def _read_toml(kind: str, path: Path) -> dict[str, Any]:
+    try:
+        spec = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ImlbenchError(f"cannot read {kind} spec {path}: {exc}") from exc
+    if kind not in spec:
+        raise ImlbenchError(f"{kind} spec {path} has no `{kind} = \"...\"` line naming its {kind}")
+    return spec
+
+
+def resolve(kind: str, name: str, overrides: dict[str, Any] | None = None) -> Spec:
+    """Resolve a name to a Spec with every parameter filled in and checked."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}")
+    path = Path(name)
+    specs = suite_specs(kind)
+    if name.endswith(".toml"):
+        if not path.is_file():
+            raise ImlbenchError(f"{kind} spec file {name!r} does not exist")
+        raw, source = _read_toml(kind, path), str(path)
+    elif name in specs:
+        raw, source = _read_toml(kind, specs[name]), str(specs[name])
+    elif name in entry_points(kind) or ":" in name:
+        raw, source = {kind: name}, name
+    else:
+        raise ImlbenchError(f"unknown {kind} {name!r}; valid: {', '.join(available(kind))} "
+                            f"(or a .toml path, or package.module:Class)")
+    cls = load_target(kind, raw[kind])
+    target = raw[kind] if raw[kind] in entry_points(kind) else f"{cls.__module__}:{cls.__qualname__}"
+    display = raw.get("name", path.stem if name.endswith(".toml") else name)
+    params = cls.param_defaults()
+    params.update(check_params(kind, display, cls, raw.get("params", {})))
+    params.update(check_params(kind, display, cls, overrides or {}))
+    spec = Spec(kind, display, target, params, int(raw.get("version", 1)), source)
+    validate(spec)
+    return spec
+
+
+def validate(spec: Spec) -> None:
+    try:
+        spec.build().validate()
+    except ImlbenchError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ImlbenchError(f"bad parameter for {spec.kind} {spec.name!r}: {exc}") from exc
+
+
+def check_params(kind: str, name: str, cls: type, params: dict[str, Any]) -> dict[str, Any]:
+    """Reject unknown names and values of the wrong type (judged by the default's type)."""
+    defaults = cls.param_defaults()
+    checked = {}
+    for key, value in params.items():
+        if key not in defaults:
+            raise ImlbenchError(f"unknown parameter {key!r} for {kind} {name!r}; valid: "
+                                f"{', '.join(defaults) or '(none)'}")
+        checked[key] = coerce(kind, name, key, value, defaults[key])
+    return checked
+
+
+def coerce(kind: str, name: str, key: str, value: Any, default: Any) -> Any:
+    if default is None or value is None:
+        return value
+    expected = type(default)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected in (list, tuple) and isinstance(value, (list, tuple)):
+        return expected(value)
+    if isinstance(value, expected) and (expected is bool or not isinstance(value, bool)):
+        return value
+    raise ImlbenchError(f"bad value for {kind} {name!r} parameter {key!r}: expected "
+                        f"{expected.__name__}, got {value!r} ({type(value).__name__})")
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value as TOML (`3`, `0.5`, `true`, `[1, 2]`), else the bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_pair(text: str) -> tuple[str, Any]:
+    """`key=value` from the command line -> (key, parsed value)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ImlbenchError(f"bad --param {text!r}; expected key=value (e.g. n_entities=200)")
+    return key.strip(), parse_value(value.strip())
+
+
+def split_overrides(pairs: list[tuple[str, Any]], task_cls: type, learner_cls: type) -> tuple[dict, dict]:
+    """(key, value) pairs -> (task overrides, learner overrides).
+
+    `task.key` and `learner.key` say where a parameter goes; a bare key goes to whichever of the
+    two has it (an error if both or neither do).
+    """
+    task_over: dict[str, Any] = {}
+    learner_over: dict[str, Any] = {}
+    task_params, learner_params = task_cls.param_defaults(), learner_cls.param_defaults()
+    for key, value in pairs:
+        if key.startswith("task."):
+            task_over[key[5:]] = value
+        elif key.startswith("learner."):
+            learner_over[key[8:]] = value
+        elif key in task_params and key in learner_params:
+            raise ImlbenchError(f"parameter {key!r} exists for both task and learner; "
+                                f"write task.{key}= or learner.{key}=")
+        elif key in task_params:
+            task_over[key] = value
+        elif key in learner_params:
+            learner_over[key] = value
+        else:
+            valid = sorted(set(task_params) | set(learner_params))
+            raise ImlbenchError(f"unknown parameter {key!r}; valid: {', '.join(valid)}")
+    return task_over, learner_over

@@ -1,0 +1,1 @@
+"""Built-in tasks. They register through the `imlbench.tasks` entry points, like any plugin."""
