@@ -1,4 +1,4 @@
-"""Command line: `imlbench run | list | leaderboard`."""
+"""Command line: `imlbench run | list | show | leaderboard`."""
 
 from __future__ import annotations
 
@@ -38,6 +38,10 @@ def format_summary(summary: pd.DataFrame) -> str:
     return pd.DataFrame(rows).to_string(index=False)
 
 
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     seeds = int(args.seeds) if args.seeds.isdigit() else [int(s) for s in args.seeds.split(",")]
     requests = api.plan(args.learner, args.task, seeds, args.pipeline, args.param, args.threshold)
@@ -47,25 +51,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(format_summary(summary))
     print(f"records: {Path(args.out) / 'records'}  leaderboard: {Path(args.out) / 'leaderboard.csv'}")
     for line in problems + board.attrs["problems"]:
-        print(f"imlbench: error: {line}", file=sys.stderr)
+        print(f"imlbench: error: {one_line(line)}", file=sys.stderr)
     return 1 if problems or board.attrs["problems"] else 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    """The learner x task matrix: which view a learner reads on a task and which pipelines it runs."""
-    tasks = {name: resolve("task", name) for name in available("task")}
+    """The learner x task matrix: which view a learner reads on a task and which pipelines it runs.
+    A plugin that fails to load is listed with its error instead of hiding the others."""
+    tasks, problems = {}, []
+    for name in available("task"):
+        try:
+            tasks[name] = resolve("task", name).build()
+        except ImlbenchError as exc:
+            problems.append(str(exc))
     rows = []
     for learner_name in available("learner"):
         try:
-            learner_spec = resolve("learner", learner_name)
-            learner = learner_spec.build()
+            learner = resolve("learner", learner_name).build()
         except ImlbenchError as exc:
-            rows.append({"learner": learner_name, **{t: f"error: {exc}" for t in tasks}})
+            problems.append(str(exc))
             continue
         row = {"learner": learner_name}
-        for task_name, task_spec in tasks.items():
+        for task_name, task in tasks.items():
             try:
-                view = choose_view(learner, task_spec.build(), learner_name, task_name)
+                view = choose_view(learner, task, learner_name, task_name)
             except ImlbenchError:
                 row[task_name] = "-"
                 continue
@@ -80,7 +89,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         rows.append(row)
     print(pd.DataFrame(rows).to_string(index=False))
     print("\n(view the learner reads: pipelines it runs; '-' = cannot run on that task)")
-    return 0
+    for line in problems:
+        print(f"imlbench: error: {one_line(line)}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -91,8 +102,18 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     out = args.output or Path(args.results) / "leaderboard.csv"
     print(f"{len(board)} rows -> {out}")
     for line in board.attrs["problems"]:
-        print(f"imlbench: error: {line}", file=sys.stderr)
+        print(f"imlbench: error: {one_line(line)}", file=sys.stderr)
     return 1 if board.attrs["problems"] else 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    task = resolve("task", args.task).build()
+    try:
+        path = task.show(args.out, args.seed)
+    except NotImplementedError as exc:
+        raise ImlbenchError(f"{exc}; tasks with pictures: tagged-digits") from exc
+    print(f"wrote {path}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="the learner x task matrix with supported pipelines")
     lst.set_defaults(func=cmd_list)
 
+    show = sub.add_parser("show", help="save a picture of a task's examples (image tasks)")
+    show.add_argument("task")
+    show.add_argument("--out", default="examples.png")
+    show.add_argument("--seed", type=int, default=0)
+    show.set_defaults(func=cmd_show)
+
     board = sub.add_parser("leaderboard", help="rebuild the leaderboard CSV from a results directory")
     board.add_argument("results", help="results directory (holds records/)")
     board.add_argument("-o", "--output", default=None, help="CSV path (default: RESULTS/leaderboard.csv)")
@@ -131,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ImlbenchError as exc:
-        print(f"imlbench: error: {exc}", file=sys.stderr)
+        print(f"imlbench: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\nimlbench: interrupted; finished runs are saved and will be reused", file=sys.stderr)

@@ -245,6 +245,10 @@ class Task(Parameterized, ABC):
 
         return _views.encode(view, data, examples)
 
+    def show(self, out_path: str, seed: int = 0):
+        """Save a picture of what a learner is given (tasks with images implement it)."""
+        raise NotImplementedError(f"task {type(self).__name__} has no picture to show")
+
 
 class Learner(Parameterized, ABC):
     """A learner consumes one view and trains in stages.

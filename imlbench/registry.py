@@ -87,7 +87,8 @@ def load_target(kind: str, target: str) -> type:
     except Exception as exc:  # a plugin that fails to import
         raise ImlbenchError(f"{kind} {target!r} failed to load: {type(exc).__name__}: {exc}") from exc
     if not (isinstance(cls, type) and issubclass(cls, KINDS[kind])):
-        raise ImlbenchError(f"{kind} {target!r} is {cls!r}, not a subclass of imlbench.{KINDS[kind].__name__}")
+        what = cls.__name__ if isinstance(cls, type) else f"a {type(cls).__name__} object"
+        raise ImlbenchError(f"{kind} {target!r} is {what}, not a subclass of imlbench.{KINDS[kind].__name__}")
     return cls
 
 
@@ -124,6 +125,8 @@ def resolve(kind: str, name: str, overrides: dict[str, Any] | None = None) -> Sp
     params = cls.param_defaults()
     params.update(check_params(kind, display, cls, raw.get("params", {})))
     params.update(check_params(kind, display, cls, overrides or {}))
+    if overrides:  # a variant is its own leaderboard row: name it by what was changed
+        display += "[" + ",".join(f"{k}={v}" for k, v in sorted(overrides.items())) + "]"
     spec = Spec(kind, display, target, params, int(raw.get("version", 1)), source)
     validate(spec)
     return spec

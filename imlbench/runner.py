@@ -61,6 +61,7 @@ class Evaluator:
 
     def __init__(self, task: Task, data: TaskData, view: str):
         self._task, self._data, self._view = task, data, view
+        self.seconds = 0.0  # time spent evaluating (learner.predict included)
         self._sets: dict[str, tuple[Any, np.ndarray, np.ndarray]] = {}
         stage2_defs = data.stage2.select(data.stage2.kind == DEFINITION)
         self._add("test", data.test, "test", data.test.subset)
@@ -76,11 +77,14 @@ class Evaluator:
 
     def _accuracy(self, learner: Learner, name: str) -> dict[Any, float]:
         queries, targets, groups = self._sets[name]
+        start = time.perf_counter()
         predicted = np.asarray(learner.predict(queries))
         if predicted.shape != targets.shape:
             raise ValueError(f"predict returned shape {predicted.shape} for {len(targets)} queries")
         correct = predicted == targets
-        return {g: float(correct[groups == g].mean()) for g in np.unique(groups)}
+        accuracy = {g: float(correct[groups == g].mean()) for g in np.unique(groups)}
+        self.seconds += time.perf_counter() - start
+        return accuracy
 
     def test(self, learner: Learner) -> dict[str, float]:
         return {SUBSETS[int(code)]: acc for code, acc in self._accuracy(learner, "test").items()}
@@ -177,6 +181,7 @@ def execute(task_spec: Spec, learner_spec: Spec, seed: int, pipeline: str, thres
     t = time.perf_counter()
     train_at_point = evaluator.train(learner) if outcome.point is outcome.curve[-1] else None
     seconds["final_eval"] = time.perf_counter() - t
+    seconds["evaluation"] = evaluator.seconds
     seconds["total"] = time.perf_counter() - t0
     at_point = outcome.point["accuracy"]
     return {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -74,11 +75,13 @@ def standardized_score(effects: list[float] | np.ndarray, margin: float = DEFAUL
 
 def summarize(records: list[dict[str, Any]], margin: float = DEFAULT_MARGIN) -> pd.DataFrame:
     """One row per (task, learner, pipeline): the standardized score and mean accuracies."""
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-    for r in records:
-        groups.setdefault((r["task"]["name"], r["learner"]["name"], r["pipeline"]), []).append(r)
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in records:  # one group per identity minus the seed: same names, other params -> other row
+        identity = json.dumps([r["task"], r["learner"], r["pipeline"], r.get("protocol")], sort_keys=True)
+        groups.setdefault(identity, []).append(r)
     rows = []
-    for (task, learner, pipeline), group in sorted(groups.items()):
+    for group in sorted(groups.values(), key=lambda g: (g[0]["task"]["name"], g[0]["learner"]["name"], g[0]["pipeline"])):
+        task, learner, pipeline = group[0]["task"]["name"], group[0]["learner"]["name"], group[0]["pipeline"]
         ok = [r for r in group if r["status"] == "ok"]
         score = standardized_score([r["scores"]["iml_effect"] for r in ok], margin)
         row: dict[str, Any] = {

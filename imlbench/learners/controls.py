@@ -78,6 +78,9 @@ class TagBlind(Learner):
 def blind(data):
     """The same data without tag information."""
     if isinstance(data, (TableData, TableQueries)):
+        if "tag" not in data.X.columns:
+            raise ValueError("tag-blind needs a `tag` column to remove, and this task's table has none "
+                             "(its tags are drawn in the pixels)")
         return replace(data, X=data.X.drop(columns="tag"))
     if isinstance(data, (TokenData, TokenQueries)):
         tokens = np.where(np.isin(data.tokens, data.tag_ids), data.tag_ids[0], data.tokens)

@@ -36,8 +36,9 @@ def split_table(X: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor, list[int]]
     """Categorical codes, numeric block, and each categorical column's number of categories."""
     categorical = [c for c in X.columns if isinstance(X[c].dtype, pd.CategoricalDtype)]
     numeric = [c for c in X.columns if c not in categorical]
-    codes = np.stack([X[c].cat.codes.to_numpy(np.int64) for c in categorical], axis=1)
-    values = X[numeric].to_numpy(np.float32) if numeric else np.zeros((len(X), 0), np.float32)
+    codes = np.stack([X[c].cat.codes.to_numpy(np.int64) for c in categorical], axis=1) if categorical \
+        else np.zeros((len(X), 0), np.int64)
+    values = X[numeric].to_numpy(np.float32, copy=True) if numeric else np.zeros((len(X), 0), np.float32)
     return torch.from_numpy(codes), torch.from_numpy(values), [len(X[c].cat.categories) for c in categorical]
 
 
@@ -45,8 +46,8 @@ class MLP(Learner):
     views = ("table",)
     capabilities = frozenset({"continue_training"})
 
-    def __init__(self, embedding_dim: int = 64, hidden: int = 256, epochs: int = 100, stage2_epochs: int = 100,
-                 batch_size: int = 64, lr: float = 1e-3, stage2_lr: float = 1e-3, n_threads: int = 1,
+    def __init__(self, embedding_dim: int = 64, hidden: int = 256, epochs: int = 50, stage2_epochs: int = 100,
+                 batch_size: int = 64, lr: float = 1e-3, stage2_lr: float = 3e-4, n_threads: int = 1,
                  random_state: int = 0):
         self.embedding_dim = embedding_dim
         self.hidden = hidden

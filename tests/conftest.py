@@ -1,0 +1,15 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TESTS))  # makes `testplugins:Class` importable as a learner target
+
+# Small but real settings: enough entities for every subset, few epochs.
+SMALL_TASK = {"n_entities": 100}
+
+
+@pytest.fixture
+def out(tmp_path):
+    return tmp_path / "results"

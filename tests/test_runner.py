@@ -1,0 +1,228 @@
+"""The harness: pipelines, the evaluation point, records, resume, determinism, errors."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import imlbench
+from conftest import SMALL_TASK, TESTS
+from imlbench.cli import main
+from imlbench.records import iter_record_files, read_record
+from imlbench.registry import ImlbenchError
+
+FAST_MLP = {"epochs": 3, "stage2_epochs": 3}
+
+
+def run(out, **kw):
+    kw.setdefault("task", "synthetic-defs")
+    kw.setdefault("params", dict(SMALL_TASK))
+    return imlbench.run(out=out, **kw)
+
+
+def strip_measurements(record):
+    return {k: v for k, v in record.items() if k != "measurements"}
+
+
+def test_run_writes_records_and_leaderboard(out):
+    summary = run(out, learner="rf", seeds=2, pipeline="two-stage,one-stage",
+                  params={**SMALL_TASK, "n_estimators": 10, "stage2_estimators": 10})
+    assert len(summary) == 2 and set(summary["pipeline"]) == {"two-stage", "one-stage"}
+    assert (summary["n_seeds"] == 2).all()
+    records = summary.attrs["records"]
+    assert len(records) == 4 and all(r["status"] == "ok" for r in records)
+    r = records[0]
+    for key in ("accuracy", "curve", "scores", "versions", "definition_accuracy", "definitions_learned",
+                "train_accuracy", "sizes", "measurements", "task", "learner", "key"):
+        assert key in r
+    assert r["task"]["params"]["n_entities"] == 100 and r["learner"]["params"]["n_estimators"] == 10
+    assert r["scores"]["iml_effect"] == pytest.approx(100 * (r["accuracy"]["d1consis"] - r["accuracy"]["d2consis"]))
+    assert len(iter_record_files(out)) == 4
+    board = (out / "leaderboard.csv").read_text().splitlines()
+    assert board[0].startswith("task,learner,pipeline,n_seeds,n_failed") and len(board) == 3
+
+
+def test_evaluation_point_is_the_first_checkpoint_with_definitions_learned(out):
+    record = run(out, learner="rf", seeds=1, params={**SMALL_TASK, "trees_per_checkpoint": 5}).attrs["records"][0]
+    curve = record["curve"]
+    assert curve[0]["checkpoint"] == 0  # after stage 1, before stage 2
+    learned = [min(e["definitions"].values()) >= 0.98 for e in curve]
+    assert record["definitions_learned"] and learned[-1] and not any(learned[:-1])
+    assert record["evaluation_point"]["checkpoint"] == curve[-1]["checkpoint"]
+    assert record["accuracy"] == curve[-1]["accuracy"]
+
+
+def test_definitions_never_learned_are_flagged_and_scored_at_the_best_checkpoint(out):
+    summary = run(out, learner="majority", seeds=2)
+    assert summary["n_definitions_not_learned"].iloc[0] == 2
+    assert all(r["definitions_learned"] is False for r in summary.attrs["records"])
+
+
+def test_rerun_reuses_records_and_resume_computes_only_missing_seeds(out, capsys):
+    params = {**SMALL_TASK, **FAST_MLP}
+    first = run(out, learner="mlp", seeds=3, params=params)
+    files = iter_record_files(out)
+    mtimes = {p: p.stat().st_mtime_ns for p in files}
+    files[1].unlink()  # as if the run had been killed before seed 1 finished
+    second = run(out, learner="mlp", seeds=3, params=params, verbose=True)
+    err = capsys.readouterr().err
+    assert err.count("cached") == 2
+    assert {p: p.stat().st_mtime_ns for p in files if p != files[1]} == {p: mtimes[p] for p in files if p != files[1]}
+    assert [strip_measurements(r) for r in first.attrs["records"]] == [strip_measurements(r) for r in second.attrs["records"]]
+    forced = run(out, learner="mlp", seeds=1, params=params, force=True, verbose=True)
+    assert "cached" not in capsys.readouterr().err and forced.attrs["records"][0]["status"] == "ok"
+
+
+def test_same_seed_same_record_across_processes(tmp_path):
+    script = ("import imlbench, json, sys; s = imlbench.run(learner=sys.argv[1], seeds=[1], out=sys.argv[2], "
+              "params={'n_entities': 100, 'learner.epochs': 3, 'learner.stage2_epochs': 3}); "
+              "print(json.dumps(s.attrs['records'][0]))")
+    records = []
+    for i in range(2):
+        done = subprocess.run([sys.executable, "-c", script, "mlp", str(tmp_path / f"r{i}")],
+                              capture_output=True, text=True, check=True)
+        records.append(json.loads(done.stdout))
+    assert strip_measurements(records[0]) == strip_measurements(records[1])
+    assert records[0]["curve"] and records[0]["status"] == "ok"
+
+
+def test_learner_never_receives_test_answers(out):
+    import testplugins
+
+    for view in ("table", "tokens"):
+        testplugins.HANDED.clear()
+        run(out / view, learner="testplugins:Spy", seeds=1, params={**SMALL_TASK, "view": view},
+            pipeline="two-stage,one-stage")
+        task = imlbench.registry.resolve("task", "synthetic-defs", SMALL_TASK).build()
+        data = task.generate(0)
+        answer_key = set(zip(data.test.relation.tolist(), data.test.subject.tolist(), data.test.target.tolist()))
+        names = data.vocab.tokens
+        assert testplugins.HANDED
+        for call, obj in testplugins.HANDED:
+            if call == "predict":
+                assert not hasattr(obj, "y") and not hasattr(obj, "loss_mask")
+                if view == "tokens":
+                    rows = np.arange(len(obj.tokens))
+                    assert (obj.tokens[rows, obj.answer_pos] == obj.pad_id).all()
+                    assert (obj.tokens[:, -1] == obj.pad_id).all()
+                continue
+            if view == "table":
+                rel = [r if r != "none" else t for r, t in zip(obj.X["relation"].astype(str), obj.X["tag"].astype(str))]
+                triples = zip((names.index(r) for r in rel), (names.index(s) for s in obj.X["subject"].astype(str)),
+                              obj.y.tolist())
+            else:
+                triples = ((row[0], row[1], row[a]) for row, a in zip(obj.tokens.tolist(), obj.answer_pos.tolist()))
+            assert not answer_key & set(triples), f"{call} received a test question with its answer"
+
+
+def test_plugin_through_module_path(out):
+    summary = run(out, learner="testplugins:Spy", seeds=2)
+    assert summary["learner"].iloc[0] == "testplugins:Spy" and summary["n_seeds"].iloc[0] == 2
+
+
+def write_plugin_distribution(site: Path) -> None:
+    """Install the README's example plugin the way pip would: its module plus a dist-info folder
+    holding the entry point its pyproject.toml declares."""
+    import shutil
+    import tomllib
+
+    example = TESTS.parent / "examples" / "imlbench-plugin-example"
+    meta = tomllib.loads((example / "pyproject.toml").read_text())
+    shutil.copytree(example / "src" / "imlbench_nearest", site / "imlbench_nearest")
+    info = site / "imlbench_nearest-0.1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: imlbench-nearest\nVersion: 0.1.0\n")
+    lines = [f"{k} = {v}" for k, v in meta["project"]["entry-points"]["imlbench.learners"].items()]
+    (info / "entry_points.txt").write_text("[imlbench.learners]\n" + "\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("name", ["nearest", "imlbench_nearest:LastDefinition"])
+def test_entry_point_plugin_runs_without_changing_imlbench(tmp_path, name):
+    site = tmp_path / "site"
+    site.mkdir()
+    write_plugin_distribution(site)
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    done = subprocess.run([sys.executable, "-m", "imlbench", "run", "--learner", name, "--seeds", "2",
+                           "--param", "n_entities=100", "--out", str(tmp_path / "r"), "-q"],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert name in done.stdout and "none" in done.stdout or "inconclusive" in done.stdout
+    listed = subprocess.run([sys.executable, "-m", "imlbench", "list"], capture_output=True, text=True, env=env)
+    assert "error" not in listed.stderr, listed.stderr
+    assert "nearest" in listed.stdout
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--learner", "nope"], "unknown learner 'nope'; valid: "),
+    (["run", "--task", "nope"], "unknown task 'nope'; valid: "),
+    (["run", "--param", "n_trees=3"], "unknown parameter 'n_trees'; valid: "),
+    (["run", "--param", "n_estimators=many"], "expected int, got 'many'"),
+    (["run", "--param", "questions=sideways"], "valid: identity, attributes"),
+    (["run", "--pipeline", "three-stage"], "unknown pipeline 'three-stage'; valid: two-stage, one-stage"),
+    (["run", "--learner", "testplugins:NoContinue"], "cannot continue training"),
+    (["run", "--learner", "testplugins:FailsToConstruct"], "bad parameter for learner"),
+    (["run", "--learner", "nosuchmodule:Thing"], "failed to load: ModuleNotFoundError"),
+    (["run", "--learner", "testplugins:HANDED"], "not a subclass of imlbench.Learner"),
+    (["leaderboard", "/nonexistent"], "holds no records/ folder"),
+])
+def test_bad_input_gets_a_one_line_error(argv, message, capsys, tmp_path):
+    assert main(argv + (["--out", str(tmp_path)] if argv[0] == "run" else [])) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and err.startswith("imlbench: error: ")
+    assert not (tmp_path / "records").exists()
+
+
+def test_learner_failing_in_stage2_keeps_other_runs(out, capsys):
+    run(out, learner="majority", seeds=2)
+    before = {p: p.read_text() for p in iter_record_files(out)}
+    code = main(["run", "--learner", "testplugins:ExplodesInStage2,majority", "--seeds", "2",
+                 "--param", "n_entities=100", "--out", str(out), "-q"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "RuntimeError: stage 2 is broken on purpose" in err
+    assert all(p.read_text() == text for p, text in before.items())
+    errors = [read_record(p) for p in iter_record_files(out) if read_record(p)["status"] == "error"]
+    assert len(errors) == 2 and errors[0]["error"] == "RuntimeError: stage 2 is broken on purpose"
+    board = imlbench.leaderboard(out)
+    assert board.set_index("learner").loc["testplugins:ExplodesInStage2", "n_failed"] == 2
+
+
+def test_corrupt_record_is_reported_and_nothing_else_is_lost(out, capsys):
+    run(out, learner="majority", seeds=3)
+    files = iter_record_files(out)
+    files[0].write_text("{ half a rec")
+    intact = {p: p.read_text() for p in files[1:]}
+    code = main(["run", "--learner", "majority", "--seeds", "3", "--param", "n_entities=100", "--out", str(out), "-q"])
+    err = capsys.readouterr().err
+    assert code == 1 and f"unreadable record file {files[0]}" in err and "--force" in err
+    assert all(p.read_text() == text for p, text in intact.items())
+    assert main(["leaderboard", str(out)]) == 1
+    assert main(["run", "--learner", "majority", "--seeds", "3", "--param", "n_entities=100", "--out", str(out),
+                 "-q", "--force"]) == 0
+    assert read_record(files[0])["status"] == "ok"
+
+
+def test_cli_prints_a_compact_summary(out, capsys):
+    assert main(["run", "--learner", "majority", "--seeds", "2", "--param", "n_entities=100", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "IML effect [95% CI]" in printed and "majority" in printed and "none" in printed
+    assert (out / "leaderboard.csv").exists()
+    assert main(["leaderboard", str(out), "-o", str(out / "board.csv")]) == 0
+    assert (out / "board.csv").read_text() == (out / "leaderboard.csv").read_text()
+
+
+def test_list_shows_learner_task_matrix(capsys):
+    assert main(["list"]) == 0
+    printed = capsys.readouterr().out
+    assert "synthetic-defs" in printed and "rf" in printed and "table: two+one" in printed
+
+
+def test_api_plan_resolves_without_running():
+    requests = imlbench.plan(learner="rf,mlp", task="synthetic-defs", seeds=3, pipeline="one-stage")
+    assert len(requests) == 6 and {r.learner.name for r in requests} == {"rf", "mlp"}
+    with pytest.raises(ImlbenchError, match="seeds must be at least 1"):
+        imlbench.plan(learner="rf", task="synthetic-defs", seeds=0)
