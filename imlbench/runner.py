@@ -134,6 +134,22 @@ def fit_until_point(fit: Iterator[None], learner: Learner, evaluator: Evaluator,
     return Outcome(curve, best, False)
 
 
+def timed(fit: Iterator[None], seconds: dict[str, float]) -> Iterator[None]:
+    """Pass a fit generator's checkpoints through, adding the time spent inside it to seconds["fit"]."""
+    try:
+        while True:
+            start = time.perf_counter()
+            try:
+                next(fit)
+            except StopIteration:
+                return
+            finally:
+                seconds["fit"] = seconds.get("fit", 0.0) + time.perf_counter() - start
+            yield
+    finally:
+        fit.close()
+
+
 def exhaust(fit: Iterator[None]) -> int:
     count = 0
     for _ in fit:
@@ -158,7 +174,7 @@ def execute(task_spec: Spec, learner_spec: Spec, seed: int, pipeline: str, thres
     if pipeline == "two-stage":
         t = time.perf_counter()
         stage1 = task.encode(view, data, data.stage1, "stage1")
-        n_stage1_checkpoints = exhaust(learner.fit(stage1))
+        n_stage1_checkpoints = exhaust(timed(learner.fit(stage1), seconds))
         seconds["stage1"] = time.perf_counter() - t
         after_stage1 = evaluator.test(learner)
         train_after_stage1 = evaluator.train(learner)
@@ -166,14 +182,14 @@ def execute(task_spec: Spec, learner_spec: Spec, seed: int, pipeline: str, thres
                   "accuracy": after_stage1}]
         t = time.perf_counter()
         stage2 = task.encode(view, data, data.stage2, "stage2")
-        outcome = fit_until_point(learner.continue_fit(stage2), learner, evaluator, "stage2",
+        outcome = fit_until_point(timed(learner.continue_fit(stage2), seconds), learner, evaluator, "stage2",
                                   threshold, progress, start)
         seconds["stage2"] = time.perf_counter() - t
     else:
         t = time.perf_counter()
         union = Examples.concat([data.stage1, data.stage2])
         union = union.select(np.random.default_rng(derive_seed(seed, 2)).permutation(len(union)))
-        outcome = fit_until_point(learner.fit(task.encode(view, data, union, "stage1")), learner,
+        outcome = fit_until_point(timed(learner.fit(task.encode(view, data, union, "stage1")), seconds), learner,
                                   evaluator, "single", threshold, progress)
         seconds["stage1"] = time.perf_counter() - t
         n_stage1_checkpoints = len(outcome.curve)
