@@ -86,7 +86,7 @@ def _weights_digest(seed: int) -> str:
     learner = Transformer(**SMALL, random_state=seed)
     for _ in learner.fit(encode("tokens", data, data.stage1)):
         pass
-    return sum(float(p.double().sum()) for p in learner.model_.parameters()).hex()
+    return sum(float(p.detach().double().sum()) for p in learner.model_.parameters()).hex()
 
 
 def test_same_seed_same_weights_across_processes():

@@ -107,7 +107,12 @@ def resolve_device(device: str) -> torch.device:
 
 
 class Transformer(Learner):
-    """Decoder-only transformer; predicts the argmax next token over the whole vocabulary."""
+    """Decoder-only transformer; predicts the argmax next token over the whole vocabulary.
+
+    `stage2_batch_size` is separate because stage 2 is small (a few hundred definitions): smaller
+    batches put more updates into each epoch, and each epoch is a checkpoint the harness evaluates.
+    `device="auto"` trains on CUDA when one is present, else on the CPU.
+    """
 
     views = ("tokens",)
     capabilities = frozenset({"continue_training"})
@@ -191,6 +196,8 @@ class Transformer(Learner):
             for start in range(0, len(order), batch_size):
                 batch = order[start: start + batch_size]
                 selected = mask[batch]
+                if not selected.any():
+                    continue
                 hidden = self.model_.hidden(inputs[batch])[selected]
                 loss = F.cross_entropy(self.model_.lm_head(hidden), targets[batch][selected])
                 self.optimizer_.zero_grad(set_to_none=True)

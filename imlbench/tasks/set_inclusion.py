@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from imlbench.protocol import DEFINITION, QUESTION, SUBSET_CODE, Examples, Task, TaskData, Vocab
-from imlbench.tasks.synthetic_defs import DEFAULT_FRACTIONS, derangement, split_counts
+from imlbench.tasks.synthetic_defs import DEFAULT_FRACTIONS, derangement, split_counts, subset_weights
 from imlbench.views import PAD
 
 QUESTION_TOKEN = "%"
@@ -53,8 +53,6 @@ class SetInclusion(Task):
 
     def validate(self) -> dict[str, float]:
         """Raise ValueError for a bad parameter; return the subset weights in use."""
-        if not 0.5 <= self.tag_reliability <= 1.0:
-            raise ValueError(f"tag_reliability={self.tag_reliability} must lie in [0.5, 1]")
         if self.n_variables < 20:
             raise ValueError(f"n_variables={self.n_variables} is too small; use at least 20")
         if not 2 <= self.n_candidates <= self.list_length:
@@ -69,11 +67,7 @@ class SetInclusion(Task):
             value = getattr(self, name)
             if value < 2 or value % 2:
                 raise ValueError(f"{name}={value} must be even and at least 2 (half true, half false)")
-        fractions = dict(DEFAULT_FRACTIONS if self.fractions is None else self.fractions)
-        unknown = set(fractions) - set(DEFAULT_FRACTIONS)
-        if unknown or any(v < 0 for v in fractions.values()):
-            raise ValueError(f"fractions must be non-negative weights for {', '.join(DEFAULT_FRACTIONS)}")
-        return {k: v for k, v in fractions.items() if v > 0}
+        return subset_weights(self.fractions, self.tag_reliability)
 
     def generate(self, seed: int) -> TaskData:
         fractions = self.validate()

@@ -34,6 +34,16 @@ DEFAULT_FRACTIONS = {
 QUESTION_MODES = ("identity", "attributes")
 
 
+def subset_weights(fractions: dict | None, tag_reliability: float) -> dict[str, float]:
+    """Check the parameters every tagged task shares; return the subset weights in use."""
+    if not 0.5 <= tag_reliability <= 1.0:
+        raise ValueError(f"tag_reliability={tag_reliability} must lie in [0.5, 1]")
+    weights = dict(DEFAULT_FRACTIONS if fractions is None else fractions)
+    if set(weights) - set(DEFAULT_FRACTIONS) or any(v < 0 for v in weights.values()):
+        raise ValueError(f"fractions must be non-negative weights for {', '.join(DEFAULT_FRACTIONS)}")
+    return {k: v for k, v in weights.items() if v > 0}
+
+
 def split_counts(n: int, fractions: dict[str, float]) -> dict[str, int]:
     """Variables per subset: fractions are weights (normalized), every subset gets at least 2."""
     total = sum(fractions.values())
@@ -86,18 +96,12 @@ class SyntheticDefs(Task):
         if self.questions not in QUESTION_MODES:
             raise ValueError(f"questions={self.questions!r} is not a question mode; valid: "
                              f"{', '.join(QUESTION_MODES)}")
-        if not 0.5 <= self.tag_reliability <= 1.0:
-            raise ValueError(f"tag_reliability={self.tag_reliability} must lie in [0.5, 1]")
         if not 1 <= self.n_train_phrasings < self.n_phrasings:
             raise ValueError(f"n_train_phrasings={self.n_train_phrasings} must lie in "
                              f"[1, n_phrasings={self.n_phrasings})")
         if self.n_entities < 20:
             raise ValueError(f"n_entities={self.n_entities} is too small; use at least 20")
-        fractions = dict(DEFAULT_FRACTIONS if self.fractions is None else self.fractions)
-        unknown = set(fractions) - set(DEFAULT_FRACTIONS)
-        if unknown or any(v < 0 for v in fractions.values()):
-            raise ValueError(f"fractions must be non-negative weights for {', '.join(DEFAULT_FRACTIONS)}")
-        return {k: v for k, v in fractions.items() if v > 0}
+        return subset_weights(self.fractions, self.tag_reliability)
 
     def generate(self, seed: int) -> TaskData:
         fractions = self.validate()
