@@ -1,0 +1,33 @@
+"""Multi-seed science checks on the default synthetic-defs task (fixed seeds; slow)."""
+
+import pytest
+
+import imlbench
+
+pytestmark = pytest.mark.slow
+SEEDS = 5
+
+
+def score(tmp_path, learner, pipeline, params=None):
+    summary = imlbench.run(learner=learner, task="synthetic-defs", seeds=SEEDS, pipeline=pipeline,
+                           params=params or {}, out=tmp_path)
+    assert summary.attrs["problems"] == []
+    return summary.iloc[0]
+
+
+@pytest.mark.parametrize("learner, pipeline", [("majority", "two-stage"), ("tag-blind", "one-stage")])
+def test_controls_show_no_effect(tmp_path, learner, pipeline):
+    row = score(tmp_path, learner, pipeline)
+    assert row["verdict"] == "none" and -3 <= row["ci_low"] and row["ci_high"] <= 3
+
+
+def test_random_forest_shows_no_effect_and_learns_the_definitions(tmp_path):
+    row = score(tmp_path, "rf", "two-stage")
+    assert row["verdict"] == "none" and row["n_definitions_not_learned"] == 0
+    assert row["acc_d1consis"] > 90 and row["acc_d2consis"] > 90  # it answers from both sources alike
+
+
+def test_mlp_pushed_hard_in_stage2_internalizes_only_the_reliable_source(tmp_path):
+    row = score(tmp_path, "mlp", "two-stage", {"stage2_lr": 1e-3})
+    assert row["verdict"] == "IML" and row["ci_low"] > 10
+    assert row["acc_d2consis"] < 5 and row["n_definitions_not_learned"] == 0
