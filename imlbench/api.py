@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import sys
+import tomllib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from imlbench.execution import drive
 from imlbench.records import load_records
 from imlbench.registry import ImlbenchError, load_target, parse_pair, resolve, split_overrides, suite_specs
-from imlbench.runner import DEFAULT_THRESHOLD, PIPELINES, RunRequest, check_pipeline, choose_view, run_one
+from imlbench.runner import DEFAULT_THRESHOLD, PIPELINES, RunRequest, check_pipeline, choose_view
 from imlbench.scoring import DEFAULT_MARGIN, summarize, write_leaderboard
 
 DEFAULT_OUT = "results"
@@ -43,10 +44,12 @@ def _target_class(kind: str, name: str) -> type:
 
 def plan(learner: str | Iterable[str], task: str | Iterable[str], seeds: int | Iterable[int] = DEFAULT_SEEDS,
          pipeline: str | Iterable[str] = "two-stage", params: dict[str, Any] | list[str] | None = None,
-         threshold: float = DEFAULT_THRESHOLD) -> list[RunRequest]:
+         threshold: float = DEFAULT_THRESHOLD, skip_unsupported: bool = False) -> list[RunRequest]:
     """Resolve names and parameters into run requests; every user error surfaces here, before any run.
 
     `params` is a dict (`{"n_entities": 200, "learner.lr": 1e-3}`) or a list of `key=value` strings.
+    With `skip_unsupported`, (learner, task, pipeline) combinations that cannot run are left out
+    instead of being an error (a suite runs "every learner on every task it supports").
     """
     pairs = list(params.items()) if isinstance(params, dict) else [parse_pair(p) for p in params or []]
     pipelines = _names(pipeline)
@@ -58,62 +61,63 @@ def plan(learner: str | Iterable[str], task: str | Iterable[str], seeds: int | I
     requests = []
     for task_name in _names(task):
         for learner_name in _names(learner):
-            task_over, learner_over = split_overrides(pairs, _target_class("task", task_name),
-                                                      _target_class("learner", learner_name))
+            task_cls, learner_cls = _target_class("task", task_name), _target_class("learner", learner_name)
+            if skip_unsupported:  # suite-wide parameters apply where they exist
+                pairs_here = [(k, v) for k, v in pairs if k.split(".")[-1] in
+                              {**task_cls.param_defaults(), **learner_cls.param_defaults()}]
+            else:
+                pairs_here = pairs
+            task_over, learner_over = split_overrides(pairs_here, task_cls, learner_cls)
             task_spec = resolve("task", task_name, task_over)
             learner_spec = resolve("learner", learner_name, learner_over)
             built_learner = learner_spec.build()
-            choose_view(built_learner, task_spec.build(), learner_spec.name, task_spec.name)
             for p in pipelines:
-                check_pipeline(built_learner, learner_spec.name, p)
+                try:
+                    choose_view(built_learner, task_spec.build(), learner_spec.name, task_spec.name)
+                    check_pipeline(built_learner, learner_spec.name, p)
+                except ImlbenchError:
+                    if skip_unsupported:
+                        continue
+                    raise
                 requests += [RunRequest(task_spec, learner_spec, s, p, threshold) for s in _seeds(seeds)]
     return requests
 
 
+def plan_suite(name: str, seeds: int | Iterable[int] | None = None, threshold: float = DEFAULT_THRESHOLD) -> list[RunRequest]:
+    """A suite (`suites/NAME.toml` or a path): every listed learner on every listed task it supports."""
+    specs = suite_specs("suite")
+    path = Path(name) if name.endswith(".toml") else specs.get(name)
+    if path is None or not path.is_file():
+        raise ImlbenchError(f"unknown suite {name!r}; valid: {', '.join(sorted(specs)) or '(none)'} (or a .toml path)")
+    try:
+        suite = tomllib.loads(path.read_text())
+        tasks, learners = suite["tasks"], suite["learners"]
+    except (OSError, tomllib.TOMLDecodeError, KeyError) as exc:
+        raise ImlbenchError(f"cannot read suite {path}: {type(exc).__name__}: {exc}") from exc
+    return plan(learners, tasks, suite.get("seeds", DEFAULT_SEEDS) if seeds is None else seeds,
+                suite.get("pipelines", ["two-stage"]), suite.get("params", {}), threshold, skip_unsupported=True)
+
+
 def execute_plan(requests: list[RunRequest], out: str | Path = DEFAULT_OUT, force: bool = False,
-                 verbose: bool = True) -> tuple[list[dict[str, Any]], list[str]]:
+                 verbose: bool = True, executor: str | Any = None, jobs: int = 1) -> tuple[list[dict[str, Any]], list[str]]:
     """Run (or load) every request. Returns (records, one-line problems). A failing run never
     stops the others: its error is recorded and reported."""
-    records, problems = [], []
-    for i, request in enumerate(requests, start=1):
-        prefix = f"[{i}/{len(requests)}] {request.label()}"
-
-        def progress(message: str) -> None:
-            if verbose:
-                print(f"\r{prefix}: {message}\033[K", end="", file=sys.stderr, flush=True)
-
-        try:
-            record, cached = run_one(request, Path(out), force=force, progress=progress)
-        except ImlbenchError as exc:
-            problems.append(str(exc))
-            if verbose:
-                print(f"\r{prefix}: error: {exc}\033[K", file=sys.stderr)
-            continue
-        records.append(record)
-        if record["status"] != "ok":
-            problems.append(f"{request.label()}: {record['error']}")
-        if verbose:
-            if record["status"] == "ok":
-                status = "cached" if cached else f"{record['measurements']['seconds']['total']:.1f}s"
-                status += f", effect {record['scores']['iml_effect']:+.1f}"
-            else:
-                status = f"error: {record['error']}"
-            print(f"\r{prefix}: {status}\033[K", file=sys.stderr, flush=True)
-    return records, problems
+    return drive(requests, out, force, executor, jobs, quiet=not verbose)
 
 
 def run(learner: str | Iterable[str] = "rf", task: str | Iterable[str] = "synthetic-defs",
         seeds: int | Iterable[int] = DEFAULT_SEEDS, pipeline: str | Iterable[str] = "two-stage",
         params: dict[str, Any] | list[str] | None = None, out: str | Path = DEFAULT_OUT,
         force: bool = False, threshold: float = DEFAULT_THRESHOLD, margin: float = DEFAULT_MARGIN,
-        verbose: bool = False) -> pd.DataFrame:
+        verbose: bool = False, executor: str | Any = None, jobs: int = 1) -> pd.DataFrame:
     """Run a grid and return its summary (one row per task x learner x pipeline).
 
-    The records are in `summary.attrs["records"]`, failures in `summary.attrs["problems"]`; the
+    `executor`/`jobs` choose where runs execute (see `imlbench.execution.open_executor`); any
+    concurrent.futures-style executor object works too. The records are in `summary.attrs["records"]`, failures in `summary.attrs["problems"]`; the
     leaderboard of everything under `out` is rewritten to `out/leaderboard.csv`.
     """
     requests = plan(learner, task, seeds, pipeline, params, threshold)
-    records, problems = execute_plan(requests, out, force, verbose)
+    records, problems = execute_plan(requests, out, force, verbose, executor, jobs)
     summary = summarize(records, margin)
     leaderboard(out, margin=margin)
     summary.attrs["records"] = records

@@ -43,12 +43,19 @@ def one_line(text: str) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    seeds = int(args.seeds) if args.seeds.isdigit() else [int(s) for s in args.seeds.split(",")]
-    requests = api.plan(args.learner, args.task, seeds, args.pipeline, args.param, args.threshold)
-    records, problems = api.execute_plan(requests, args.out, args.force, verbose=not args.quiet)
+    seeds = None if args.seeds is None else (int(args.seeds) if args.seeds.isdigit()
+                                             else [int(s) for s in args.seeds.split(",")])
+    if args.suite:
+        if args.learner or args.task or args.param:
+            raise ImlbenchError("--suite runs its own learners, tasks and parameters; "
+                                "drop --learner/--task/--param or drop --suite")
+        requests = api.plan_suite(args.suite, seeds, args.threshold)
+    else:
+        requests = api.plan(args.learner or "rf", args.task or "synthetic-defs",
+                            api.DEFAULT_SEEDS if seeds is None else seeds, args.pipeline, args.param, args.threshold)
+    records, problems = api.execute_plan(requests, args.out, args.force, not args.quiet, args.executor, args.jobs)
     board = api.leaderboard(args.out, margin=args.margin)
-    summary = summarize(records, args.margin)
-    print(format_summary(summary))
+    print(format_summary(summarize(records, args.margin)))
     print(f"records: {Path(args.out) / 'records'}  leaderboard: {Path(args.out) / 'leaderboard.csv'}")
     for line in problems + board.attrs["problems"]:
         print(f"imlbench: error: {one_line(line)}", file=sys.stderr)
@@ -121,9 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run learners on tasks over seeds (finished runs are reused)")
-    run.add_argument("--learner", default="rf", help="name(s), comma-separated (default: rf)")
-    run.add_argument("--task", default="synthetic-defs", help="name(s), comma-separated (default: synthetic-defs)")
-    run.add_argument("--seeds", default=str(api.DEFAULT_SEEDS), help="number of seeds (0..N-1) or a comma list")
+    run.add_argument("--learner", default=None, help="name(s), comma-separated (default: rf)")
+    run.add_argument("--task", default=None, help="name(s), comma-separated (default: synthetic-defs)")
+    run.add_argument("--suite", default=None, help="run a suite (suites/NAME.toml: default, smoke, gpu) instead")
+    run.add_argument("--seeds", default=None, help="number of seeds (0..N-1) or a comma list (default: 5)")
     run.add_argument("--pipeline", default="two-stage", help=f"{' | '.join(PIPELINES)}, or both comma-separated")
     run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                      help="override a parameter (prefix task. or learner. if ambiguous); repeatable")
@@ -133,7 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="definition accuracy that marks the evaluation point (default: 0.98)")
     run.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
                      help="equivalence margin in points for the verdict 'none' (default: 10)")
-    run.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    run.add_argument("--jobs", type=int, default=1, help="parallel runs (worker processes or dask workers)")
+    run.add_argument("--executor", default=None,
+                     help="local (default), dask (a LocalCluster of --jobs workers), dask://HOST:PORT, "
+                          "slurm (submitit), submitit-local")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar or per-run lines")
     run.set_defaults(func=cmd_run)
 
     lst = sub.add_parser("list", help="the learner x task matrix with supported pipelines")

@@ -231,6 +231,8 @@ class Task(Parameterized, ABC):
     (parameters, seed): seed i gives every learner the same data, so comparisons are paired."""
 
     views: ClassVar[tuple[str, ...]] = ("tokens", "table")
+    # views in which the tag is its own token / column (a tag-blind control can only remove it there)
+    tagged_views: ClassVar[tuple[str, ...]] = ("tokens", "table")
 
     @abstractmethod
     def generate(self, seed: int) -> TaskData: ...
@@ -261,6 +263,7 @@ class Learner(Parameterized, ABC):
 
     views: ClassVar[tuple[str, ...]] = ()
     capabilities: ClassVar[frozenset[str]] = frozenset()  # e.g. {"continue_training"}
+    hides_tags: ClassVar[bool] = False  # runs only on views where the task keeps the tag separate
 
     def supported_views(self) -> tuple[str, ...]:
         return self.views

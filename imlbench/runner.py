@@ -41,11 +41,12 @@ def derive_seed(seed: int, purpose: int) -> int:
 
 
 def choose_view(learner: Learner, task: Task, learner_name: str, task_name: str) -> str:
+    offered = tuple(v for v in task.views if not learner.hides_tags or v in task.tagged_views)
     for view in learner.supported_views():
-        if view in task.views:
+        if view in offered:
             return view
     raise ImlbenchError(f"learner {learner_name!r} reads views {', '.join(learner.supported_views())} "
-                        f"but task {task_name!r} offers {', '.join(task.views)}")
+                        f"but task {task_name!r} offers {', '.join(offered) or 'none it can use'}")
 
 
 def check_pipeline(learner: Learner, learner_name: str, pipeline: str) -> None:

@@ -37,6 +37,8 @@ class TagBlind(Learner):
     """Wraps another learner (`base`, any name the registry resolves) and hides the tag from it:
     the table view loses its `tag` column, the tokens view maps every tag to one token."""
 
+    hides_tags = True
+
     def __init__(self, base: str = "mlp", base_params: dict | None = None, random_state: int = 0):
         self.base = base
         self.base_params = base_params
@@ -79,8 +81,7 @@ def blind(data):
     """The same data without tag information."""
     if isinstance(data, (TableData, TableQueries)):
         if "tag" not in data.X.columns:
-            raise ValueError("tag-blind needs a `tag` column to remove, and this task's table has none "
-                             "(its tags are drawn in the pixels)")
+            raise ValueError("tag-blind needs a `tag` column to remove, and this table has none")
         return replace(data, X=data.X.drop(columns="tag"))
     if isinstance(data, (TokenData, TokenQueries)):
         tokens = np.where(np.isin(data.tokens, data.tag_ids), data.tag_ids[0], data.tokens)

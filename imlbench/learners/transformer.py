@@ -111,6 +111,17 @@ class Transformer(Learner):
 
     `stage2_batch_size` is separate because stage 2 is small (a few hundred definitions): smaller
     batches put more updates into each epoch, and each epoch is a checkpoint the harness evaluates.
+
+    `stage2_steps_per_epoch` (default 0 = off: an epoch is one pass over the stage-2 documents)
+    fixes the number of optimizer steps in every stage-2 epoch, whatever `stage2_batch_size` is, so
+    that a batch-size comparison is not confounded with step counts: with it, batch sizes 16 and 256
+    take the same number of AdamW steps between two checkpoints and reach a checkpoint after the
+    same number of steps. Batches are then cut from a stream of successive random permutations of the
+    stage-2 documents (each document is seen equally often, give or take one; a batch larger than
+    the stage-2 set may repeat a document). With 285 stage-2 documents (synthetic-defs defaults) the
+    default batch of 32 takes 9 steps per epoch, so `stage2_steps_per_epoch = 9` keeps the default's
+    step count. Larger batches then see more documents per checkpoint; that is the price of holding
+    steps fixed, and the alternative (holding documents seen fixed) is what the knob's default does.
     `device="auto"` trains on CUDA when one is present, else on the CPU.
     """
 
@@ -121,7 +132,7 @@ class Transformer(Learner):
                  stage2_epochs: int = 200, batch_size: int = 128,
                  stage2_batch_size: int = 32, lr: float = 1e-3, stage2_lr: float = 2e-4,
                  beta1: float = 0.9, beta2: float = 0.98, weight_decay: float = 0.0, device: str = "auto",
-                 n_threads: int = 1, random_state: int = 0):
+                 n_threads: int = 1, random_state: int = 0, stage2_steps_per_epoch: int = 0):
         self.n_layers = n_layers
         self.d_model = d_model
         self.n_heads = n_heads
@@ -137,12 +148,15 @@ class Transformer(Learner):
         self.device = device
         self.n_threads = n_threads
         self.random_state = random_state
+        self.stage2_steps_per_epoch = stage2_steps_per_epoch
 
     def validate(self) -> None:
         for name in ("n_layers", "d_model", "n_heads", "epochs", "stage2_epochs", "batch_size", "stage2_batch_size",
                      "n_threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.stage2_steps_per_epoch < 0:
+            raise ValueError("stage2_steps_per_epoch must be 0 (off: one pass per epoch) or positive")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} must be a multiple of n_heads={self.n_heads}")
         if self.lr <= 0 or self.stage2_lr <= 0:
@@ -168,6 +182,7 @@ class Transformer(Learner):
         self.optimizer_ = torch.optim.AdamW(self.model_.parameters(), lr=self.lr,
                                             betas=(self.beta1, self.beta2), weight_decay=self.weight_decay)
         self.rng_ = np.random.default_rng(self.random_state)
+        self.n_steps_ = 0  # optimizer steps taken so far (both stages)
         yield from self._train(data, self.epochs, self.batch_size)
 
     def continue_fit(self, data: TokenData) -> Iterator[None]:
@@ -175,7 +190,7 @@ class Transformer(Learner):
             raise RuntimeError("continue_fit called before fit")
         for group in self.optimizer_.param_groups:
             group["lr"] = self.stage2_lr
-        yield from self._train(data, self.stage2_epochs, self.stage2_batch_size)
+        yield from self._train(data, self.stage2_epochs, self.stage2_batch_size, self.stage2_steps_per_epoch)
 
     def _check(self, tokens: np.ndarray, vocab_size: int) -> None:
         if vocab_size != self.vocab_size_:
@@ -183,8 +198,25 @@ class Transformer(Learner):
         if tokens.shape[1] > self.max_length_:
             raise ValueError(f"sequences of length {tokens.shape[1]} exceed the model's {self.max_length_}")
 
-    def _train(self, data: TokenData, epochs: int, batch_size: int) -> Iterator[None]:
+    def _epoch_batches(self, n: int, batch_size: int, steps: int) -> list[np.ndarray]:
+        """One epoch's batches of document indices: one pass over a fresh permutation (steps = 0),
+        or exactly `steps` batches cut from a stream of successive permutations (steps > 0)."""
+        if not steps:
+            order = self.rng_.permutation(n)
+            return [order[start: start + batch_size] for start in range(0, n, batch_size)]
+        needed = steps * batch_size
+        parts = [self.stream_]
+        available = len(self.stream_)
+        while available < needed:
+            parts.append(self.rng_.permutation(n))
+            available += n
+        stream = np.concatenate(parts)
+        self.stream_ = stream[needed:]  # the rest of the current permutation opens the next epoch
+        return [stream[i * batch_size: (i + 1) * batch_size] for i in range(steps)]
+
+    def _train(self, data: TokenData, epochs: int, batch_size: int, steps_per_epoch: int = 0) -> Iterator[None]:
         torch.set_num_threads(self.n_threads)
+        self.stream_ = np.zeros(0, dtype=np.int64)
         self._check(data.tokens, data.vocab_size)
         tokens = torch.from_numpy(np.ascontiguousarray(data.tokens, dtype=np.int64)).to(self.device_)
         # Position i is predicted from tokens[:i]: logits[:, i-1] against tokens[:, i].
@@ -192,9 +224,8 @@ class Transformer(Learner):
         mask = torch.from_numpy(np.ascontiguousarray(data.loss_mask[:, 1:])).to(self.device_)
         for _ in range(epochs):
             self.model_.train()
-            order = torch.from_numpy(self.rng_.permutation(len(tokens))).to(self.device_)
-            for start in range(0, len(order), batch_size):
-                batch = order[start: start + batch_size]
+            for indices in self._epoch_batches(len(tokens), batch_size, steps_per_epoch):
+                batch = torch.from_numpy(indices).to(self.device_)
                 selected = mask[batch]
                 if not selected.any():
                     continue
@@ -203,6 +234,7 @@ class Transformer(Learner):
                 self.optimizer_.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer_.step()
+                self.n_steps_ += 1
             yield
 
     @torch.no_grad()

@@ -59,6 +59,7 @@ class TaggedDigits(SyntheticDefs):
     """
 
     views = ("image", "table")
+    tagged_views = ()  # the tag is drawn in the pixels: no view keeps it apart
 
     def __init__(
         self,

@@ -1,0 +1,171 @@
+"""Parameter sweeps: a cartesian grid of runs, each cached like any run, scored per grid point.
+
+A grid point is an ordinary run with parameter overrides, so it is also its own leaderboard row
+(`learner[key=value]`) and its records are reused by `imlbench run` and by later sweeps. The sweep
+CSV (`OUT/sweeps/<name>.csv`) holds one row per grid point with the standardized score; the swept
+values are in columns named `param.<name>` so that plots can tell them from the scores.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from imlbench import api
+from imlbench.registry import ImlbenchError, parse_value
+from imlbench.runner import DEFAULT_THRESHOLD
+from imlbench.scoring import DEFAULT_MARGIN, summarize
+
+PARAM_PREFIX = "param."
+SWEEPS_DIR = "sweeps"
+
+
+def split_values(text: str) -> list[str]:
+    """Split `v1,v2,...` at top-level commas only: a TOML list `[1, 2]`, inline table `{a = 1}` or
+    quoted string `"a,b"` stays one value."""
+    parts, current, depth, quote = [], [], 0, ""
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            current.append(ch)
+            if ch == "\\" and quote == '"' and i + 1 < len(text):
+                current.append(text[i + 1])
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in "\"'":
+            quote = ch
+            current.append(ch)
+        elif ch in "[{":
+            depth += 1
+            current.append(ch)
+        elif ch in "]}":
+            depth -= 1
+            current.append(ch)
+        elif ch == "," and depth == 0:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+        i += 1
+    if quote or depth:
+        raise ImlbenchError(f"unbalanced quotes or brackets in sweep values {text!r}")
+    parts.append("".join(current))
+    return [p.strip() for p in parts]
+
+
+def parse_grid(items: Iterable[str]) -> dict[str, list[Any]]:
+    """`["name=v1,v2", ...]` (the CLI's repeated `--param`) -> `{name: [v1, v2]}`, each value read
+    as TOML by `parse_value` (`0.5` -> float, `16` -> int, `[1, 2]` -> list, bare words -> str)."""
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ImlbenchError(f"bad --param {item!r}; expected name=v1,v2,... (e.g. tag_reliability=0.5,1.0)")
+        if name in grid:
+            raise ImlbenchError(f"--param {name!r} given twice; list all its values in one --param")
+        texts = split_values(values)
+        if any(not t for t in texts):
+            raise ImlbenchError(f"empty value in --param {item!r}")
+        grid[name] = [parse_value(t) for t in texts]
+    if not grid:
+        raise ImlbenchError("a sweep needs at least one --param name=v1,v2,...")
+    return grid
+
+
+def _check_grid(grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    if not isinstance(grid, dict) or not grid:
+        raise ImlbenchError("a sweep needs a non-empty grid {name: [values]}")
+    checked = {}
+    for name, values in grid.items():
+        values = list(values) if isinstance(values, (list, tuple)) else [values]
+        if not values:
+            raise ImlbenchError(f"sweep parameter {name!r} has no values")
+        checked[str(name)] = values
+    return checked
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._=-]+", "_", text).strip("_") or "sweep"
+
+
+def sweep_name(learner: str, task: str, pipeline: str, grid: dict[str, list[Any]]) -> str:
+    """File stem naming what was swept; single-valued entries are fixed settings and named with
+    their value, so two sweeps of the same parameter under different settings do not collide."""
+    parts = []
+    for name, values in sorted(grid.items()):
+        parts.append(f"{name}={values[0]}" if len(values) == 1 else name)
+    return _safe(f"{learner}_{task}_{pipeline}_" + "_".join(parts))
+
+
+def _value_text(value: Any) -> str:
+    return value if isinstance(value, str) else repr(value)
+
+
+def sweep(learner: str, task: str, grid: dict[str, list[Any]], seeds: int | Iterable[int] = 5,
+          pipeline: str = "two-stage", out: str | Path = "results", force: bool = False,
+          verbose: bool = False, name: str | None = None, threshold: float = DEFAULT_THRESHOLD,
+          margin: float = DEFAULT_MARGIN) -> pd.DataFrame:
+    """Run every point of the cartesian `grid` (param overrides) and score each one.
+
+    Every grid point is planned before any run starts, so a bad name or value fails at once. Returns
+    one row per grid point (and per learner/task/pipeline when those are lists) with the summary
+    columns of `imlbench.scoring.summarize`, the per-seed effects, and `param.<name>` columns;
+    writes it to `out/sweeps/<name>.csv` and rebuilds `out/leaderboard.csv`. Failed runs are listed
+    in `frame.attrs["problems"]`.
+    """
+    grid = _check_grid(grid)
+    names = list(grid)
+    points = [dict(zip(names, combo)) for combo in itertools.product(*(grid[n] for n in names))]
+    plans = [(point, api.plan(learner, task, seeds, pipeline, point, threshold)) for point in points]
+    rows, problems = [], []
+    for i, (point, requests) in enumerate(plans, start=1):
+        if verbose:
+            shown = ", ".join(f"{k}={_value_text(v)}" for k, v in point.items())
+            print(f"grid point {i}/{len(plans)}: {shown}", flush=True)
+        records, point_problems = api.execute_plan(requests, out, force, verbose)
+        problems += point_problems
+        summary = summarize(records, margin)
+        for _, row in summary.iterrows():
+            ok = [r for r in records if r["status"] == "ok" and r["learner"]["name"] == row["learner"]
+                  and r["task"]["name"] == row["task"] and r["pipeline"] == row["pipeline"]]
+            ok.sort(key=lambda r: r["seed"])
+            entry = {f"{PARAM_PREFIX}{k}": v for k, v in point.items()}
+            entry.update(row.to_dict())
+            entry["seeds"] = ";".join(str(r["seed"]) for r in ok)
+            entry["effects"] = ";".join(f"{r['scores']['iml_effect']:.4g}" for r in ok)
+            rows.append(entry)
+    frame = pd.DataFrame(rows)
+    for column in frame.columns:  # list-valued parameters (TOML arrays) as their TOML-ish text
+        if column.startswith(PARAM_PREFIX) and frame[column].map(lambda v: isinstance(v, (list, dict))).any():
+            frame[column] = frame[column].map(str)
+    path = Path(out) / SWEEPS_DIR / f"{_safe(name) if name else sweep_name(learner, task, pipeline, grid)}.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{path.name}")
+    frame.to_csv(tmp, index=False, float_format="%.6g")
+    tmp.replace(path)
+    api.leaderboard(out, margin=margin)
+    frame.attrs["problems"] = problems
+    frame.attrs["path"] = path
+    return frame
+
+
+def swept_columns(frame: pd.DataFrame) -> list[str]:
+    """The `param.*` columns of a sweep CSV, those that vary first."""
+    columns = [c for c in frame.columns if c.startswith(PARAM_PREFIX)]
+    return sorted(columns, key=lambda c: frame[c].astype(str).nunique() <= 1)
+
+
+def effects_of(cell: Any) -> list[float]:
+    """The per-seed effects stored as `e1;e2;...` in a sweep CSV cell."""
+    if cell is None or (isinstance(cell, float) and math.isnan(cell)) or str(cell).strip() == "":
+        return []
+    return [float(v) for v in str(cell).split(";")]

@@ -1,0 +1,70 @@
+"""Parallel and cluster execution give the same records as in-process runs, and lose nothing."""
+
+import os
+import threading
+import time
+
+import pytest
+
+import imlbench
+from imlbench.api import execute_plan
+from imlbench.records import iter_record_files, read_record
+
+GRID = dict(learner="rf", task="synthetic-defs", seeds=2, pipeline="two-stage,one-stage",
+            params={"n_entities": 100, "n_estimators": 10, "stage2_estimators": 10})
+
+
+def records_by_name(out):
+    return {p.name: {k: v for k, v in read_record(p).items() if k != "measurements"} for p in iter_record_files(out)}
+
+
+@pytest.fixture(scope="module")
+def in_process(tmp_path_factory):
+    out = tmp_path_factory.mktemp("in_process")
+    imlbench.run(out=out, **GRID)
+    return records_by_name(out)
+
+
+@pytest.mark.parametrize("executor", ["local", "dask", "submitit-local"])
+def test_engines_reproduce_in_process_records(tmp_path, in_process, executor):
+    summary = imlbench.run(out=tmp_path, executor=executor, jobs=2, **GRID)
+    assert summary.attrs["problems"] == []
+    assert records_by_name(tmp_path) == in_process and len(in_process) == 4
+
+
+def test_a_concurrent_futures_executor_object_works(tmp_path, in_process):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        imlbench.run(out=tmp_path, executor=pool, **GRID)
+    assert records_by_name(tmp_path) == in_process
+
+
+def test_unknown_executor_is_a_clear_error(tmp_path):
+    with pytest.raises(imlbench.ImlbenchError, match="unknown executor 'yarn'; valid: local, dask"):
+        imlbench.run(out=tmp_path, executor="yarn", jobs=2, **GRID)
+
+
+def test_killed_dask_worker_loses_nothing_after_a_rerun(tmp_path):
+    from dask.distributed import Client, LocalCluster
+
+    requests = imlbench.plan(learner="mlp", task="synthetic-defs", seeds=6,
+                             params={"n_entities": 100, "epochs": 20, "stage2_epochs": 20})
+    with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        victim = sorted(client.scheduler_info()["workers"])[0]
+
+        def kill_one_worker():
+            time.sleep(4)
+            client.run(os._exit, 1, workers=[victim])
+
+        killer = threading.Thread(target=kill_one_worker)
+        killer.start()
+        records, problems = execute_plan(requests, tmp_path, executor=client, verbose=False)
+        killer.join()
+    done_first = len(iter_record_files(tmp_path))
+    assert done_first >= 1  # the other worker kept finishing runs
+    records, problems = execute_plan(requests, tmp_path, verbose=False)
+    assert problems == [] and len(records) == 6
+    assert len(iter_record_files(tmp_path)) == 6
+    assert all(r["status"] == "ok" for r in records)
