@@ -119,7 +119,7 @@ def _save(fig: Figure, stem: Path, formats: Iterable[str]) -> list[Path]:
     FigureCanvasAgg(fig)
     paths = []
     for fmt in formats:
-        path = stem.with_suffix(f".{fmt}")
+        path = stem.parent / f"{stem.name}.{fmt}"  # not with_suffix: names hold dots (0.5)
         fig.savefig(path, format=fmt, dpi=100, bbox_inches="tight",
                     metadata={"Date": None} if fmt == "svg" else None)
         paths.append(path)
@@ -599,3 +599,19 @@ def register_commands(subparsers: Any) -> None:
     rp.add_argument("--out", default="report.md", help="Markdown path; figures go to figures/ beside it")
     rp.add_argument("--margin", type=float, default=DEFAULT_MARGIN, help="equivalence margin in points")
     rp.set_defaults(func=cmd_report)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m imlbench.report sweep|plot|report ...`: the same commands outside `imlbench`."""
+    parser = argparse.ArgumentParser(prog="python -m imlbench.report")
+    register_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ImlbenchError as exc:
+        print(f"imlbench: error: {_one_line(str(exc))}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
