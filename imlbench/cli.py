@@ -42,9 +42,24 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def parse_seeds(text: str) -> int | list[int]:
+    """`5` = seeds 0..4; `0,3,7` = those seeds; `2-4` = seeds 2, 3, 4 (`0-0` = seed 0 alone)."""
+    try:
+        if text.isdigit():
+            return int(text)
+        seeds: list[int] = []
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            low, sep, high = part.partition("-")
+            seeds += list(range(int(low), int(high) + 1)) if sep else [int(part)]
+        if seeds:
+            return seeds
+    except ValueError:
+        pass
+    raise ImlbenchError(f"bad --seeds {text!r}; expected a count (5), a list (0,3,7) or a range (2-4)")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    seeds = None if args.seeds is None else (int(args.seeds) if args.seeds.isdigit()
-                                             else [int(s) for s in args.seeds.split(",")])
+    seeds = None if args.seeds is None else parse_seeds(args.seeds)
     if args.suite:
         if args.learner or args.task or args.param:
             raise ImlbenchError("--suite runs its own learners, tasks and parameters; "
@@ -131,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--learner", default=None, help="name(s), comma-separated (default: rf)")
     run.add_argument("--task", default=None, help="name(s), comma-separated (default: synthetic-defs)")
     run.add_argument("--suite", default=None, help="run a suite (suites/NAME.toml: default, smoke, gpu) instead")
-    run.add_argument("--seeds", default=None, help="number of seeds (0..N-1) or a comma list (default: 5)")
+    run.add_argument("--seeds", default=None, help="a count N (seeds 0..N-1), a list 0,3,7 or a range 2-4 (default: 5)")
     run.add_argument("--pipeline", default="two-stage", help=f"{' | '.join(PIPELINES)}, or both comma-separated")
     run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                      help="override a parameter (prefix task. or learner. if ambiguous); repeatable")

@@ -23,6 +23,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from PIL import Image
 from scipy import stats
 
 from imlbench.records import iter_record_files, read_record
@@ -122,6 +123,10 @@ def _save(fig: Figure, stem: Path, formats: Iterable[str]) -> list[Path]:
         path = stem.parent / f"{stem.name}.{fmt}"  # not with_suffix: names hold dots (0.5)
         fig.savefig(path, format=fmt, dpi=100, bbox_inches="tight",
                     metadata={"Date": None} if fmt == "svg" else None)
+        if fmt == "png":  # a 256-colour palette: a third of the bytes, no visible change for line plots
+            with Image.open(path) as image:
+                small = image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+            small.save(path, optimize=True)
         paths.append(path)
     return paths
 
@@ -148,7 +153,8 @@ def plot_leaderboard(records: list[dict[str, Any]], out_dir: Path, margin: float
     groups = _groups(records)
     board = board.iloc[::-1].reset_index(drop=True)  # first row on top
     n = len(board)
-    fig = Figure(figsize=(10, 1.6 + 0.42 * n), layout="constrained")
+    lines = sum(2 + (len(name) > 40) * name.count(",") for name in board["learner"])
+    fig = Figure(figsize=(12, 1.6 + 0.2 * lines + 0.1 * n), layout="constrained")
     ax = fig.add_subplot()
     ax.axvspan(-margin, margin, color="#dddddd", alpha=0.6, lw=0, label=f"±{margin:g}-point margin (verdict 'none')")
     ax.axvline(0, color="black", lw=1)
@@ -165,7 +171,8 @@ def plot_leaderboard(records: list[dict[str, Any]], out_dir: Path, margin: float
         colour = "#777777" if control else "#08519c"
         ax.errorbar([mean], [i], xerr=[[mean - low], [high - mean]], fmt="s" if control else "o",
                     color=colour, mfc="white" if control else colour, ms=7, capsize=4, lw=1.5, label=label)
-        labels.append(f"{row['learner']}{' [control]' if control else ''} · {row['pipeline']}\non {row['task']}")
+        name = row["learner"] if len(row["learner"]) <= 40 else row["learner"].replace(",", ",\n  ")
+        labels.append(f"{name}{' [control]' if control else ''}\n{row['pipeline']} on {row['task']}")
         ax.annotate(f"{mean:+.1f} [{low:+.1f}, {high:+.1f}]  {row['verdict']}  (n={row['n_seeds']})",
                     xy=(1.01, i), xycoords=("axes fraction", "data"), va="center", fontsize=8)
     ax.set_yticks(range(n), labels, fontsize=8)
@@ -206,7 +213,7 @@ def plot_curves(group: list[dict[str, Any]], out_dir: Path, threshold: float | N
     need = max(1, min(2, n), math.ceil(n / 2))
     checkpoints = [c for c, entries in table.items() if len(entries) >= need]
     points = [int(r["evaluation_point"]["checkpoint"]) for r in group]
-    fig = Figure(figsize=(12, 4.6))
+    fig = Figure(figsize=(12, 5.4), layout="constrained")
     ax, ax_defs = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
     subsets = [s for s in CURVE_SUBSETS if any(s in e["accuracy"] for c in checkpoints for e in table[c])]
     for subset in subsets:
@@ -248,16 +255,18 @@ def plot_curves(group: list[dict[str, Any]], out_dir: Path, threshold: float | N
     ax_defs.set_ylabel("stage-2 definition reproduced (%)")
     effects = [r["scores"]["iml_effect"] for r in group]
     m, lo, hi = t_interval(np.array(effects))
+    ci = f"95% t-CI [{lo:+.1f}, {hi:+.1f}]" if n > 1 else "one seed: no CI"
     fig.suptitle(f"{learner} on {task} ({pipeline}), {n} seed{'s' if n > 1 else ''}: IML effect "
-                 f"{m:+.1f} points (95% t-CI [{lo:+.1f}, {hi:+.1f}])", fontsize=11)
+                 f"{m:+.1f} points ({ci})", fontsize=11)
     ax.set_title("test accuracy per subset", fontsize=10)
     ax_defs.set_title("stage-2 definitions reproduced, per tag", fontsize=10)
-    ax.legend(fontsize=7.5, loc="center left", bbox_to_anchor=(0.0, 0.5), framealpha=0.85)
-    ax_defs.legend(fontsize=7.5, loc="lower right", framealpha=0.85)
-    fig.text(0.01, -0.02, f"Lines: mean over the seeds still training at each checkpoint (at least {need} of {n}); "
-             f"bands: 95% t-based CI over seeds. A seed stops at its evaluation point (first checkpoint "
-             f"with every tag ≥ {100 * threshold:g}%).", fontsize=8)
-    fig.tight_layout()
+    handles, labels = ax.get_legend_handles_labels()
+    more, more_labels = ax_defs.get_legend_handles_labels()
+    fig.legend(handles + more, labels + more_labels, loc="outside lower center", ncol=4, fontsize=8,
+               frameon=False, title_fontsize=8,
+               title=f"Lines: mean over the seeds still training at each checkpoint (at least {need} of {n}); "
+                     f"bands: 95% t-based CI over seeds. A seed stops at its evaluation point (first "
+                     f"checkpoint with every tag ≥ {100 * threshold:g}%).")
     return _save(fig, out_dir / f"curves-{_safe(task)}-{_safe(learner)}-{pipeline}", formats)
 
 
@@ -466,7 +475,8 @@ def report(results_dir: str | Path, out_path: str | Path, margin: float = DEFAUL
             "defs learned": f"{r['n_seeds'] - r['n_definitions_not_learned']}/{r['n_seeds']}",
             "s/seed": _num(r["seconds_per_seed"], "{:.1f}"),
         })
-    lines += [_md_table(table), "", "Accuracies in % at the evaluation point (mean over seeds).", ""]
+    lines += [_md_table(table), "", "Accuracies in % at the evaluation point (mean over seeds); s/seed is the "
+              "wall-clock time per seed as recorded, which includes any waiting on a shared machine.", ""]
     lines += [f"![leaderboard]({rel['leaderboard.png']})", ""]
     for csv in sweep_files(root):
         frame = read_sweep(csv)

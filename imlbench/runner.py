@@ -211,7 +211,7 @@ def execute(task_spec: Spec, learner_spec: Spec, seed: int, pipeline: str, thres
         "definitions_learned": outcome.definitions_learned,
         "stage1_checkpoints": n_stage1_checkpoints,
         "curve": outcome.curve,
-        "scores": run_scores(at_point, after_stage1),
+        "scores": run_scores(at_point, after_stage1, two_stage=pipeline == "two-stage"),
         "sizes": {"stage1": len(data.stage1), "stage2": len(data.stage2), "test": len(data.test),
                   **{f"variables_{k}": v for k, v in data.info.get("variables_per_subset", {}).items()}},
         "measurements": {"seconds": seconds,

@@ -21,10 +21,18 @@ from imlbench.protocol import SUBSETS
 DEFAULT_MARGIN = 10.0
 N_BOOTSTRAP = 10_000
 VERDICTS = ("IML", "reverse", "none", "inconclusive")
+# A learner whose held-out questions (subset `q`, after stage 1) are no better than the never-trained
+# `no_qd_baseline` has not learned to answer questions at all; a d1-d2 difference then says nothing
+# about internalization, so IML / reverse become `inconclusive` (e.g. set-inclusion at CPU scale).
+QUESTIONS_LEARNED_POINTS = 5.0
 
 
-def run_scores(at_point: dict[str, float], after_stage1: dict[str, float]) -> dict[str, float]:
-    """Scores of one run in percentage points; NaN where a subset is absent."""
+def run_scores(at_point: dict[str, float], after_stage1: dict[str, float], two_stage: bool = True) -> dict[str, float]:
+    """Scores of one run in percentage points; NaN where a subset is absent.
+
+    `effect_before_stage2` is d1 - d2 before any stage-2 definition was seen (two-stage only): a
+    difference already there is not internalization, and a reader should subtract it.
+    """
     def acc(table: dict[str, float], subset: str) -> float:
         value = table.get(subset)
         return math.nan if value is None else 100.0 * value
@@ -34,6 +42,7 @@ def run_scores(at_point: dict[str, float], after_stage1: dict[str, float]) -> di
         "stage1_gap": acc(after_stage1, "qd1consis") - acc(after_stage1, "qd2incons"),
         "neutral_offset": acc(at_point, "d3consis") - acc(at_point, "d2consis"),
         "baseline": acc(at_point, "no_qd_baseline"),
+        "effect_before_stage2": acc(after_stage1, "d1consis") - acc(after_stage1, "d2consis") if two_stage else math.nan,
     }
 
 
@@ -91,8 +100,13 @@ def summarize(records: list[dict[str, Any]], margin: float = DEFAULT_MARGIN) -> 
             "effect_mean": score["mean"], "ci_low": score["ci_low"], "ci_high": score["ci_high"],
             "d_z": score["d_z"], "p_one_sided": score["p_one_sided"], "verdict": score["verdict"],
         }
-        for name in ("stage1_gap", "neutral_offset", "baseline"):
-            row[name] = _mean([r["scores"][name] for r in ok])
+        for name in ("stage1_gap", "neutral_offset", "baseline", "effect_before_stage2"):
+            row[name] = _mean([r["scores"].get(name, math.nan) for r in ok])
+        row["q_over_baseline"] = _mean([100 * (r["accuracy_after_stage1"]["q"] - r["accuracy_after_stage1"]["no_qd_baseline"])
+                                        for r in ok if {"q", "no_qd_baseline"} <= set(r["accuracy_after_stage1"])])
+        row["verdict_note"] = ""
+        if row["verdict"] in ("IML", "reverse") and row["q_over_baseline"] < QUESTIONS_LEARNED_POINTS:
+            row["verdict"], row["verdict_note"] = "inconclusive", f"{score['verdict']} by CI, but questions not learned"
         for subset in SUBSETS:
             row[f"acc_{subset}"] = _mean([100 * r["accuracy"][subset] for r in ok if subset in r["accuracy"]])
         row["seconds_per_seed"] = _mean([r["measurements"]["seconds"]["total"] for r in ok])
