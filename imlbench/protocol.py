@@ -221,6 +221,12 @@ class Parameterized:
     def validate(self) -> Any:
         """Raise ValueError naming a bad parameter value; called before any run starts."""
 
+    def require_at_least_one(self, *names: str) -> None:
+        """The common check of sizes and counts (epochs, layers, batch sizes, threads)."""
+        for name in names:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"

@@ -34,9 +34,7 @@ class GradientBoosting(Learner):
         self.random_state = random_state
 
     def validate(self) -> None:
-        for name in ("n_rounds", "stage2_rounds", "rounds_per_checkpoint", "max_depth", "n_threads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
+        self.require_at_least_one("n_rounds", "stage2_rounds", "rounds_per_checkpoint", "max_depth", "n_threads")
 
     def _matrix(self, X, y=None) -> xgb.DMatrix:
         labels = None if y is None else np.searchsorted(self.label_space_, y)

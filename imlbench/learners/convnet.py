@@ -61,10 +61,8 @@ class ConvNet(Learner):
         self.random_state = random_state
 
     def validate(self) -> None:
-        for name in ("channels1", "channels2", "hidden", "epochs", "stage2_epochs", "batch_size",
-                     "stage2_batch_size", "n_threads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
+        self.require_at_least_one("channels1", "channels2", "hidden", "epochs", "stage2_epochs", "batch_size",
+                                  "stage2_batch_size", "n_threads")
         if self.lr <= 0 or self.stage2_lr <= 0:
             raise ValueError("learning rates must be positive")
         if self.device != "auto":

@@ -32,9 +32,7 @@ class RandomForest(Learner):
         self.random_state = random_state
 
     def validate(self) -> None:
-        for name in ("n_estimators", "stage2_estimators", "trees_per_checkpoint", "min_samples_leaf"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
+        self.require_at_least_one("n_estimators", "stage2_estimators", "trees_per_checkpoint", "min_samples_leaf")
 
     def fit(self, data: TableData) -> Iterator[None]:
         self.label_space_ = data.label_space

@@ -60,9 +60,7 @@ class MLP(Learner):
         self.random_state = random_state
 
     def validate(self) -> None:
-        for name in ("embedding_dim", "hidden", "epochs", "stage2_epochs", "batch_size", "n_threads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
+        self.require_at_least_one("embedding_dim", "hidden", "epochs", "stage2_epochs", "batch_size", "n_threads")
         if self.lr <= 0 or self.stage2_lr <= 0:
             raise ValueError("learning rates must be positive")
 

@@ -151,10 +151,8 @@ class Transformer(Learner):
         self.stage2_steps_per_epoch = stage2_steps_per_epoch
 
     def validate(self) -> None:
-        for name in ("n_layers", "d_model", "n_heads", "epochs", "stage2_epochs", "batch_size", "stage2_batch_size",
-                     "n_threads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
+        self.require_at_least_one("n_layers", "d_model", "n_heads", "epochs", "stage2_epochs", "batch_size",
+                                  "stage2_batch_size", "n_threads")
         if self.stage2_steps_per_epoch < 0:
             raise ValueError("stage2_steps_per_epoch must be 0 (off: one pass per epoch) or positive")
         if self.d_model % self.n_heads:
