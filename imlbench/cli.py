@@ -1,4 +1,4 @@
-"""Command line: `imlbench run | list | show | leaderboard`."""
+"""Command line: `imlbench run | list | show | sweep | plot | report | leaderboard`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pandas as pd
 
 from imlbench import api
 from imlbench.registry import ImlbenchError, available, resolve
+from imlbench.report import register_commands
 from imlbench.runner import DEFAULT_THRESHOLD, PIPELINES, check_pipeline, choose_view
 from imlbench.scoring import DEFAULT_MARGIN, summarize
 
@@ -171,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--out", default="examples.png")
     show.add_argument("--seed", type=int, default=0)
     show.set_defaults(func=cmd_show)
+
+    register_commands(sub)  # sweep, plot, report
 
     board = sub.add_parser("leaderboard", help="rebuild the leaderboard CSV from a results directory")
     board.add_argument("results", help="results directory (holds records/)")

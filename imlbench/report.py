@@ -324,6 +324,10 @@ def plot_sweep(csv: Path, out_dir: Path, margin: float = DEFAULT_MARGIN,
             if column in sub:
                 ax_acc.plot(x, sub[column], style, marker="o", color=colour if hue_cols else CURVE_SUBSETS[subset][1],
                             lw=1.8, label=f"{CURVE_SUBSETS[subset][0]}{name}")
+    seeds_all = [e for cell in frame.get("effects", []) for e in effects_of(cell)]
+    low = min([-margin, float(frame["ci_low"].min())] + seeds_all)
+    high = max([margin, float(frame["ci_high"].max())] + seeds_all)
+    ax.set_ylim(low - 0.05 * (high - low), high + 0.12 * (high - low))  # room for the verdict labels
     x_name = x_col[len(PARAM_PREFIX):]
     for a in (ax, ax_acc):
         if log:
@@ -414,6 +418,9 @@ def verdict_sentence(row: pd.Series | dict[str, Any]) -> str:
             f"{row['effect_mean']:+.1f} points [{row['ci_low']:+.1f}, {row['ci_high']:+.1f}] over "
             f"{row['n_seeds']} seed{'s' if row['n_seeds'] != 1 else ''}")
     extras = [f"p = {_p(row['p_one_sided'])}"]
+    note = row.get("verdict_note")
+    if isinstance(note, str) and note:
+        extras.append(note)
     if row.get("n_definitions_not_learned"):
         extras.append(f"definitions not learned in {row['n_definitions_not_learned']} of {row['n_seeds']} seeds")
     if row.get("n_failed"):
@@ -542,10 +549,9 @@ def report(results_dir: str | Path, out_path: str | Path, margin: float = DEFAUL
 
 
 def _seeds(text: str) -> int | list[int]:
-    try:
-        return int(text) if text.strip().isdigit() else [int(s) for s in text.split(",") if s.strip()]
-    except ValueError as exc:
-        raise ImlbenchError(f"bad --seeds {text!r}; expected a number or a comma list like 0,1,2") from exc
+    from imlbench.cli import parse_seeds  # local: cli imports this module to register the commands
+
+    return parse_seeds(text)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -587,7 +593,7 @@ def register_commands(subparsers: Any) -> None:
     sw.add_argument("--param", action="append", default=[], metavar="NAME=V1,V2,...",
                     help="a swept parameter and its values (TOML, top-level commas split); repeatable: "
                          "the grid is the cartesian product; one value = a fixed setting")
-    sw.add_argument("--seeds", default="5", help="number of seeds (0..N-1) or a comma list (default: 5)")
+    sw.add_argument("--seeds", default="5", help="a count N (seeds 0..N-1), a list 0,3,7 or a range 2-4 (default: 5)")
     sw.add_argument("--pipeline", default="two-stage", help="two-stage | one-stage (default: two-stage)")
     sw.add_argument("--out", default=DEFAULT_OUT, help="results directory (default: results); the CSV "
                                                         "goes to OUT/sweeps/")
