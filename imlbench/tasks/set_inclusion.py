@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from imlbench.protocol import DEFINITION, QUESTION, SUBSET_CODE, Examples, Task, TaskData, Vocab
-from imlbench.tasks.synthetic_defs import DEFAULT_FRACTIONS, derangement, split_counts, subset_weights
+from imlbench.protocol import DEFINITION, QUESTION, Examples, Task, TaskData, Vocab
+from imlbench.tasks.synthetic_defs import assign_subsets, derangement, make_examples, shuffled, subset_weights
 from imlbench.views import PAD
 
 QUESTION_TOKEN = "%"
@@ -121,12 +121,12 @@ class SetInclusion(Task):
             operands = number_ids[np.concatenate([true, false], axis=1).reshape(-1, length)]
             answers = np.tile(np.repeat([true_id, false_id], half), len(variables))
             rows = np.repeat(variables, 2 * half)
-            return _examples(QUESTION, np.full(len(rows), question_id), variable_ids[rows], answers, subset, operands)
+            return make_examples(QUESTION, np.full(len(rows), question_id), variable_ids[rows], answers, subset, operands)
 
         def definitions(variables: np.ndarray, tag: str, subset: str, numbers: np.ndarray | None = None) -> Examples:
             numbers = value[variables] if numbers is None else numbers
             none = np.full((len(variables), length), -1, dtype=np.int64)
-            return _examples(DEFINITION, np.full(len(variables), tag_id[tag]), variable_ids[variables],
+            return make_examples(DEFINITION, np.full(len(variables), tag_id[tag]), variable_ids[variables],
                              number_ids[numbers], subset, none)
 
         def wrong_values(variables: np.ndarray) -> np.ndarray:
@@ -139,18 +139,7 @@ class SetInclusion(Task):
                     wrong[i] = rng.choice(outside)
             return wrong
 
-        counts = split_counts(n, fractions)
-        order = rng.permutation(n)
-        members, start = {}, 0
-        for name in DEFAULT_FRACTIONS:
-            members[name] = np.sort(order[start: start + counts.get(name, 0)])
-            start += counts.get(name, 0)
-        # tag_reliability p: a fraction 1 - p of the stage-1 defined variables get the reverse.
-        for reliable, flipped in (("qd1consis", "qd1incons"), ("qd2incons", "qd2consis")):
-            group = members[reliable]
-            flip = rng.choice(len(group), size=int(round((1.0 - self.tag_reliability) * len(group))), replace=False)
-            members[flipped] = np.sort(group[flip])
-            members[reliable] = np.delete(group, flip)
+        members = assign_subsets(n, fractions, self.tag_reliability, rng)
 
         stage1, stage2, test = [], [], []
         for name, tag, consistent in (("qd1consis", "tag1", True), ("qd1incons", "tag1", False),
@@ -170,23 +159,12 @@ class SetInclusion(Task):
                 test.append(questions(members[name], "test", name))
         test.append(questions(members["no_qd_baseline"], "test", "no_qd_baseline"))
 
-        stage1_ex, stage2_ex, test_ex = (_shuffled(Examples.concat(p), rng) for p in (stage1, stage2, test))
+        stage1_ex, stage2_ex, test_ex = (shuffled(Examples.concat(p), rng) for p in (stage1, stage2, test))
         assert_no_question_leak(stage1_ex, stage2_ex, test_ex)
         label_space = np.sort(np.concatenate([number_ids, [true_id, false_id]]))
         sizes = {name: int(len(v)) for name, v in members.items()}
         return TaskData(vocab, label_space, stage1_ex, stage2_ex, test_ex,
                         info={"variables_per_subset": sizes, "candidates": number_ids[candidates]})
-
-
-def _examples(kind: int, relation, subject, target, subset: str, operands: np.ndarray) -> Examples:
-    n = len(subject)
-    return Examples(np.full(n, kind, dtype=np.int64), np.asarray(relation, dtype=np.int64),
-                    np.asarray(subject, dtype=np.int64), np.asarray(target, dtype=np.int64),
-                    np.full(n, SUBSET_CODE[subset], dtype=np.int64), np.asarray(operands, dtype=np.int64))
-
-
-def _shuffled(examples: Examples, rng: np.random.Generator) -> Examples:
-    return examples.select(rng.permutation(len(examples)))
 
 
 def question_keys(examples: Examples) -> set[tuple[int, ...]]:

@@ -56,6 +56,24 @@ def split_counts(n: int, fractions: dict[str, float]) -> dict[str, int]:
     return counts
 
 
+def assign_subsets(n: int, fractions: dict[str, float], tag_reliability: float,
+                   rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Variables 0..n-1 -> subsets. With tag_reliability p, a fraction 1 - p of the stage-1 defined
+    variables get the reverse (qd1incons, qd2consis): the paper's correlation ablation."""
+    counts = split_counts(n, fractions)
+    order = rng.permutation(n)
+    members, start = {}, 0
+    for name in DEFAULT_FRACTIONS:
+        members[name] = np.sort(order[start: start + counts.get(name, 0)])
+        start += counts.get(name, 0)
+    for reliable, flipped in (("qd1consis", "qd1incons"), ("qd2incons", "qd2consis")):
+        group = members[reliable]
+        flip = rng.choice(len(group), size=int(round((1.0 - tag_reliability) * len(group))), replace=False)
+        members[flipped] = np.sort(group[flip])
+        members[reliable] = np.delete(group, flip)
+    return members
+
+
 def derangement(values: np.ndarray, rng: np.random.Generator, pool: np.ndarray) -> np.ndarray:
     """Each variable gets another variable's value from the same group (a cyclic shift of a
     random order); a group of one draws a different value from `pool`."""
@@ -135,25 +153,13 @@ class SyntheticDefs(Task):
         def questions(variables: np.ndarray, phrasings: np.ndarray, subset: str) -> Examples:
             rows = np.repeat(variables, phrasings.shape[1])
             phr = phrasings.reshape(-1)
-            return _examples(QUESTION, phrasing_ids[phr], variable_ids[rows], answer(rows, phr), subset)
+            return make_examples(QUESTION, phrasing_ids[phr], variable_ids[rows], answer(rows, phr), subset)
 
         def definitions(variables: np.ndarray, tag: str, subset: str, values: np.ndarray | None = None) -> Examples:
             values = entity_ids[entity_of[variables]] if values is None else values
-            return _examples(DEFINITION, np.full(len(variables), tag_id[tag]), variable_ids[variables], values, subset)
+            return make_examples(DEFINITION, np.full(len(variables), tag_id[tag]), variable_ids[variables], values, subset)
 
-        counts = split_counts(n, fractions)
-        order = rng.permutation(n)
-        members, start = {}, 0
-        for name in DEFAULT_FRACTIONS:
-            members[name] = np.sort(order[start: start + counts.get(name, 0)])
-            start += counts.get(name, 0)
-        # tag_reliability p: a fraction 1 - p of the stage-1 defined variables get the reverse.
-        for reliable, flipped in (("qd1consis", "qd1incons"), ("qd2incons", "qd2consis")):
-            group = members[reliable]
-            n_flip = int(round((1.0 - self.tag_reliability) * len(group)))
-            flip = rng.choice(len(group), size=n_flip, replace=False)
-            members[flipped] = np.sort(group[flip])
-            members[reliable] = np.delete(group, flip)
+        members = assign_subsets(n, fractions, self.tag_reliability, rng)
 
         all_phr = np.tile(np.arange(n_phr), (n, 1))
         stage1, stage2, test = [], [], []
@@ -181,21 +187,22 @@ class SyntheticDefs(Task):
             stage1.append(Examples(np.full(len(entities), FACT), phrasing_ids[phr], entity_ids[entities],
                                    values, np.full(len(entities), -1)))
 
-        stage1_ex, stage2_ex, test_ex = (_shuffled(Examples.concat(p), rng) for p in (stage1, stage2, test))
+        stage1_ex, stage2_ex, test_ex = (shuffled(Examples.concat(p), rng) for p in (stage1, stage2, test))
         assert_no_test_leak(stage1_ex, stage2_ex, test_ex)
         label_space = np.sort(np.concatenate([entity_ids, vocab.roles.get("value", np.zeros(0, np.int64))]))
         sizes = {name: int(len(v)) for name, v in members.items()}
         return TaskData(vocab, label_space, stage1_ex, stage2_ex, test_ex, info={"variables_per_subset": sizes})
 
 
-def _examples(kind: int, relation, subject, target, subset: str) -> Examples:
+def make_examples(kind: int, relation, subject, target, subset: str, operands=None) -> Examples:
     n = len(subject)
     return Examples(np.full(n, kind, dtype=np.int64), np.asarray(relation, dtype=np.int64),
                     np.asarray(subject, dtype=np.int64), np.asarray(target, dtype=np.int64),
-                    np.full(n, SUBSET_CODE[subset], dtype=np.int64))
+                    np.full(n, SUBSET_CODE[subset], dtype=np.int64),
+                    None if operands is None else np.asarray(operands, dtype=np.int64))
 
 
-def _shuffled(examples: Examples, rng: np.random.Generator) -> Examples:
+def shuffled(examples: Examples, rng: np.random.Generator) -> Examples:
     return examples.select(rng.permutation(len(examples)))
 
 
