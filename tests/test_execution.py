@@ -68,3 +68,23 @@ def test_killed_dask_worker_loses_nothing_after_a_rerun(tmp_path):
     assert problems == [] and len(records) == 6
     assert len(iter_record_files(tmp_path)) == 6
     assert all(r["status"] == "ok" for r in records)
+
+
+def test_suite_runs_every_learner_on_every_task_it_supports():
+    requests = imlbench.api.plan_suite("smoke")
+    combos = {(r.task.name.split("[")[0], r.learner.name, r.pipeline) for r in requests}
+    assert ("tagged-digits", "tag-blind", "one-stage") not in combos  # the tag is in the pixels
+    assert ("synthetic-defs", "tag-blind", "two-stage") in combos and ("tagged-digits", "rf", "one-stage") in combos
+    assert len(combos) == 14 and len(requests) == 28 and all(r.task.params["n_entities"] == 100 for r in requests)
+    default = imlbench.api.plan_suite("default")
+    assert {r.learner.name for r in default} == {"transformer", "convnet", "mlp", "rf", "gbm", "majority", "tag-blind"}
+    assert len(default) == 110
+
+
+def test_suite_errors_are_one_line(capsys, tmp_path):
+    from imlbench.cli import main
+
+    assert main(["run", "--suite", "nope", "--out", str(tmp_path)]) == 2
+    assert "unknown suite 'nope'; valid: default, extended, gpu, smoke" in capsys.readouterr().err
+    assert main(["run", "--suite", "smoke", "--learner", "rf", "--out", str(tmp_path)]) == 2
+    assert "drop --learner/--task/--param or drop --suite" in capsys.readouterr().err
