@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from imlbench.learners.devices import resolve_device
 from imlbench.protocol import ImageData, ImageQueries, Learner
 
 
@@ -32,11 +33,6 @@ class SmallCNN(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(images.unsqueeze(1)))
 
-
-def pick_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class ConvNet(Learner):
@@ -70,7 +66,7 @@ class ConvNet(Learner):
 
     def fit(self, data: ImageData) -> Iterator[None]:
         torch.set_num_threads(self.n_threads)
-        self.device_ = pick_device(self.device)
+        self.device_ = resolve_device(self.device)
         self.label_space_ = data.label_space
         _, height, width = data.images.shape
         with torch.random.fork_rng(devices=[]):

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from imlbench.learners.devices import resolve_device
 from imlbench.protocol import Learner, TokenData, TokenQueries
 
 
@@ -99,11 +100,6 @@ def n_parameters(model: nn.Module) -> int:
     """Trainable parameters, the tied embedding counted once."""
     return sum(p.numel() for p in model.parameters())
 
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class Transformer(Learner):
