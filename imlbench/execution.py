@@ -24,10 +24,10 @@ EXECUTORS = ("local", "dask", "dask://HOST:PORT", "slurm", "submitit-local")
 POLL_SECONDS = 0.2
 
 
-def run_job(request: RunRequest, out: str, force: bool) -> dict[str, Any]:
+def run_job(request: RunRequest, out: str, force: bool, progress=None) -> dict[str, Any]:
     """One run, as a picklable job for any engine. Returns {"record", "cached"} or {"problem"}."""
     try:
-        record, cached = run_one(request, Path(out), force=force)
+        record, cached = run_one(request, Path(out), force=force, progress=progress)
     except ImlbenchError as exc:  # e.g. an unreadable record file: report it, keep going
         return {"problem": str(exc)}
     return {"record": record, "cached": cached}
@@ -114,11 +114,7 @@ def _drive_in_process(requests, out, force, bar, finish) -> None:
         def progress(message: str, request=request) -> None:
             bar.set_postfix_str(f"{request.label()}: {message}")
 
-        try:
-            record, cached = run_one(request, Path(out), force=force, progress=None if bar.disable else progress)
-            finish(request, {"record": record, "cached": cached}, None)
-        except ImlbenchError as exc:
-            finish(request, {"problem": str(exc)}, None)
+        finish(request, run_job(request, str(out), force, None if bar.disable else progress), None)
 
 
 def _poll(engine: Any, requests: list[RunRequest], out, force: bool, finish) -> None:
