@@ -11,7 +11,7 @@ import pandas as pd
 
 from imlbench.execution import drive
 from imlbench.records import load_records
-from imlbench.registry import ImlbenchError, load_target, parse_pair, resolve, split_overrides, suite_specs
+from imlbench.registry import ImlbenchError, parse_pair, resolve, split_overrides, suite_specs, target_class
 from imlbench.runner import DEFAULT_THRESHOLD, PIPELINES, RunRequest, check_pipeline, choose_view
 from imlbench.scoring import DEFAULT_MARGIN, summarize, write_leaderboard
 
@@ -35,13 +35,6 @@ def _seeds(seeds: int | Iterable[int]) -> list[int]:
     return [int(s) for s in seeds]
 
 
-def _target_class(kind: str, name: str) -> type:
-    """The class a name resolves to, to know which parameters it takes."""
-    if name.endswith(".toml") or name in suite_specs(kind):
-        return load_target(kind, resolve(kind, name).target)
-    return load_target(kind, name)
-
-
 def plan(learner: str | Iterable[str], task: str | Iterable[str], seeds: int | Iterable[int] = DEFAULT_SEEDS,
          pipeline: str | Iterable[str] = "two-stage", params: dict[str, Any] | list[str] | None = None,
          threshold: float = DEFAULT_THRESHOLD, skip_unsupported: bool = False) -> list[RunRequest]:
@@ -61,7 +54,7 @@ def plan(learner: str | Iterable[str], task: str | Iterable[str], seeds: int | I
     requests = []
     for task_name in _names(task):
         for learner_name in _names(learner):
-            task_cls, learner_cls = _target_class("task", task_name), _target_class("learner", learner_name)
+            task_cls, learner_cls = target_class("task", task_name), target_class("learner", learner_name)
             if skip_unsupported:  # suite-wide parameters apply where they exist
                 pairs_here = [(k, v) for k, v in pairs if k.split(".")[-1] in
                               {**task_cls.param_defaults(), **learner_cls.param_defaults()}]

@@ -102,23 +102,32 @@ def _read_toml(kind: str, path: Path) -> dict[str, Any]:
     return spec
 
 
-def resolve(kind: str, name: str, overrides: dict[str, Any] | None = None) -> Spec:
-    """Resolve a name to a Spec with every parameter filled in and checked."""
+def _raw_spec(kind: str, name: str) -> tuple[dict[str, Any], str]:
+    """A name -> (its spec as written, where it came from), in the resolution order above."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}")
-    path = Path(name)
     specs = suite_specs(kind)
     if name.endswith(".toml"):
-        if not path.is_file():
+        if not Path(name).is_file():
             raise ImlbenchError(f"{kind} spec file {name!r} does not exist")
-        raw, source = _read_toml(kind, path), str(path)
-    elif name in specs:
-        raw, source = _read_toml(kind, specs[name]), str(specs[name])
-    elif name in entry_points(kind) or ":" in name:
-        raw, source = {kind: name}, name
-    else:
-        raise ImlbenchError(f"unknown {kind} {name!r}; valid: {', '.join(available(kind))} "
-                            f"(or a .toml path, or package.module:Class)")
+        return _read_toml(kind, Path(name)), name
+    if name in specs:
+        return _read_toml(kind, specs[name]), str(specs[name])
+    if name in entry_points(kind) or ":" in name:
+        return {kind: name}, name
+    raise ImlbenchError(f"unknown {kind} {name!r}; valid: {', '.join(available(kind))} "
+                        f"(or a .toml path, or package.module:Class)")
+
+
+def target_class(kind: str, name: str) -> type:
+    """The class a name resolves to, without building it (to know which parameters it takes)."""
+    return load_target(kind, _raw_spec(kind, name)[0][kind])
+
+
+def resolve(kind: str, name: str, overrides: dict[str, Any] | None = None) -> Spec:
+    """Resolve a name to a Spec with every parameter filled in and checked."""
+    raw, source = _raw_spec(kind, name)
+    path = Path(name)
     cls = load_target(kind, raw[kind])
     target = raw[kind] if raw[kind] in entry_points(kind) else f"{cls.__module__}:{cls.__qualname__}"
     display = raw.get("name", path.stem if name.endswith(".toml") else name)
