@@ -1,46 +1,26 @@
-"""Command line: `imlbench run | list | show | sweep | plot | report | leaderboard`."""
+"""Command line: `imlbench run | list | show | sweep | plot | report | leaderboard`, every command in one place."""
 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
 import pandas as pd
 
 from imlbench import api
-from imlbench.registry import ImlbenchError, available, resolve
-from imlbench.report import register_commands
+from imlbench.figures import FORMATS, plot
+from imlbench.registry import ImlbenchError, available, one_line, resolve
+from imlbench.report import leaderboard_rows, report, scoring_legend
+from imlbench.sweep import PARAM_PREFIX, parse_grid, sweep
 from imlbench.runner import DEFAULT_THRESHOLD, PIPELINES, check_pipeline, choose_view
 from imlbench.scoring import DEFAULT_MARGIN, summarize
 
-SHOWN_SUBSETS = ("qd1consis", "qd2incons", "q", "d1consis", "d2consis", "d3consis", "no_qd_baseline")
-
-
-def format_summary(summary: pd.DataFrame) -> str:
-    """A compact table: accuracies (%), the effect with its CI, the verdict, seconds."""
+def format_summary(summary: pd.DataFrame, margin: float = DEFAULT_MARGIN) -> str:
+    """The printed leaderboard: the report's table as text, then what the verdicts mean."""
     if summary.empty:
         return "(no finished runs)"
-    rows = []
-    for _, r in summary.iterrows():
-        row = {"task": r["task"], "learner": r["learner"], "pipeline": r["pipeline"],
-               "seeds": f"{r['n_seeds']}" + (f" ({r['n_failed']} failed)" if r["n_failed"] else "")}
-        for subset in SHOWN_SUBSETS:
-            value = r.get(f"acc_{subset}", math.nan)
-            row[subset.replace("consis", "").replace("incons", "x").replace("no_qd_baseline", "base")] = \
-                "-" if pd.isna(value) else f"{value:.0f}"
-        row["IML effect [95% CI]"] = "-" if pd.isna(r["effect_mean"]) else \
-            f"{r['effect_mean']:+.1f} [{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]"
-        row["verdict"] = r["verdict"]
-        row["defs learned"] = f"{r['n_seeds'] - r['n_definitions_not_learned']}/{r['n_seeds']}"
-        row["s/seed"] = "-" if pd.isna(r["seconds_per_seed"]) else f"{r['seconds_per_seed']:.1f}"
-        rows.append(row)
-    return pd.DataFrame(rows).to_string(index=False)
-
-
-def one_line(text: str) -> str:
-    return " ".join(text.split())
+    return pd.DataFrame(leaderboard_rows(summary)).to_string(index=False) + "\n" + scoring_legend(summary, margin)
 
 
 def parse_seeds(text: str) -> int | list[int]:
@@ -71,7 +51,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                             api.DEFAULT_SEEDS if seeds is None else seeds, args.pipeline, args.param, args.threshold)
     records, problems = api.execute_plan(requests, args.out, args.force, not args.quiet, args.executor, args.jobs)
     board = api.leaderboard(args.out, margin=args.margin)
-    print(format_summary(summarize(records, args.margin)))
+    print(format_summary(summarize(records, args.margin), args.margin))
     print(f"records: {Path(args.out) / 'records'}  leaderboard: {Path(args.out) / 'leaderboard.csv'}")
     for line in problems + board.attrs["problems"]:
         print(f"imlbench: error: {one_line(line)}", file=sys.stderr)
@@ -139,6 +119,35 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    grid = parse_grid(args.param)
+    frame = sweep(args.learner, args.task, grid, parse_seeds(args.seeds), args.pipeline, args.out, args.force,
+                  verbose=not args.quiet, name=args.name, margin=args.margin)
+    columns = [c for c in frame.columns if c.startswith(PARAM_PREFIX)]
+    shown = frame[columns + ["n_seeds", "effect_mean", "ci_low", "ci_high", "p_difference", "verdict",
+                             "acc_d1consis", "acc_d2consis", "n_definitions_not_learned"]].copy()
+    shown.columns = [c.removeprefix(PARAM_PREFIX) for c in columns] + \
+        ["seeds", "effect", "ci_low", "ci_high", "p", "verdict", "d1", "d2", "defs_not_learned"]
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"sweep: {frame.attrs['path']}  leaderboard: {Path(args.out) / 'leaderboard.csv'}")
+    for line in frame.attrs["problems"]:
+        print(f"imlbench: error: {one_line(line)}", file=sys.stderr)
+    return 1 if frame.attrs["problems"] else 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
+    paths = plot(args.results, args.out, args.margin, formats)
+    for path in paths:
+        print(path)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    print(f"wrote {report(args.results, args.out, args.margin)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imlbench", description="Benchmark implicit meta-learning across learners.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -173,7 +182,36 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--seed", type=int, default=0)
     show.set_defaults(func=cmd_show)
 
-    register_commands(sub)  # sweep, plot, report
+    sw = sub.add_parser("sweep", help="run a grid of parameter values and score each grid point")
+    sw.add_argument("--learner", required=True, help="learner name (comma list allowed)")
+    sw.add_argument("--task", required=True, help="task name (comma list allowed)")
+    sw.add_argument("--param", action="append", default=[], metavar="NAME=V1,V2,...",
+                    help="a swept parameter and its values (TOML, top-level commas split); repeatable: "
+                         "the grid is the cartesian product; one value = a fixed setting")
+    sw.add_argument("--seeds", default="5", help="a count N (seeds 0..N-1), a list 0,3,7 or a range 2-4 (default: 5)")
+    sw.add_argument("--pipeline", default="two-stage", help="two-stage | one-stage (default: two-stage)")
+    sw.add_argument("--out", default=api.DEFAULT_OUT, help="results directory (default: results); the CSV "
+                                                        "goes to OUT/sweeps/")
+    sw.add_argument("--name", default=None, help="sweep CSV name (default: from learner, task and parameters)")
+    sw.add_argument("--force", action="store_true", help="recompute runs that already have records")
+    sw.add_argument("--margin", type=float, default=DEFAULT_MARGIN, help="equivalence margin in points")
+    sw.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    sw.set_defaults(func=cmd_sweep)
+
+    pl = sub.add_parser("plot", help="figures of a results directory (PNG and SVG)")
+    pl.add_argument("results", help="results directory (holds records/, maybe sweeps/)")
+    pl.add_argument("--out", default="figures", help="folder for the figures (default: figures)")
+    pl.add_argument("--formats", default=",".join(FORMATS), help=f"comma list of {', '.join(FORMATS)} (default: all)")
+    pl.add_argument("--margin", type=float, default=DEFAULT_MARGIN, help="equivalence margin in points")
+    pl.set_defaults(func=cmd_plot)
+
+    rp = sub.add_parser("report", help="a Markdown report of a results directory, figures beside it")
+    rp.add_argument("results", help="results directory (holds records/, maybe sweeps/)")
+    rp.add_argument("--out", default="report.md", help="Markdown path; figures go to figures/ beside it")
+    rp.add_argument("--margin", type=float, default=DEFAULT_MARGIN, help="equivalence margin in points")
+    rp.set_defaults(func=cmd_report)
+
+
 
     board = sub.add_parser("leaderboard", help="rebuild the leaderboard CSV from a results directory")
     board.add_argument("results", help="results directory (holds records/)")

@@ -270,6 +270,7 @@ class Learner(Parameterized, ABC):
     views: ClassVar[tuple[str, ...]] = ()
     capabilities: ClassVar[frozenset[str]] = frozenset()  # e.g. {"continue_training"}
     hides_tags: ClassVar[bool] = False  # runs only on views where the task keeps the tag separate
+    is_control: ClassVar[bool] = False  # a control: its verdict must be `none` (reports mark it)
 
     def supported_views(self) -> tuple[str, ...]:
         return self.views

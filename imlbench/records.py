@@ -37,14 +37,15 @@ def run_key(identity: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def _safe(name: str) -> str:
+def safe_name(name: str) -> str:
+    """A name as one path component: the one rule for record folders, figure and sweep files."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "unnamed"
 
 
 def record_path(out_dir: Path, identity: dict[str, Any]) -> Path:
     """results/records/<task>/<learner>/<pipeline>-seed<seed>-<key>.json"""
     key = run_key(identity)
-    return (Path(out_dir) / "records" / _safe(identity["task"]["name"]) / _safe(identity["learner"]["name"])
+    return (Path(out_dir) / "records" / safe_name(identity["task"]["name"]) / safe_name(identity["learner"]["name"])
             / f"{identity['pipeline']}-seed{identity['seed']}-{key}.json")
 
 

@@ -24,6 +24,11 @@ class ImlbenchError(Exception):
     """A user-facing error: one line naming what was wrong and what is valid."""
 
 
+def one_line(text: object) -> str:
+    """Any message as one line (error messages and exceptions may span several)."""
+    return " ".join(str(text).split())
+
+
 @dataclass(frozen=True)
 class Spec:
     """A resolved, fully parameterized learner or task. Its dict form is part of a run's key."""

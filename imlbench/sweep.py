@@ -9,8 +9,6 @@ values are in columns named `param.<name>` so that plots can tell them from the 
 from __future__ import annotations
 
 import itertools
-import math
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from imlbench import api
+from imlbench.records import safe_name
 from imlbench.registry import ImlbenchError, parse_value
 from imlbench.runner import DEFAULT_THRESHOLD
 from imlbench.scoring import DEFAULT_MARGIN, summarize
@@ -93,17 +92,13 @@ def _check_grid(grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
     return checked
 
 
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._=-]+", "_", text).strip("_") or "sweep"
-
-
 def sweep_name(learner: str, task: str, pipeline: str, grid: dict[str, list[Any]]) -> str:
     """File stem naming what was swept; single-valued entries are fixed settings and named with
     their value, so two sweeps of the same parameter under different settings do not collide."""
     parts = []
     for name, values in sorted(grid.items()):
         parts.append(f"{name}={values[0]}" if len(values) == 1 else name)
-    return _safe(f"{learner}_{task}_{pipeline}_" + "_".join(parts))
+    return safe_name(f"{learner}_{task}_{pipeline}_" + "_".join(parts))
 
 
 def _value_text(value: Any) -> str:
@@ -135,19 +130,14 @@ def sweep(learner: str, task: str, grid: dict[str, list[Any]], seeds: int | Iter
         problems += point_problems
         summary = summarize(records, margin)
         for _, row in summary.iterrows():
-            ok = [r for r in records if r["status"] == "ok" and r["learner"]["name"] == row["learner"]
-                  and r["task"]["name"] == row["task"] and r["pipeline"] == row["pipeline"]]
-            ok.sort(key=lambda r: r["seed"])
             entry = {f"{PARAM_PREFIX}{k}": v for k, v in point.items()}
             entry.update(row.to_dict())
-            entry["seeds"] = ";".join(str(r["seed"]) for r in ok)
-            entry["effects"] = ";".join(f"{r['scores']['iml_effect']:.4g}" for r in ok)
             rows.append(entry)
     frame = pd.DataFrame(rows)
     for column in frame.columns:  # list-valued parameters (TOML arrays) as their TOML-ish text
         if column.startswith(PARAM_PREFIX) and frame[column].map(lambda v: isinstance(v, (list, dict))).any():
             frame[column] = frame[column].map(str)
-    path = Path(out) / SWEEPS_DIR / f"{_safe(name) if name else sweep_name(learner, task, pipeline, grid)}.csv"
+    path = Path(out) / SWEEPS_DIR / f"{safe_name(name) if name else sweep_name(learner, task, pipeline, grid)}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{path.name}")
     frame.to_csv(tmp, index=False, float_format="%.6g")
@@ -162,10 +152,3 @@ def swept_columns(frame: pd.DataFrame) -> list[str]:
     """The `param.*` columns of a sweep CSV, those that vary first."""
     columns = [c for c in frame.columns if c.startswith(PARAM_PREFIX)]
     return sorted(columns, key=lambda c: frame[c].astype(str).nunique() <= 1)
-
-
-def effects_of(cell: Any) -> list[float]:
-    """The per-seed effects stored as `e1;e2;...` in a sweep CSV cell."""
-    if cell is None or (isinstance(cell, float) and math.isnan(cell)) or str(cell).strip() == "":
-        return []
-    return [float(v) for v in str(cell).split(";")]

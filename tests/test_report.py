@@ -3,7 +3,6 @@ stage-2 batch knob of the transformer."""
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import shutil
@@ -16,7 +15,10 @@ import pytest
 import imlbench
 from imlbench.learners.transformer import Transformer
 from imlbench.registry import ImlbenchError, resolve
-from imlbench.report import load_results, plot, register_commands, report
+from imlbench.cli import main
+from imlbench.figures import plot
+from imlbench.report import report
+from imlbench.results import load_results
 from imlbench.sweep import parse_grid, split_values, sweep
 from imlbench.tasks.synthetic_defs import SyntheticDefs
 from imlbench.views import encode
@@ -36,10 +38,7 @@ def results(tmp_path_factory) -> Path:
 
 
 def _cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="imlbench")
-    register_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return main(argv)
 
 
 # -- sweep ---------------------------------------------------------------------------------------

@@ -150,7 +150,8 @@ def test_entry_point_plugin_runs_without_changing_imlbench(tmp_path, name):
                            "--param", "n_entities=100", "--out", str(tmp_path / "r"), "-q"],
                           capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
-    assert name in done.stdout and "none" in done.stdout or "inconclusive" in done.stdout
+    row = next(line for line in done.stdout.splitlines() if f" {name} " in f" {line} ")
+    assert row.split()[0] == "synthetic-defs[n_entities=100]" and ("none" in row.split() or "inconclusive" in row.split())
     listed = subprocess.run([sys.executable, "-m", "imlbench", "list"], capture_output=True, text=True, env=env)
     assert "error" not in listed.stderr, listed.stderr
     assert "nearest" in listed.stdout

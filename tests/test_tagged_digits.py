@@ -166,6 +166,19 @@ def test_show_writes_a_png(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_show_through_the_command_line(tmp_path, capsys):
+    """`imlbench show` as a user runs it: a picture for an image task, one line for any other."""
+    from imlbench.cli import main
+
+    assert main(["show", "tagged-digits", "--out", str(tmp_path / "digits.png")]) == 0
+    assert (tmp_path / "digits.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "wrote" in capsys.readouterr().out
+    assert main(["show", "synthetic-defs", "--out", str(tmp_path / "none.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("imlbench: error:") and "\n" not in err and "tagged-digits" in err
+    assert not (tmp_path / "none.png").exists()
+
+
 @pytest.mark.slow
 def test_convnet_shows_implicit_meta_learning(tmp_path):
     """The paper's vision result at the default settings: d1consis above d2consis on seeds 0..2."""

@@ -17,6 +17,7 @@ class Majority(Learner):
 
     views = ("table", "tokens", "image")
     capabilities = frozenset({"continue_training"})
+    is_control = True
 
     def fit(self, data) -> Iterator[None]:
         self.counts_: dict[int, int] = {}
@@ -38,6 +39,7 @@ class TagBlind(Learner):
     the table view loses its `tag` column, the tokens view maps every tag to one token."""
 
     hides_tags = True
+    is_control = True
 
     def __init__(self, base: str = "mlp", base_params: dict | None = None, random_state: int = 0):
         self.base = base

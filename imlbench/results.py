@@ -1,0 +1,117 @@
+"""Reading a results directory: checked records, run groups, sweep tables.
+
+Everything that draws or reports reads results through here, so that one grouping of records (the
+leaderboard's: identity minus the seed) is used everywhere and a malformed file is one clear error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from imlbench.records import iter_record_files, read_record
+from imlbench.registry import ImlbenchError, load_target, one_line
+from imlbench.scoring import group_key
+from imlbench.sweep import SWEEPS_DIR, swept_columns
+
+REQUIRED = ("task", "learner", "pipeline", "seed", "scores", "accuracy", "curve", "evaluation_point",
+            "definitions_learned", "measurements", "versions")
+
+
+def load_results(results_dir: str | Path) -> list[dict[str, Any]]:
+    """Every record under results_dir, checked. Raises ImlbenchError (one line) when the directory
+    is missing or empty, when any record is unreadable, or when no run finished: a report built
+    from part of a directory would silently misstate it."""
+    root = Path(results_dir)
+    if not (root / "records").is_dir():
+        raise ImlbenchError(f"{root} holds no records/ folder; point at a results directory written "
+                            f"by `imlbench run --out DIR` or `imlbench sweep --out DIR`")
+    files = iter_record_files(root)
+    if not files:
+        raise ImlbenchError(f"{root / 'records'} holds no run records; run something first "
+                            f"(`imlbench run --out {root}`)")
+    records = []
+    for path in files:
+        record = read_record(path)  # raises ImlbenchError on unreadable files
+        if record["status"] == "ok":
+            missing = [k for k in REQUIRED if k not in record]
+            if missing or not isinstance(record["curve"], list) or not isinstance(record["accuracy"], dict):
+                raise ImlbenchError(one_line(f"malformed record {path}: missing or bad "
+                                              f"{', '.join(missing) or 'curve/accuracy'}; delete it or "
+                                              f"rerun with --force"))
+            try:
+                for entry in record["curve"]:
+                    entry["stage"], entry["checkpoint"], dict(entry["accuracy"]), dict(entry["definitions"])
+                record["task"]["name"], record["learner"]["name"], float(record["scores"]["iml_effect"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ImlbenchError(one_line(f"malformed record {path}: {type(exc).__name__}: {exc}; "
+                                              f"delete it or rerun with --force")) from exc
+        records.append(record)
+    if not any(r["status"] == "ok" for r in records):
+        first = next((r.get("error") for r in records), "")
+        raise ImlbenchError(one_line(f"{root} holds {len(records)} records but no finished run; first error: {first}"))
+    return records
+
+
+
+
+def run_groups(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Finished records grouped like leaderboard rows, seeds sorted, keyed by a readable label:
+    `task-learner-pipeline`, plus a short hash where two groups share those names (e.g. runs that
+    differ only in --threshold), so that no figure mixes their seeds."""
+    by_key: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        if r["status"] == "ok":
+            by_key.setdefault(group_key(r), []).append(r)
+    names: dict[str, list[str]] = {}
+    for key, group in by_key.items():
+        group.sort(key=lambda r: r["seed"])
+        names.setdefault(group_label(group[0]), []).append(key)
+    labelled = {}
+    for label, keys in names.items():
+        for key in keys:
+            suffix = f"-{hashlib.sha256(key.encode()).hexdigest()[:6]}" if len(keys) > 1 else ""
+            labelled[label + suffix] = by_key[key]
+    return dict(sorted(labelled.items()))
+
+
+def group_label(record: dict[str, Any]) -> str:
+    return f"{record['task']['name']}-{record['learner']['name']}-{record['pipeline']}"
+
+
+def is_control(record: dict[str, Any]) -> bool:
+    """Whether the record's learner is a control (declared on its class; False if it cannot load)."""
+    try:
+        return bool(getattr(load_target("learner", record["learner"]["target"]), "is_control", False))
+    except (ImlbenchError, KeyError):
+        return False
+
+
+def read_sweep(csv: Path) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(csv)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise ImlbenchError(one_line(f"unreadable sweep file {csv}: {type(exc).__name__}: {exc}")) from exc
+    needed = {"effect_mean", "ci_low", "ci_high", "verdict", "learner", "task", "pipeline"}
+    if frame.empty or needed - set(frame.columns) or not swept_columns(frame):
+        raise ImlbenchError(f"malformed sweep file {csv}: expected rows with param.* columns and "
+                            f"{', '.join(sorted(needed))}; rebuild it with `imlbench sweep`")
+    return frame
+
+
+def sweep_files(results_dir: Path) -> list[Path]:
+    folder = Path(results_dir) / SWEEPS_DIR
+    return sorted(p for p in folder.glob("*.csv") if not p.name.startswith(".tmp-")) if folder.is_dir() else []
+
+
+
+
+def effects_of(cell: Any) -> list[float]:
+    """The per-seed effects stored as `e1;e2;...` in a leaderboard or sweep CSV cell."""
+    if cell is None or (isinstance(cell, float) and math.isnan(cell)) or str(cell).strip() == "":
+        return []
+    return [float(v) for v in str(cell).split(";")]
