@@ -3,19 +3,19 @@
 Conv(16) -> pool -> Conv(32) -> pool -> Linear(256) -> Linear(n_classes), trained with Adam. Stage 2
 continues training the same weights with the same optimizer (its moment estimates included) at a
 lower learning rate and a smaller batch: stage 2 holds only a few dozen definitions, and with the
-stage-1 batch size an epoch would be a single step. A checkpoint is one epoch.
+stage-1 batch size an epoch would be a single step. A checkpoint is one epoch. Training (device,
+seeding, the two stages, batching) is `TorchLearner`'s.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
-from imlbench.learners.devices import resolve_device
-from imlbench.protocol import ImageData, ImageQueries, Learner
+from imlbench.learners.torch_base import TorchLearner
+from imlbench.protocol import ImageData, ImageQueries
 
 
 class SmallCNN(nn.Module):
@@ -33,11 +33,18 @@ class SmallCNN(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(images.unsqueeze(1)))
 
+    def layers(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Each pooled feature map (flattened) and the hidden layer: (rows, width) each."""
+        out, x = [], images.unsqueeze(1)
+        for layer in self.features:
+            x = layer(x)
+            if isinstance(layer, nn.MaxPool2d):
+                out.append(x.flatten(1))
+        return out + [self.head[1](self.head[0](x))]
 
 
-class ConvNet(Learner):
+class ConvNet(TorchLearner):
     views = ("image",)
-    capabilities = frozenset({"continue_training"})
 
     def __init__(self, channels1: int = 16, channels2: int = 32, hidden: int = 256, epochs: int = 30,
                  stage2_epochs: int = 200, batch_size: int = 64, stage2_batch_size: int = 16,
@@ -57,51 +64,31 @@ class ConvNet(Learner):
         self.random_state = random_state
 
     def validate(self) -> None:
-        self.require_at_least_one("channels1", "channels2", "hidden", "epochs", "stage2_epochs", "batch_size",
-                                  "stage2_batch_size", "n_threads")
-        if self.lr <= 0 or self.stage2_lr <= 0:
-            raise ValueError("learning rates must be positive")
-        if self.device != "auto":
-            torch.device(self.device)  # raises on a malformed device string
+        super().validate()
+        self.require_at_least_one("channels1", "channels2", "hidden")
 
-    def fit(self, data: ImageData) -> Iterator[None]:
-        torch.set_num_threads(self.n_threads)
-        self.device_ = resolve_device(self.device)
+    def build_model(self, data: ImageData) -> SmallCNN:
         self.label_space_ = data.label_space
         _, height, width = data.images.shape
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.random_state)
-            self.model_ = SmallCNN(height, width, len(data.label_space), (self.channels1, self.channels2),
-                                   self.hidden).to(self.device_)
-        self.optimizer_ = torch.optim.Adam(self.model_.parameters(), lr=self.lr)
-        self.rng_ = np.random.default_rng(self.random_state)
-        yield from self._train(data, self.epochs, self.batch_size)
+        return SmallCNN(height, width, len(data.label_space), (self.channels1, self.channels2), self.hidden)
 
-    def continue_fit(self, data: ImageData) -> Iterator[None]:
-        if not hasattr(self, "model_"):
-            raise RuntimeError("continue_fit called before fit")
-        for group in self.optimizer_.param_groups:
-            group["lr"] = self.stage2_lr
-        yield from self._train(data, self.stage2_epochs, self.stage2_batch_size)
+    def tensors(self, data: ImageData) -> tuple[torch.Tensor, ...]:
+        labels = np.searchsorted(self.label_space_, data.y)
+        return self._as_tensor(data.images, np.float32), self._as_tensor(labels, np.int64)
 
-    def _train(self, data: ImageData, epochs: int, batch_size: int) -> Iterator[None]:
-        images = torch.from_numpy(np.ascontiguousarray(data.images, dtype=np.float32)).to(self.device_)
-        labels = torch.from_numpy(np.searchsorted(self.label_space_, data.y)).to(self.device_)
-        loss_fn = nn.CrossEntropyLoss()
-        for _ in range(epochs):
-            self.model_.train()
-            order = torch.from_numpy(self.rng_.permutation(len(labels))).to(self.device_)
-            for start in range(0, len(order), batch_size):
-                batch = order[start: start + batch_size]
-                loss = loss_fn(self.model_(images[batch]), labels[batch])
-                self.optimizer_.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer_.step()
-            yield
+    def example_loss(self, batch: tuple[torch.Tensor, ...], params: dict | None = None) -> torch.Tensor:
+        images, labels = batch
+        return F.cross_entropy(self._forward(params, images), labels, reduction="none")
 
     @torch.no_grad()
     def predict(self, queries: ImageQueries) -> np.ndarray:
-        self.model_.eval()
-        images = torch.from_numpy(np.ascontiguousarray(queries.images, dtype=np.float32)).to(self.device_)
+        self._inference()
+        images = self._as_tensor(queries.images, np.float32)
         scores = torch.cat([self.model_(images[i: i + 4096]) for i in range(0, len(images), 4096)])
         return self.label_space_[scores.argmax(dim=1).cpu().numpy()]
+
+    @torch.no_grad()
+    def hidden_states(self, queries: ImageQueries) -> list[np.ndarray]:
+        """The two pooled feature maps (flattened) and the hidden layer."""
+        self._inference()
+        return [h.cpu().numpy() for h in self.model_.layers(self._as_tensor(queries.images, np.float32))]

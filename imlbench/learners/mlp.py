@@ -2,19 +2,20 @@
 
 A definition row and a question row about the same variable share the variable's embedding, which
 is where implicit meta-learning can happen: stage 1 teaches the network how much a tag-1 (or
-tag-2) definition should move that embedding in a direction the questions read.
+tag-2) definition should move that embedding in a direction the questions read. Training (device,
+seeding, the two stages, batching) is `TorchLearner`'s; stage 2 keeps the stage-1 batch size.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from torch.nn import functional as F
 
-from imlbench.protocol import Learner, TableData, TableQueries
+from imlbench.learners.torch_base import TorchLearner
+from imlbench.protocol import TableData, TableQueries
 
 
 class TableNet(nn.Module):
@@ -25,11 +26,15 @@ class TableNet(nn.Module):
         width = embedding_dim * (len(cardinalities) + (1 if n_numeric else 0))
         self.head = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, n_classes))
 
-    def forward(self, codes: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
+    def embed(self, codes: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
+        """Every field's embedding, side by side: (rows, fields x embedding_dim)."""
         parts = [emb(codes[:, i]) for i, emb in enumerate(self.embeddings)]
         if self.numeric is not None:
             parts.append(self.numeric(numeric))
-        return self.head(torch.cat(parts, dim=1))
+        return torch.cat(parts, dim=1)
+
+    def forward(self, codes: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(codes, numeric))
 
 
 def split_table(X: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
@@ -42,13 +47,12 @@ def split_table(X: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor, list[int]]
     return torch.from_numpy(codes), torch.from_numpy(values), [len(X[c].cat.categories) for c in categorical]
 
 
-class MLP(Learner):
+class MLP(TorchLearner):
     views = ("table",)
-    capabilities = frozenset({"continue_training"})
 
     def __init__(self, embedding_dim: int = 64, hidden: int = 256, epochs: int = 50, stage2_epochs: int = 100,
                  batch_size: int = 64, lr: float = 1e-3, stage2_lr: float = 3e-4, n_threads: int = 1,
-                 random_state: int = 0):
+                 device: str = "auto", random_state: int = 0):
         self.embedding_dim = embedding_dim
         self.hidden = hidden
         self.epochs = epochs
@@ -57,49 +61,39 @@ class MLP(Learner):
         self.lr = lr
         self.stage2_lr = stage2_lr
         self.n_threads = n_threads
+        self.device = device
         self.random_state = random_state
 
     def validate(self) -> None:
-        self.require_at_least_one("embedding_dim", "hidden", "epochs", "stage2_epochs", "batch_size", "n_threads")
-        if self.lr <= 0 or self.stage2_lr <= 0:
-            raise ValueError("learning rates must be positive")
+        super().validate()
+        self.require_at_least_one("embedding_dim", "hidden")
 
-    def fit(self, data: TableData) -> Iterator[None]:
-        torch.set_num_threads(self.n_threads)
+    def build_model(self, data: TableData) -> TableNet:
         self.label_space_ = data.label_space
-        codes, numeric, cardinalities = split_table(data.X)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.random_state)
-            self.model_ = TableNet(cardinalities, numeric.shape[1], len(data.label_space),
-                                   self.embedding_dim, self.hidden)
-        self.optimizer_ = torch.optim.Adam(self.model_.parameters(), lr=self.lr)
-        self.rng_ = np.random.default_rng(self.random_state)
-        yield from self._train(data, self.epochs)
+        _, numeric, cardinalities = split_table(data.X)
+        return TableNet(cardinalities, numeric.shape[1], len(data.label_space), self.embedding_dim, self.hidden)
 
-    def continue_fit(self, data: TableData) -> Iterator[None]:
-        if not hasattr(self, "model_"):
-            raise RuntimeError("continue_fit called before fit")
-        for group in self.optimizer_.param_groups:
-            group["lr"] = self.stage2_lr
-        yield from self._train(data, self.stage2_epochs)
-
-    def _train(self, data: TableData, epochs: int) -> Iterator[None]:
+    def tensors(self, data: TableData) -> tuple[torch.Tensor, ...]:
         codes, numeric, _ = split_table(data.X)
-        labels = torch.from_numpy(np.searchsorted(self.label_space_, data.y))
-        loss_fn = nn.CrossEntropyLoss()
-        for _ in range(epochs):
-            self.model_.train()
-            order = torch.from_numpy(self.rng_.permutation(len(labels)))
-            for start in range(0, len(order), self.batch_size):
-                batch = order[start: start + self.batch_size]
-                loss = loss_fn(self.model_(codes[batch], numeric[batch]), labels[batch])
-                self.optimizer_.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer_.step()
-            yield
+        labels = np.searchsorted(self.label_space_, data.y)
+        return codes.to(self.device_), numeric.to(self.device_), self._as_tensor(labels, np.int64)
+
+    def example_loss(self, batch: tuple[torch.Tensor, ...], params: dict | None = None) -> torch.Tensor:
+        codes, numeric, labels = batch
+        return F.cross_entropy(self._forward(params, codes, numeric), labels, reduction="none")
 
     @torch.no_grad()
     def predict(self, queries: TableQueries) -> np.ndarray:
+        self._inference()
         codes, numeric, _ = split_table(queries.X)
-        self.model_.eval()
-        return self.label_space_[self.model_(codes, numeric).argmax(dim=1).numpy()]
+        scores = self.model_(codes.to(self.device_), numeric.to(self.device_))
+        return self.label_space_[scores.argmax(dim=1).cpu().numpy()]
+
+    @torch.no_grad()
+    def hidden_states(self, queries: TableQueries) -> list[np.ndarray]:
+        """The embedded row (every field's embedding side by side) and the hidden layer."""
+        self._inference()
+        codes, numeric, _ = split_table(queries.X)
+        embedded = self.model_.embed(codes.to(self.device_), numeric.to(self.device_))
+        hidden = self.model_.head[1](self.model_.head[0](embedded))
+        return [embedded.cpu().numpy(), hidden.cpu().numpy()]

@@ -14,15 +14,14 @@ the last definition it saw), which would measure forgetting rather than meta-lea
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from imlbench.learners.devices import resolve_device
-from imlbench.protocol import Learner, TokenData, TokenQueries
+from imlbench.learners.torch_base import TorchLearner
+from imlbench.protocol import TokenData, TokenQueries
 
 
 class CausalSelfAttention(nn.Module):
@@ -82,15 +81,22 @@ class GPT(nn.Module):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
+    def residuals(self, tokens: torch.Tensor) -> list[torch.Tensor]:
+        """The residual stream after the embeddings and after each block: n_layers + 1 tensors of
+        (batch, length, d_model)."""
+        positions = torch.arange(tokens.shape[1], device=tokens.device)
+        x = self.token_embedding(tokens) + self.position_embedding(positions)
+        stream = [x]
+        for block in self.blocks:
+            x = block(x)
+            stream.append(x)
+        return stream
+
     def hidden(self, tokens: torch.Tensor) -> torch.Tensor:
         """Final (normalized) hidden states, (batch, length, d_model). Kept apart from the output
         layer so that callers project only the positions they score: on short sequences over a
         large vocabulary the output layer is a large share of the compute."""
-        positions = torch.arange(tokens.shape[1], device=tokens.device)
-        x = self.token_embedding(tokens) + self.position_embedding(positions)
-        for block in self.blocks:
-            x = block(x)
-        return self.ln_f(x)
+        return self.ln_f(self.residuals(tokens)[-1])
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.lm_head(self.hidden(tokens))
@@ -101,8 +107,7 @@ def n_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-
-class Transformer(Learner):
+class Transformer(TorchLearner):
     """Decoder-only transformer; predicts the argmax next token over the whole vocabulary.
 
     `stage2_batch_size` is separate because stage 2 is small (a few hundred definitions): smaller
@@ -122,7 +127,6 @@ class Transformer(Learner):
     """
 
     views = ("tokens",)
-    capabilities = frozenset({"continue_training"})
 
     def __init__(self, n_layers: int = 2, d_model: int = 128, n_heads: int = 4, epochs: int = 30,
                  stage2_epochs: int = 200, batch_size: int = 128,
@@ -147,44 +151,22 @@ class Transformer(Learner):
         self.stage2_steps_per_epoch = stage2_steps_per_epoch
 
     def validate(self) -> None:
-        self.require_at_least_one("n_layers", "d_model", "n_heads", "epochs", "stage2_epochs", "batch_size",
-                                  "stage2_batch_size", "n_threads")
-        if self.stage2_steps_per_epoch < 0:
-            raise ValueError("stage2_steps_per_epoch must be 0 (off: one pass per epoch) or positive")
+        super().validate()
+        self.require_at_least_one("n_layers", "d_model", "n_heads")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} must be a multiple of n_heads={self.n_heads}")
-        if self.lr <= 0 or self.stage2_lr <= 0:
-            raise ValueError("learning rates must be positive")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1) or self.weight_decay < 0:
             raise ValueError("betas must lie in [0, 1) and weight_decay must be non-negative")
-        if self.device != "auto":
-            try:
-                torch.device(self.device)
-            except RuntimeError as exc:
-                raise ValueError(f"device={self.device!r}: {exc}") from exc
 
-    def fit(self, data: TokenData) -> Iterator[None]:
-        torch.set_num_threads(self.n_threads)
-        self.device_ = resolve_device(self.device)
+    def build_model(self, data: TokenData) -> GPT:
         self.vocab_size_ = data.vocab_size
         # Room for longer stage-2/test sequences than stage 1's; positions past it are never trained.
         self.max_length_ = max(64, data.tokens.shape[1])
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.random_state)
-            self.model_ = GPT(data.vocab_size, self.max_length_, self.d_model, self.n_layers,
-                              self.n_heads).to(self.device_)
-        self.optimizer_ = torch.optim.AdamW(self.model_.parameters(), lr=self.lr,
-                                            betas=(self.beta1, self.beta2), weight_decay=self.weight_decay)
-        self.rng_ = np.random.default_rng(self.random_state)
-        self.n_steps_ = 0  # optimizer steps taken so far (both stages)
-        yield from self._train(data, self.epochs, self.batch_size)
+        return GPT(data.vocab_size, self.max_length_, self.d_model, self.n_layers, self.n_heads)
 
-    def continue_fit(self, data: TokenData) -> Iterator[None]:
-        if not hasattr(self, "model_"):
-            raise RuntimeError("continue_fit called before fit")
-        for group in self.optimizer_.param_groups:
-            group["lr"] = self.stage2_lr
-        yield from self._train(data, self.stage2_epochs, self.stage2_batch_size, self.stage2_steps_per_epoch)
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.model_.parameters(), lr=self.lr, betas=(self.beta1, self.beta2),
+                                 weight_decay=self.weight_decay)
 
     def _check(self, tokens: np.ndarray, vocab_size: int) -> None:
         if vocab_size != self.vocab_size_:
@@ -192,59 +174,52 @@ class Transformer(Learner):
         if tokens.shape[1] > self.max_length_:
             raise ValueError(f"sequences of length {tokens.shape[1]} exceed the model's {self.max_length_}")
 
-    def _epoch_batches(self, n: int, batch_size: int, steps: int) -> list[np.ndarray]:
-        """One epoch's batches of document indices: one pass over a fresh permutation (steps = 0),
-        or exactly `steps` batches cut from a stream of successive permutations (steps > 0)."""
-        if not steps:
-            order = self.rng_.permutation(n)
-            return [order[start: start + batch_size] for start in range(0, n, batch_size)]
-        needed = steps * batch_size
-        parts = [self.stream_]
-        available = len(self.stream_)
-        while available < needed:
-            parts.append(self.rng_.permutation(n))
-            available += n
-        stream = np.concatenate(parts)
-        self.stream_ = stream[needed:]  # the rest of the current permutation opens the next epoch
-        return [stream[i * batch_size: (i + 1) * batch_size] for i in range(steps)]
-
-    def _train(self, data: TokenData, epochs: int, batch_size: int, steps_per_epoch: int = 0) -> Iterator[None]:
-        torch.set_num_threads(self.n_threads)
-        self.stream_ = np.zeros(0, dtype=np.int64)
+    def tensors(self, data: TokenData) -> tuple[torch.Tensor, ...]:
+        """Inputs, next-token targets and which targets carry loss: position i is predicted from
+        tokens[:i], so logits[:, i-1] are scored against tokens[:, i]."""
         self._check(data.tokens, data.vocab_size)
-        tokens = torch.from_numpy(np.ascontiguousarray(data.tokens, dtype=np.int64)).to(self.device_)
-        # Position i is predicted from tokens[:i]: logits[:, i-1] against tokens[:, i].
-        inputs, targets = tokens[:, :-1], tokens[:, 1:]
-        mask = torch.from_numpy(np.ascontiguousarray(data.loss_mask[:, 1:])).to(self.device_)
-        for _ in range(epochs):
-            self.model_.train()
-            for indices in self._epoch_batches(len(tokens), batch_size, steps_per_epoch):
-                batch = torch.from_numpy(indices).to(self.device_)
-                selected = mask[batch]
-                if not selected.any():
-                    continue
-                hidden = self.model_.hidden(inputs[batch])[selected]
-                loss = F.cross_entropy(self.model_.lm_head(hidden), targets[batch][selected])
-                self.optimizer_.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer_.step()
-                self.n_steps_ += 1
-            yield
+        tokens = self._as_tensor(data.tokens, np.int64)
+        return tokens[:, :-1], tokens[:, 1:], self._as_tensor(data.loss_mask[:, 1:], np.bool_)
+
+    def batch_loss(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor | None:
+        """Cross-entropy over the batch's loss positions, projecting only those to the vocabulary."""
+        inputs, targets, mask = batch
+        if not mask.any():
+            return None
+        hidden = self.model_.hidden(inputs)[mask]
+        return F.cross_entropy(self.model_.lm_head(hidden), targets[mask])
+
+    def example_loss(self, batch: tuple[torch.Tensor, ...], params: dict | None = None) -> torch.Tensor:
+        """Each document's mean cross-entropy over its loss positions. `batch_loss` averages over
+        positions instead, so the two agree on batches whose documents carry equally many loss
+        positions (a definition carries two: its variable and its value; a question one)."""
+        inputs, targets, mask = batch
+        per_position = F.cross_entropy(self._forward(params, inputs).transpose(1, 2), targets, reduction="none")
+        weight = mask.to(per_position.dtype)
+        return (per_position * weight).sum(dim=1) / weight.sum(dim=1).clamp(min=1)
 
     @torch.no_grad()
     def predict(self, queries: TokenQueries) -> np.ndarray:
         """Argmax of the next-token logits at `answer_pos - 1`; only tokens before the answer matter
         (causal attention), and the query holds padding from the answer position on."""
-        torch.set_num_threads(self.n_threads)
         self._check(queries.tokens, queries.vocab_size)
-        self.model_.eval()
-        tokens = torch.from_numpy(np.ascontiguousarray(queries.tokens, dtype=np.int64))
-        answer_pos = torch.from_numpy(np.asarray(queries.answer_pos, dtype=np.int64))
+        self._inference()
         out = []
-        for start in range(0, len(tokens), 4096):
-            chunk = tokens[start: start + 4096].to(self.device_)
-            pos = answer_pos[start: start + 4096].to(self.device_)
+        for start in range(0, len(queries.tokens), 4096):
+            chunk = self._as_tensor(queries.tokens[start: start + 4096], np.int64)
+            pos = self._as_tensor(queries.answer_pos[start: start + 4096], np.int64)
             hidden = self.model_.hidden(chunk[:, : int(pos.max())])
             last = hidden[torch.arange(len(chunk), device=self.device_), pos - 1]
             out.append(self.model_.lm_head(last).argmax(dim=-1).cpu())
         return torch.cat(out).numpy().astype(np.int64) if out else np.zeros(0, np.int64)
+
+    @torch.no_grad()
+    def hidden_states(self, queries: TokenQueries) -> list[np.ndarray]:
+        """The residual stream after the embeddings and after each block (n_layers + 1 arrays of
+        (n, d_model)) at `answer_pos - 1`, the position whose output predicts the answer."""
+        self._check(queries.tokens, queries.vocab_size)
+        self._inference()
+        tokens = self._as_tensor(queries.tokens, np.int64)
+        pos = self._as_tensor(queries.answer_pos, np.int64)
+        rows = torch.arange(len(tokens), device=self.device_)
+        return [r[rows, pos - 1].cpu().numpy() for r in self.model_.residuals(tokens[:, : int(pos.max())])]
