@@ -15,10 +15,17 @@ def score(tmp_path, learner, pipeline, params=None):
     return summary.iloc[0]
 
 
-@pytest.mark.parametrize("learner, pipeline", [("majority", "two-stage"), ("tag-blind", "one-stage")])
-def test_controls_show_no_effect(tmp_path, learner, pipeline):
-    row = score(tmp_path, learner, pipeline)
+def test_tag_blind_control_shows_no_effect(tmp_path):
+    row = score(tmp_path, "tag-blind", "one-stage")
     assert row["verdict"] == "none" and -3 <= row["ci_low"] and row["ci_high"] <= 3
+
+
+def test_majority_control_is_guarded_not_called(tmp_path):
+    """Majority answers nothing: its effect is exactly 0, and the questions-learned guard keeps the
+    verdict from claiming anything about internalization (scoring v2)."""
+    row = score(tmp_path, "majority", "two-stage")
+    assert row["effect_mean"] == 0 and row["verdict"] == "inconclusive"
+    assert row["verdict_note"].startswith("none by the tests, but questions not learned")
 
 
 def test_random_forest_shows_no_effect_and_learns_the_definitions(tmp_path):
