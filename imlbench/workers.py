@@ -97,8 +97,8 @@ class _Worker:
 
     def __init__(self) -> None:
         self.conn, child = Pipe()
-        self.proc = subprocess.Popen([sys.executable, "-c", BOOT, json.dumps([str(p) for p in sys.path]), str(child.fileno())],
-                                     pass_fds=[child.fileno()])
+        path = json.dumps([str(p) for p in sys.path])  # plugins importable here are importable there
+        self.proc = subprocess.Popen([sys.executable, "-c", BOOT, path, str(child.fileno())], pass_fds=[child.fileno()])
         child.close()
         self.ready = False
         self.job: tuple[RunRequest, float | None] | None = None
