@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import tomllib
 from collections.abc import Iterable
 from pathlib import Path
@@ -11,28 +12,47 @@ import pandas as pd
 
 from imlbench.execution import drive
 from imlbench.records import load_records
-from imlbench.registry import ImlbenchError, parse_pair, resolve, split_overrides, suite_specs, target_class
+from imlbench.registry import (SPEC_TYPES, ImlbenchError, available, check_keys, did_you_mean, parse_pair,
+                               resolve, split_overrides, suite_specs, target_class)
 from imlbench.runner import DEFAULT_THRESHOLD, PIPELINES, RunRequest, check_pipeline, choose_view
 from imlbench.scoring import DEFAULT_MARGIN, summarize, write_leaderboard
 
 DEFAULT_OUT = "results"
 DEFAULT_SEEDS = 5
+SUITE_KEYS = ("name", "version", "description", "seeds", "pipelines", "tasks", "learners", "params")
 
 
-def _names(value: str | Iterable[str]) -> list[str]:
-    items = value.split(",") if isinstance(value, str) else list(value)
+def _names(value: str | Iterable[str], what: str, valid: Iterable[str]) -> list[str]:
+    """A comma-separated string or a list -> names; an empty one is an error, not the default."""
+    if isinstance(value, str):
+        items = value.split(",")
+    elif isinstance(value, Iterable) and all(isinstance(v, str) for v in value):
+        items = list(value)
+    else:
+        raise ImlbenchError(f"bad {what} {value!r}: expected a name or a list of names; valid: {', '.join(valid)}")
     names = [v.strip() for v in items if v.strip()]
     if not names:
-        raise ImlbenchError("empty list of names")
+        raise ImlbenchError(f"empty {what} {value!r}: name at least one; valid: {', '.join(valid)}")
     return names
 
 
 def _seeds(seeds: int | Iterable[int]) -> list[int]:
-    if isinstance(seeds, int):
+    """A count or distinct non-negative seeds. A repeated seed is an error: it would count one
+    seed's effect twice in a summary that has only one record for it."""
+    if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
         if seeds < 1:
             raise ImlbenchError(f"seeds must be at least 1, got {seeds}")
-        return list(range(seeds))
-    return [int(s) for s in seeds]
+        return list(range(int(seeds)))
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):
+        raise ImlbenchError(f"bad seeds {seeds!r}: expected a count or a list of seeds")
+    chosen = list(seeds)
+    if not chosen or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 0 for s in chosen):
+        raise ImlbenchError(f"bad seeds {chosen!r}: expected non-negative integers")
+    chosen = [int(s) for s in chosen]
+    repeated = sorted({s for s in chosen if chosen.count(s) > 1})
+    if repeated:
+        raise ImlbenchError(f"seed {', '.join(map(str, repeated))} listed more than once in {chosen}; list each seed once")
+    return chosen
 
 
 def plan(learner: str | Iterable[str], task: str | Iterable[str], seeds: int | Iterable[int] = DEFAULT_SEEDS,
@@ -44,16 +64,18 @@ def plan(learner: str | Iterable[str], task: str | Iterable[str], seeds: int | I
     With `skip_unsupported`, (learner, task, pipeline) combinations that cannot run are left out
     instead of being an error (a suite runs "every learner on every task it supports").
     """
-    pairs = list(params.items()) if isinstance(params, dict) else [parse_pair(p) for p in params or []]
-    pipelines = _names(pipeline)
+    if params is not None and not isinstance(params, (dict, list, tuple)):
+        raise ImlbenchError(f"bad params {params!r}: expected a table of key = value (or key=value strings)")
+    pairs = list(params.items()) if isinstance(params, dict) else [parse_pair(str(p)) for p in params or []]
+    pipelines = _names(pipeline, "pipeline", PIPELINES)
     for p in pipelines:
         if p not in PIPELINES:
-            raise ImlbenchError(f"unknown pipeline {p!r}; valid: {', '.join(PIPELINES)}")
+            raise ImlbenchError(f"unknown pipeline {p!r}; valid: {', '.join(PIPELINES)}{did_you_mean(p, PIPELINES)}")
     if not 0 < threshold <= 1:
         raise ImlbenchError(f"threshold must lie in (0, 1], got {threshold}")
-    requests = []
-    for task_name in _names(task):
-        for learner_name in _names(learner):
+    requests, seed_list = [], _seeds(seeds)
+    for task_name in _names(task, "task", available("task")):
+        for learner_name in _names(learner, "learner", available("learner")):
             task_cls, learner_cls = target_class("task", task_name), target_class("learner", learner_name)
             if skip_unsupported:  # suite-wide parameters apply where they exist
                 pairs_here = [(k, v) for k, v in pairs if k.split(".")[-1] in
@@ -72,7 +94,7 @@ def plan(learner: str | Iterable[str], task: str | Iterable[str], seeds: int | I
                     if skip_unsupported:
                         continue
                     raise
-                requests += [RunRequest(task_spec, learner_spec, s, p, threshold) for s in _seeds(seeds)]
+                requests += [RunRequest(task_spec, learner_spec, s, p, threshold) for s in seed_list]
     return requests
 
 
@@ -81,36 +103,49 @@ def plan_suite(name: str, seeds: int | Iterable[int] | None = None, threshold: f
     specs = suite_specs("suite")
     path = Path(name) if name.endswith(".toml") else specs.get(name)
     if path is None or not path.is_file():
-        raise ImlbenchError(f"unknown suite {name!r}; valid: {', '.join(sorted(specs)) or '(none)'} (or a .toml path)")
+        raise ImlbenchError(f"unknown suite {name!r}; valid: {', '.join(sorted(specs)) or '(none)'} "
+                            f"(or a .toml path){did_you_mean(name, specs)}")
     try:
         suite = tomllib.loads(path.read_text())
-        tasks, learners = suite["tasks"], suite["learners"]
-    except (OSError, tomllib.TOMLDecodeError, KeyError) as exc:
+    except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ImlbenchError(f"cannot read suite {path}: {type(exc).__name__}: {exc}") from exc
+    check_keys(f"suite {path}", suite, SUITE_KEYS)
+    missing = [k for k in ("tasks", "learners") if k not in suite]
+    if missing:
+        raise ImlbenchError(f"suite {path} lists no {' and no '.join(missing)}; add e.g. {missing[0]} = [\"...\"]")
+    tasks, learners = suite["tasks"], suite["learners"]
+    for key in ("name", "version", "description", "params"):
+        test, expected = SPEC_TYPES[key]
+        if key in suite and not test(suite[key]):
+            raise ImlbenchError(f"bad {key!r} in suite {path}: expected {expected}, got {suite[key]!r}")
     return plan(learners, tasks, suite.get("seeds", DEFAULT_SEEDS) if seeds is None else seeds,
                 suite.get("pipelines", ["two-stage"]), suite.get("params", {}), threshold, skip_unsupported=True)
 
 
 def execute_plan(requests: list[RunRequest], out: str | Path = DEFAULT_OUT, force: bool = False,
-                 verbose: bool = True, executor: str | Any = None, jobs: int = 1) -> tuple[list[dict[str, Any]], list[str]]:
+                 verbose: bool = True, executor: str | Any = None, jobs: int = 1,
+                 timeout: float | None = None) -> tuple[list[dict[str, Any]], list[str]]:
     """Run (or load) every request. Returns (records, one-line problems). A failing run never
-    stops the others: its error is recorded and reported."""
-    return drive(requests, out, force, executor, jobs, quiet=not verbose)
+    stops the others: its error is recorded and reported. `timeout` (seconds; 0 = none) limits
+    each run's wall clock and overrides a learner spec's `timeout`."""
+    return drive(requests, out, force, executor, jobs, quiet=not verbose, timeout=timeout)
 
 
 def run(learner: str | Iterable[str] = "rf", task: str | Iterable[str] = "synthetic-defs",
         seeds: int | Iterable[int] = DEFAULT_SEEDS, pipeline: str | Iterable[str] = "two-stage",
         params: dict[str, Any] | list[str] | None = None, out: str | Path = DEFAULT_OUT,
         force: bool = False, threshold: float = DEFAULT_THRESHOLD, margin: float = DEFAULT_MARGIN,
-        verbose: bool = False, executor: str | Any = None, jobs: int = 1) -> pd.DataFrame:
+        verbose: bool = False, executor: str | Any = None, jobs: int = 1,
+        timeout: float | None = None) -> pd.DataFrame:
     """Run a grid and return its summary (one row per task x learner x pipeline).
 
     `executor`/`jobs` choose where runs execute (see `imlbench.execution.open_executor`); any
-    concurrent.futures-style executor object works too. The records are in `summary.attrs["records"]`, failures in `summary.attrs["problems"]`; the
+    concurrent.futures-style executor object works too. `timeout` limits each run (seconds): a run
+    past it is stopped and recorded as an error. The records are in `summary.attrs["records"]`, failures in `summary.attrs["problems"]`; the
     leaderboard of everything under `out` is rewritten to `out/leaderboard.csv`.
     """
     requests = plan(learner, task, seeds, pipeline, params, threshold)
-    records, problems = execute_plan(requests, out, force, verbose, executor, jobs)
+    records, problems = execute_plan(requests, out, force, verbose, executor, jobs, timeout)
     summary = summarize(records, margin)
     leaderboard(out, margin=margin)
     summary.attrs["records"] = records

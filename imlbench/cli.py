@@ -42,14 +42,16 @@ def parse_seeds(text: str) -> int | list[int]:
 def cmd_run(args: argparse.Namespace) -> int:
     seeds = None if args.seeds is None else parse_seeds(args.seeds)
     if args.suite:
-        if args.learner or args.task or args.param:
+        if args.learner is not None or args.task is not None or args.param:
             raise ImlbenchError("--suite runs its own learners, tasks and parameters; "
                                 "drop --learner/--task/--param or drop --suite")
         requests = api.plan_suite(args.suite, seeds, args.threshold)
     else:
-        requests = api.plan(args.learner or "rf", args.task or "synthetic-defs",
+        requests = api.plan("rf" if args.learner is None else args.learner,  # --learner "" is an error
+                            "synthetic-defs" if args.task is None else args.task,
                             api.DEFAULT_SEEDS if seeds is None else seeds, args.pipeline, args.param, args.threshold)
-    records, problems = api.execute_plan(requests, args.out, args.force, not args.quiet, args.executor, args.jobs)
+    records, problems = api.execute_plan(requests, args.out, args.force, not args.quiet, args.executor, args.jobs,
+                                         args.timeout)
     board = api.leaderboard(args.out, margin=args.margin)
     print(format_summary(summarize(records, args.margin), args.margin))
     print(f"records: {Path(args.out) / 'records'}  leaderboard: {Path(args.out) / 'leaderboard.csv'}")
@@ -170,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--executor", default=None,
                      help="local (default), dask (a LocalCluster of --jobs workers), dask://HOST:PORT, "
                           "slurm (submitit), submitit-local")
+    run.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                     help="wall-clock limit per run: a run past it is stopped and recorded as an error "
+                          "(default: the learner spec's `timeout`, else none; 0 = no limit)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar or per-run lines")
     run.set_defaults(func=cmd_run)
 
@@ -231,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nimlbench: interrupted; finished runs are saved and will be reused", file=sys.stderr)
         return 130
+    except OSError as exc:  # a full disk, a folder that became unwritable: one line, not a traceback
+        print(f"imlbench: error: {one_line(f'{type(exc).__name__}: {exc}')}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

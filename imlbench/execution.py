@@ -1,51 +1,65 @@
-"""Where runs execute: in-process, local worker processes, dask.distributed, or Slurm via submitit.
+"""Where runs execute: in-process, supervised local workers, dask.distributed, or Slurm via submitit.
 
-Every engine is used through the same `submit(fn, *args) -> future` call; the driver polls
-`future.done()` rather than relying on `as_completed` (which does not accept foreign futures). Each
-job writes its own record, so a driver that dies loses nothing: a rerun reuses every finished record.
+The driver reads the existing records first and hands only missing runs to an engine, so a rerun of a
+finished grid costs no job. Local parallel runs go to supervised worker processes
+(`imlbench.workers`); every other engine is used through the same `submit(fn, *args) -> future` call,
+and the driver polls `future.done()` (`as_completed` does not accept foreign futures). Each job writes
+its own record, so a driver that dies loses nothing: a rerun reuses every finished record.
+
+A time limit (`timeout`, or a learner spec's `timeout`) moves a run into a supervised worker
+wherever it executes: the worker is killed at the limit and the run gets an error record.
 """
 
 from __future__ import annotations
 
+import math
+import socket
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Iterator
 
 from tqdm.auto import tqdm
 
-from imlbench.registry import ImlbenchError
-from imlbench.runner import RunRequest, run_one
+from imlbench.records import prepare_out
+from imlbench.registry import ImlbenchError, did_you_mean
+from imlbench.runner import RunRequest, cached_record
+from imlbench.workers import job_outcome, run_limited, run_supervised
 
 EXECUTORS = ("local", "dask", "dask://HOST:PORT", "slurm", "submitit-local")
 POLL_SECONDS = 0.2
+DASK_CONNECT_SECONDS = 10
+SLURM_MARGIN_MINUTES = 5  # Slurm's own limit is a backstop: the job stops the run at its limit first
 
 
-def run_job(request: RunRequest, out: str, force: bool, progress=None) -> dict[str, Any]:
-    """One run, as a picklable job for any engine. Returns {"record", "cached"} or {"problem"}."""
-    try:
-        record, cached = run_one(request, Path(out), force=force, progress=progress)
-    except ImlbenchError as exc:  # e.g. an unreadable record file: report it, keep going
-        return {"problem": str(exc)}
-    return {"record": record, "cached": cached}
+def run_job(request: RunRequest, out: str, force: bool, limit: float | None = None) -> dict[str, Any]:
+    """One run, as a picklable job for any engine. Returns {"record", "cached"} or {"problem"}.
+    With a limit the run executes in a supervised child process of the job."""
+    if limit is None:
+        return job_outcome(request, out, force)
+    return run_limited(request, out, force, limit)
+
+
+def check_timeout(timeout: float | None) -> None:
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or not timeout >= 0 or math.isinf(timeout)):
+        raise ImlbenchError(f"timeout must be a number of seconds > 0 (or 0 for no limit), got {timeout!r}")
+
+
+def limit_for(request: RunRequest, timeout: float | None) -> float | None:
+    """The run's wall-clock limit: `timeout` if given (0 = none), else its learner spec's `timeout`."""
+    if timeout is not None:
+        return float(timeout) or None
+    return request.learner.timeout
 
 
 @contextmanager
-def open_executor(spec: str | None, jobs: int, out: str | Path) -> Iterator[Any]:
-    """An engine with `submit`: "local" (`jobs` worker processes), "dask"
-    (a LocalCluster of `jobs` single-threaded workers on loopback), "dask://HOST:PORT" (a running
-    scheduler), "slurm" (submitit's AutoExecutor; logs under OUT/submitit) or "submitit-local"."""
-    if jobs < 1:
-        raise ImlbenchError(f"--jobs must be at least 1, got {jobs}")
-    spec = spec or "local"
-    if spec == "local":
-        # spawn, not fork: forked torch/OpenMP state is unsafe, and spawn matches a cluster worker
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-            yield pool
-    elif spec == "dask" or spec.startswith("dask://"):
+def open_executor(spec: str, jobs: int, out: str | Path, limit: float | None = None) -> Iterator[Any]:
+    """An engine with `submit`: "dask" (a LocalCluster of `jobs` single-threaded workers on loopback),
+    "dask://HOST:PORT" (a running scheduler), "slurm" (submitit's AutoExecutor; logs under
+    OUT/submitit) or "submitit-local". `limit` (the longest run limit) sets submitit's timeout_min."""
+    if spec == "dask" or spec.startswith("dask://"):
         try:
             from dask.distributed import Client, LocalCluster
         except ImportError as exc:
@@ -55,7 +69,12 @@ def open_executor(spec: str | None, jobs: int, out: str | Path) -> Iterator[Any]
                               dashboard_address=None) as cluster, Client(cluster) as client:
                 yield client
         else:
-            with Client("tcp://" + spec.removeprefix("dask://"), timeout=30) as client:
+            address = _reachable(spec)
+            try:
+                client = Client(address, timeout=DASK_CONNECT_SECONDS)
+            except (OSError, TimeoutError) as exc:
+                raise ImlbenchError(f"cannot connect to the dask scheduler at {address}: {exc}") from exc
+            with client:
                 yield client
     elif spec in ("slurm", "submitit-local"):
         try:
@@ -64,30 +83,59 @@ def open_executor(spec: str | None, jobs: int, out: str | Path) -> Iterator[Any]
             raise ImlbenchError("--executor slurm needs submitit: pip install 'imlbench[slurm]'") from exc
         folder = Path(out) / "submitit" / "%j"
         executor = submitit.AutoExecutor(folder=folder) if spec == "slurm" else submitit.LocalExecutor(folder=folder)
-        if spec == "submitit-local":
+        if limit is not None:
+            executor.update_parameters(timeout_min=math.ceil(limit / 60) + SLURM_MARGIN_MINUTES)
+        elif spec == "submitit-local":
             executor.update_parameters(timeout_min=60)
         yield executor
     else:
-        raise ImlbenchError(f"unknown executor {spec!r}; valid: {', '.join(EXECUTORS)}")
+        check_executor(spec)
+        raise ImlbenchError(f"executor {spec!r} runs in this process, not through an engine")
+
+
+def check_executor(spec: str) -> None:
+    if spec not in ("local", "dask", "slurm", "submitit-local") and not spec.startswith("dask://"):
+        raise ImlbenchError(f"unknown executor {spec!r}; valid: {', '.join(EXECUTORS)}{did_you_mean(spec, EXECUTORS)}")
+
+
+def _reachable(spec: str) -> str:
+    """dask://HOST:PORT -> tcp://HOST:PORT, after checking something listens there (a refused
+    connection fails at once instead of after dask's connect retries)."""
+    host, _, port = spec.removeprefix("dask://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ImlbenchError(f"bad --executor {spec!r}; expected dask://HOST:PORT (e.g. dask://10.0.0.5:8786)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=DASK_CONNECT_SECONDS).close()
+    except OSError as exc:
+        raise ImlbenchError(f"no dask scheduler reachable at {host}:{port}: {exc.strerror or exc}; start one "
+                            f"(`dask scheduler`) or use --executor dask for a local cluster") from exc
+    return f"tcp://{host}:{port}"
 
 
 def drive(requests: list[RunRequest], out: str | Path, force: bool = False, executor: str | Any = None,
-          jobs: int = 1, quiet: bool = False) -> tuple[list[dict[str, Any]], list[str]]:
-    """Submit every run, poll until all are done, and show one progress bar (runs done / total,
-    failures, ETA; in-process also the current run's stage and checkpoint). Returns (records, problems).
-    `executor` is a name (see `open_executor`; "local" with one job runs in this process) or any
-    object with a concurrent.futures-style `submit`."""
+          jobs: int = 1, quiet: bool = False, timeout: float | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+    """Load finished runs, execute the missing ones, and show one progress bar (runs done / total,
+    failures, ETA; the current run's stage and checkpoint where known). Returns (records, problems).
+    `executor` is a name ("local": in this process with one job and no time limit, else `jobs`
+    supervised workers; see `open_executor` for the others) or any object with a
+    concurrent.futures-style `submit`. `timeout` (seconds, 0 = none) limits every run."""
+    if jobs < 1:
+        raise ImlbenchError(f"--jobs must be at least 1, got {jobs}")
+    check_timeout(timeout)
+    if isinstance(executor, str):
+        check_executor(executor)
+    prepare_out(out)
     bar = tqdm(total=len(requests), unit="run", disable=quiet, file=sys.stderr, dynamic_ncols=True)
-    records, problems = [], []
+    found: dict[int, dict[str, Any]] = {}  # id(request) -> record, returned in request order
+    problems: list[str] = []
 
-    def finish(request: RunRequest, outcome: dict[str, Any] | None, error: BaseException | None) -> None:
+    def finish(request: RunRequest, outcome: dict[str, Any] | None, error: BaseException | None = None) -> None:
         if error is not None:
             problems.append(f"{request.label()}: the job failed: {type(error).__name__}: {error}")
         elif "problem" in outcome:
             problems.append(outcome["problem"])
         else:
-            record = outcome["record"]
-            records.append(record)
+            record = found[id(request)] = outcome["record"]
             if record["status"] != "ok":
                 problems.append(f"{request.label()}: {record['error']}")
             elif not quiet:
@@ -96,29 +144,59 @@ def drive(requests: list[RunRequest], out: str | Path, force: bool = False, exec
         bar.set_postfix(failed=len(problems), refresh=False)
         bar.update(1)
 
-    if executor is None or isinstance(executor, str):
-        if (executor or "local") == "local" and jobs == 1:
-            _drive_in_process(requests, out, force, bar, finish)
-            bar.close()
-            return records, problems
-        with open_executor(executor, jobs, out) as engine:
-            _poll(engine, requests, out, force, finish)
-    else:
-        _poll(executor, requests, out, force, finish)
-    bar.close()
-    return records, problems
+    shown = [0.0]
+
+    def show(request: RunRequest, stage: str, checkpoint: int, detail: str) -> None:
+        if not quiet and time.monotonic() - shown[0] >= POLL_SECONDS:  # a learner may yield very often
+            bar.set_postfix_str(f"{request.label()}: {stage} checkpoint {checkpoint} {detail}".rstrip())
+            shown[0] = time.monotonic()
+
+    try:
+        todo = _missing(requests, out, force, finish)
+        jobs_ = [(request, limit_for(request, timeout)) for request in todo]
+        _execute(jobs_, str(out), force, executor, jobs, finish, show)
+    finally:
+        bar.close()
+    return [found[id(r)] for r in requests if id(r) in found], problems
 
 
-def _drive_in_process(requests, out, force, bar, finish) -> None:
+def _missing(requests: list[RunRequest], out, force: bool, finish) -> list[RunRequest]:
+    """The requests without a finished record; finished ones are reported as cached right away."""
+    if force:
+        return list(requests)
+    todo = []
     for request in requests:
-        def progress(message: str, request=request) -> None:
-            bar.set_postfix_str(f"{request.label()}: {message}")
+        try:
+            record = cached_record(request, Path(out))
+        except ImlbenchError as exc:  # an unreadable record: report it, keep going
+            finish(request, {"problem": str(exc)})
+            continue
+        if record is None:
+            todo.append(request)
+        else:
+            finish(request, {"record": record, "cached": True})
+    return todo
 
-        finish(request, run_job(request, str(out), force, None if bar.disable else progress), None)
+
+def _execute(jobs_: list[tuple[RunRequest, float | None]], out: str, force: bool, executor, jobs: int,
+             finish, show) -> None:
+    if not jobs_:
+        return
+    if executor is not None and not isinstance(executor, str):
+        _poll(executor, jobs_, out, force, finish)
+    elif (executor or "local") != "local":
+        longest = max((limit for _, limit in jobs_ if limit is not None), default=None)
+        with open_executor(executor, jobs, out, longest) as engine:
+            _poll(engine, jobs_, out, force, finish)
+    elif jobs == 1 and all(limit is None for _, limit in jobs_):
+        for request, _ in jobs_:
+            finish(request, job_outcome(request, out, force, lambda *where, r=request: show(r, *where)))
+    else:
+        run_supervised(jobs_, out, force, jobs, finish, show)
 
 
-def _poll(engine: Any, requests: list[RunRequest], out, force: bool, finish) -> None:
-    pending = {engine.submit(run_job, request, str(out), force): request for request in requests}
+def _poll(engine: Any, jobs_: list[tuple[RunRequest, float | None]], out: str, force: bool, finish) -> None:
+    pending = {engine.submit(run_job, request, out, force, limit): request for request, limit in jobs_}
     while pending:
         for future in [f for f in pending if f.done()]:
             request = pending.pop(future)

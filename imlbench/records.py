@@ -1,30 +1,102 @@
-"""Run records: one JSON file per run, written atomically, keyed by what determines the result."""
+"""Run records: one JSON file per run, written atomically, keyed by what determines the result.
+
+A record also says what ran it (library versions, the imlbench commit of a checkout, CPU, the
+accelerator), outside the key: the same run on another machine is the same run, with its
+provenance visible.
+"""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import platform
 import re
+import subprocess
+import sys
 import tempfile
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from imlbench.registry import ImlbenchError, Spec
 
 LIBRARIES = ("imlbench", "numpy", "pandas", "scikit-learn", "xgboost", "torch")
 
 
+# fields a finished record must hold for the summary, leaderboard and report to read it
+REQUIRED = {"ok": ("key", "task", "learner", "seed", "pipeline", "scores", "accuracy", "accuracy_after_stage1",
+                   "curve", "evaluation_point", "definitions_learned", "measurements", "versions"),
+            "error": ("key", "task", "learner", "seed", "pipeline", "error")}
+
+
 def versions() -> dict[str, str]:
+    """Library versions, plus `imlbench_commit` when imlbench runs from a git checkout (an editable
+    install reports the same package version for every commit)."""
     found = {"python": platform.python_version()}
     for lib in LIBRARIES:
         try:
             found[lib] = metadata.version(lib)
         except metadata.PackageNotFoundError:
             found[lib] = "not installed"
+    commit = git_commit()
+    if commit:
+        found["imlbench_commit"] = commit
     return found
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    """HEAD of the checkout imlbench is imported from, with "-dirty" if tracked files differ from it;
+    None when not run from a checkout (a wheel) or git is unavailable."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return None
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10,
+                              check=True).stdout.strip()
+
+    try:
+        if Path(git("rev-parse", "--show-toplevel")).resolve() != root:
+            return None
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+        return git("rev-parse", "HEAD") + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def accelerator() -> dict[str, Any] | None:
+    """The CUDA device this process used (torch's name and CUDA version), or None. Torch is only
+    looked at when the run already imported it and initialized CUDA."""
+    torch = sys.modules.get("torch")
+    try:
+        if torch is None or not torch.cuda.is_initialized():
+            return None
+        index = torch.cuda.current_device()
+        return {"name": torch.cuda.get_device_name(index), "cuda": torch.version.cuda,
+                "count": torch.cuda.device_count()}
+    except Exception:  # a broken driver must not cost the record
+        return None
+
+
+def environment() -> dict[str, Any]:
+    """Where a run executed; not part of its key."""
+    return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
+            "accelerator": accelerator()}
 
 
 def run_identity(task: Spec, learner: Spec, seed: int, pipeline: str, protocol: dict[str, Any]) -> dict[str, Any]:
@@ -38,8 +110,13 @@ def run_key(identity: dict[str, Any]) -> str:
 
 
 def safe_name(name: str) -> str:
-    """A name as one path component: the one rule for record folders, figure and sweep files."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "unnamed"
+    """A name as one path component that stays inside its folder (the one rule for record folders,
+    figure and sweep files): `/` and other characters become `_`; a name left empty or all dots
+    (`.`, `..`) becomes a hash of the name."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("_")
+    if not safe.strip("."):
+        return "name-" + hashlib.sha256(str(name).encode()).hexdigest()[:12]
+    return safe
 
 
 def record_path(out_dir: Path, identity: dict[str, Any]) -> Path:
@@ -49,13 +126,15 @@ def record_path(out_dir: Path, identity: dict[str, Any]) -> Path:
             / f"{identity['pipeline']}-seed{identity['seed']}-{key}.json")
 
 
-def write_record(path: Path, record: dict[str, Any]) -> None:
-    """Write to a temporary file in the same folder, then rename: a reader never sees half a file."""
+def write_atomic(path: Path, write: Callable[[TextIO], None]) -> None:
+    """Write through `write(file)` into a uniquely named temporary file in the same folder, then
+    rename: a reader never sees half a file, and concurrent writers never share a temporary name."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(record, f, indent=1, sort_keys=True, allow_nan=True)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -64,16 +143,58 @@ def write_record(path: Path, record: dict[str, Any]) -> None:
         raise
 
 
+def write_record(path: Path, record: dict[str, Any]) -> None:
+    write_atomic(path, lambda f: json.dump(record, f, indent=1, sort_keys=True, allow_nan=True))
+
+
 def read_record(path: Path) -> dict[str, Any]:
     try:
         record = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ImlbenchError(f"unreadable record file {path}: {type(exc).__name__}: {exc}; "
                             f"delete it or rerun with --force") from exc
-    if not isinstance(record, dict) or "status" not in record or "key" not in record:
+    if not isinstance(record, dict) or record.get("status") not in REQUIRED:
         raise ImlbenchError(f"unreadable record file {path}: not an imlbench record; "
                             f"delete it or rerun with --force")
+    missing = [k for k in REQUIRED[record["status"]] if k not in record]
+    if not missing:
+        missing = _malformed(record)
+    if missing:
+        raise ImlbenchError(f"unreadable record file {path}: missing or malformed {', '.join(missing)}; "
+                            f"delete it or rerun with --force")
     return record
+
+
+def _malformed(record: dict[str, Any]) -> list[str]:
+    """The fields the summary reads that do not have the shape a run writes."""
+    bad = [k for k in ("task", "learner") if not isinstance(record[k], dict) or "name" not in record[k]]
+    if record["status"] == "ok":
+        bad += [k for k in ("scores", "accuracy", "accuracy_after_stage1", "measurements", "versions")
+                if not isinstance(record[k], dict)]
+        if "scores" not in bad and not isinstance(record["scores"].get("iml_effect"), (int, float)):
+            bad.append("scores.iml_effect")
+        try:
+            float(record["measurements"]["seconds"]["total"])
+        except (KeyError, TypeError, ValueError):
+            bad.append("measurements.seconds.total")
+    return bad
+
+
+def prepare_out(out_dir: str | Path) -> Path:
+    """Create the results folder and prove it is writable, before any training: a bad --out must
+    not surface only after hours of runs."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ImlbenchError(f"--out {out} is a file, not a directory; name a folder (it is created if missing)")
+    try:
+        (out / "records").mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out / "records", prefix=".tmp-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ImlbenchError(f"--out {out} is not a writable folder: {exc.strerror or exc}; "
+                            f"choose another --out") from exc
+    return out
 
 
 def iter_record_files(out_dir: Path) -> list[Path]:

@@ -8,8 +8,10 @@ defaults; or `package.module:Class`.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import metadata, resources
 from pathlib import Path
@@ -18,6 +20,10 @@ from typing import Any
 from imlbench.protocol import Learner, Task
 
 KINDS = {"learner": Learner, "task": Task}
+# Keys a learner/task spec file may hold. `timeout` (seconds) is a learner's default wall-clock limit
+# per run; like `description` it is not part of a run's identity.
+SPEC_KEYS = {"learner": ("name", "version", "description", "learner", "params", "timeout"),
+             "task": ("name", "version", "description", "task", "params")}
 
 
 class ImlbenchError(Exception):
@@ -39,12 +45,27 @@ class Spec:
     params: dict[str, Any]
     version: int = 1
     source: str = field(default="", compare=False)
+    timeout: float | None = field(default=None, compare=False)  # seconds; a learner spec's default limit
 
     def build(self):
         return load_target(self.kind, self.target)(**self.params)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "target": self.target, "version": self.version, "params": self.params}
+
+
+def did_you_mean(name: str, valid: Iterable[str]) -> str:
+    """"; did you mean rf?" for a near miss (difflib), else "": the end of an unknown-name error."""
+    close = difflib.get_close_matches(str(name), [str(v) for v in valid], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+def check_keys(what: str, raw: dict[str, Any], valid: Iterable[str]) -> None:
+    """A key the reader does not know is a typo that would silently run defaults: reject it."""
+    valid = list(valid)
+    for key in raw:
+        if key not in valid:
+            raise ImlbenchError(f"unknown key {key!r} in {what}; valid: {', '.join(valid)}{did_you_mean(key, valid)}")
 
 
 def suite_dirs(kind: str) -> list[Path]:
@@ -86,7 +107,8 @@ def load_target(kind: str, target: str) -> type:
             for part in qualname.split("."):
                 cls = getattr(cls, part)
         else:
-            raise ImlbenchError(f"unknown {kind} {target!r}; valid: {', '.join(available(kind))}")
+            valid = available(kind)
+            raise ImlbenchError(f"unknown {kind} {target!r}; valid: {', '.join(valid)}{did_you_mean(target, valid)}")
     except ImlbenchError:
         raise
     except Exception as exc:  # a plugin that fails to import
@@ -104,7 +126,37 @@ def _read_toml(kind: str, path: Path) -> dict[str, Any]:
         raise ImlbenchError(f"cannot read {kind} spec {path}: {exc}") from exc
     if kind not in spec:
         raise ImlbenchError(f"{kind} spec {path} has no `{kind} = \"...\"` line naming its {kind}")
+    check_spec(kind, spec, f"{kind} spec {path}")
     return spec
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and value.strip() != ""
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# what each spec key must hold: (test, how to say it)
+SPEC_TYPES = {
+    "name": (_text, "a non-empty string"),
+    "description": (lambda v: isinstance(v, str), "a string"),
+    "version": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "a positive integer"),
+    "params": (lambda v: isinstance(v, dict), "a table ([params])"),
+    "timeout": (lambda v: _number(v) and v > 0, "a positive number of seconds"),
+    "learner": (_text, "a non-empty string"),
+    "task": (_text, "a non-empty string"),
+}
+
+
+def check_spec(kind: str, spec: dict[str, Any], what: str) -> None:
+    """Every key known and of the right type, so a typo never runs defaults under the user's name."""
+    check_keys(what, spec, SPEC_KEYS[kind])
+    for key, value in spec.items():
+        test, expected = SPEC_TYPES[key]
+        if not test(value):
+            raise ImlbenchError(f"bad {key!r} in {what}: expected {expected}, got {value!r}")
 
 
 def _raw_spec(kind: str, name: str) -> tuple[dict[str, Any], str]:
@@ -120,8 +172,9 @@ def _raw_spec(kind: str, name: str) -> tuple[dict[str, Any], str]:
         return _read_toml(kind, specs[name]), str(specs[name])
     if name in entry_points(kind) or ":" in name:
         return {kind: name}, name
-    raise ImlbenchError(f"unknown {kind} {name!r}; valid: {', '.join(available(kind))} "
-                        f"(or a .toml path, or package.module:Class)")
+    valid = available(kind)
+    raise ImlbenchError(f"unknown {kind} {name!r}; valid: {', '.join(valid)} "
+                        f"(or a .toml path, or package.module:Class){did_you_mean(name, valid)}")
 
 
 def target_class(kind: str, name: str) -> type:
@@ -141,7 +194,7 @@ def resolve(kind: str, name: str, overrides: dict[str, Any] | None = None) -> Sp
     params.update(check_params(kind, display, cls, overrides or {}))
     if overrides:  # a variant is its own leaderboard row: name it by what was changed
         display += "[" + ",".join(f"{k}={v}" for k, v in sorted(overrides.items())) + "]"
-    spec = Spec(kind, display, target, params, int(raw.get("version", 1)), source)
+    spec = Spec(kind, display, target, params, raw.get("version", 1), source, raw.get("timeout"))
     validate(spec)
     return spec
 
@@ -161,8 +214,8 @@ def check_params(kind: str, name: str, cls: type, params: dict[str, Any]) -> dic
     checked = {}
     for key, value in params.items():
         if key not in defaults:
-            raise ImlbenchError(f"unknown parameter {key!r} for {kind} {name!r}; valid: "
-                                f"{', '.join(defaults) or '(none)'}")
+            raise ImlbenchError(f"unknown parameter {key!r} for {kind} {name!r}; "
+                                f"valid: {', '.join(defaults) or '(none)'}{did_you_mean(key, defaults)}")
         checked[key] = coerce(kind, name, key, value, defaults[key])
     return checked
 
@@ -220,5 +273,5 @@ def split_overrides(pairs: list[tuple[str, Any]], task_cls: type, learner_cls: t
             learner_over[key] = value
         else:
             valid = sorted(set(task_params) | set(learner_params))
-            raise ImlbenchError(f"unknown parameter {key!r}; valid: {', '.join(valid)}")
+            raise ImlbenchError(f"unknown parameter {key!r}; valid: {', '.join(valid)}{did_you_mean(key, valid)}")
     return task_over, learner_over

@@ -7,8 +7,12 @@ The harness owns the answer key. A learner receives view data and target-free qu
 from __future__ import annotations
 
 import resource
+import signal
+import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,13 +30,19 @@ from imlbench.protocol import (
     Task,
     TaskData,
 )
-from imlbench.records import read_record, record_path, run_identity, run_key, versions, write_record
+from imlbench.records import environment, read_record, record_path, run_identity, run_key, versions, write_record
 from imlbench.registry import ImlbenchError, Spec
 from imlbench.scoring import run_scores
 
 PIPELINES = ("two-stage", "one-stage")
 DEFAULT_THRESHOLD = 0.98
-Progress = Callable[[str], None]
+# progress(stage, checkpoint, detail): where a run is ("data", "stage1", "stage2", "single",
+# "final evaluation") and how many checkpoints of that stage have passed; a time limit names it
+Progress = Callable[[str, int, str], None]
+
+
+class InvalidPredictions(ValueError):
+    """A learner's `predict` returned something that is not one vocabulary id per query."""
 
 
 def derive_seed(seed: int, purpose: int) -> int:
@@ -62,6 +72,7 @@ class Evaluator:
 
     def __init__(self, task: Task, data: TaskData, view: str):
         self._task, self._data, self._view = task, data, view
+        self._vocab_size = len(data.vocab)
         self.seconds = 0.0  # time spent evaluating (learner.predict included)
         self._sets: dict[str, tuple[Any, np.ndarray, np.ndarray]] = {}
         stage2_defs = data.stage2.select(data.stage2.kind == DEFINITION)
@@ -79,9 +90,7 @@ class Evaluator:
     def _accuracy(self, learner: Learner, name: str) -> dict[Any, float]:
         queries, targets, groups = self._sets[name]
         start = time.perf_counter()
-        predicted = np.asarray(learner.predict(queries))
-        if predicted.shape != targets.shape:
-            raise ValueError(f"predict returned shape {predicted.shape} for {len(targets)} queries")
+        predicted = check_predictions(learner.predict(queries), len(targets), self._vocab_size)
         correct = predicted == targets
         accuracy = {g: float(correct[groups == g].mean()) for g in np.unique(groups)}
         self.seconds += time.perf_counter() - start
@@ -95,6 +104,27 @@ class Evaluator:
 
     def train(self, learner: Learner) -> dict[str, float]:
         return {str(k): v for k, v in self._accuracy(learner, "train").items()}
+
+
+def check_predictions(predicted: Any, n: int, vocab_size: int) -> np.ndarray:
+    """One integer vocabulary id per query, or InvalidPredictions naming what is wrong: scoring NaN,
+    fractions or ids outside the vocabulary as wrong answers would show a broken learner as one
+    with 0% accuracy. (Any vocabulary id is a legal answer: the tokens view predicts over all of it.)"""
+    array = np.asarray(predicted)
+    valid = f"expected {n} integer vocabulary ids in 0..{vocab_size - 1}"
+    if array.shape != (n,):
+        raise InvalidPredictions(f"predict returned shape {array.shape} for {n} queries; {valid}")
+    if array.dtype.kind not in "iuf":
+        raise InvalidPredictions(f"predict returned values of dtype {array.dtype}; {valid}")
+    problems = [("NaN or infinite values", ~np.isfinite(array))] if array.dtype.kind == "f" else []
+    if array.dtype.kind == "f":
+        problems.append(("non-integer values", np.isfinite(array) & (array != np.round(array))))
+    problems += [("negative ids", array < 0), ("ids outside the vocabulary", array >= vocab_size)]
+    for what, bad in problems:
+        if bad.any():
+            raise InvalidPredictions(f"predict returned {what} for {int(bad.sum())} of {n} queries "
+                                     f"(e.g. {array[bad][0].item()!r}); {valid}")
+    return array.astype(np.int64)
 
 
 def _train_label(subset: int, kind: int) -> str:
@@ -123,7 +153,7 @@ def fit_until_point(fit: Iterator[None], learner: Learner, evaluator: Evaluator,
                      "accuracy": evaluator.test(learner)}
             curve.append(entry)
             if progress:
-                progress(f"{stage} checkpoint {checkpoint}: definitions {min(defs.values()):.3f}")
+                progress(stage, checkpoint, f"definitions {min(defs.values()):.3f}")
             if best is None or min(defs.values()) > min(best["definitions"].values()):
                 best = entry
             if min(defs.values()) >= threshold:
@@ -151,16 +181,23 @@ def timed(fit: Iterator[None], seconds: dict[str, float]) -> Iterator[None]:
         fit.close()
 
 
-def exhaust(fit: Iterator[None]) -> int:
+def exhaust(fit: Iterator[None], stage: str, progress: Progress) -> int:
     count = 0
     for _ in fit:
         count += 1
+        progress(stage, count, "")
     return count
+
+
+def _quiet(stage: str, checkpoint: int, detail: str) -> None:
+    pass
 
 
 def execute(task_spec: Spec, learner_spec: Spec, seed: int, pipeline: str, threshold: float,
             progress: Progress | None = None) -> dict[str, Any]:
     """Run one (task, learner, seed, pipeline); return the result part of its record."""
+    progress = progress or _quiet
+    progress("data", 0, "building the task and learner")
     task, learner = task_spec.build(), learner_spec.build()
     view = choose_view(learner, task, learner_spec.name, task_spec.name)
     check_pipeline(learner, learner_spec.name, pipeline)
@@ -175,7 +212,8 @@ def execute(task_spec: Spec, learner_spec: Spec, seed: int, pipeline: str, thres
     if pipeline == "two-stage":
         t = time.perf_counter()
         stage1 = task.encode(view, data, data.stage1, "stage1")
-        n_stage1_checkpoints = exhaust(timed(learner.fit(stage1), seconds))
+        progress("stage1", 0, "fitting")
+        n_stage1_checkpoints = exhaust(timed(learner.fit(stage1), seconds), "stage1", progress)
         seconds["stage1"] = time.perf_counter() - t
         after_stage1 = evaluator.test(learner)
         train_after_stage1 = evaluator.train(learner)
@@ -183,6 +221,7 @@ def execute(task_spec: Spec, learner_spec: Spec, seed: int, pipeline: str, thres
                   "accuracy": after_stage1}]
         t = time.perf_counter()
         stage2 = task.encode(view, data, data.stage2, "stage2")
+        progress("stage2", 0, "fitting")
         outcome = fit_until_point(timed(learner.continue_fit(stage2), seconds), learner, evaluator, "stage2",
                                   threshold, progress, start)
         seconds["stage2"] = time.perf_counter() - t
@@ -190,12 +229,14 @@ def execute(task_spec: Spec, learner_spec: Spec, seed: int, pipeline: str, thres
         t = time.perf_counter()
         union = Examples.concat([data.stage1, data.stage2])
         union = union.select(np.random.default_rng(derive_seed(seed, 2)).permutation(len(union)))
+        progress("single", 0, "fitting")
         outcome = fit_until_point(timed(learner.fit(task.encode(view, data, union, "stage1")), seconds), learner,
                                   evaluator, "single", threshold, progress)
         seconds["stage1"] = time.perf_counter() - t
         n_stage1_checkpoints = len(outcome.curve)
         after_stage1, train_after_stage1 = outcome.point["accuracy"], None
     t = time.perf_counter()
+    progress("final evaluation", 0, "")
     train_at_point = evaluator.train(learner) if outcome.point is outcome.curve[-1] else None
     seconds["final_eval"] = time.perf_counter() - t
     seconds["evaluation"] = evaluator.seconds
@@ -235,26 +276,72 @@ class RunRequest:
         return f"{self.learner.name} x {self.task.name} {self.pipeline} seed {self.seed}"
 
 
+def cached_record(request: RunRequest, out_dir: Path) -> dict[str, Any] | None:
+    """The finished record of a request, or None when it must run (no record, or an error record,
+    which a rerun retries). An unreadable record file raises ImlbenchError."""
+    path = record_path(out_dir, request.identity())
+    if not path.exists():
+        return None
+    record = read_record(path)
+    return record if record["status"] == "ok" else None
+
+
+def failure_record(request: RunRequest, out_dir: Path, error: str, trace: str | None = None,
+                   seconds: float | None = None) -> dict[str, Any]:
+    """Write and return the error record of a run that did not finish (a rerun retries it)."""
+    identity = request.identity()
+    record = {"key": run_key(identity), **identity, "versions": versions(), "environment": environment(),
+              "status": "error", "error": " ".join(error.split()), "traceback": trace}
+    if seconds is not None:
+        record["measurements"] = {"seconds": {"total": seconds}}
+    write_record(record_path(out_dir, identity), record)
+    return record
+
+
+@contextmanager
+def sigint_watch() -> Iterator[dict[str, bool]]:
+    """Tells a real Ctrl-C from a KeyboardInterrupt a learner raised itself: while a run executes in
+    the main thread, SIGINT marks `state["real"]` before the usual handler raises. A real SIGINT never
+    raises in another thread, and where SIGINT is ignored (supervised workers) none can arrive."""
+    state = {"real": False}
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield state
+        return
+
+    def mark(signum, frame):
+        state["real"] = True
+        previous(signum, frame)
+
+    signal.signal(signal.SIGINT, mark)
+    try:
+        yield state
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_one(request: RunRequest, out_dir: Path, force: bool = False,
             progress: Progress | None = None) -> tuple[dict[str, Any], bool]:
-    """Run or load one record. Returns (record, cached). A learner's exception becomes an error
-    record (so a rerun retries it); a corrupt record file raises unless `force`."""
-    identity = request.identity()
-    path = record_path(out_dir, identity)
-    if path.exists() and not force:
-        record = read_record(path)
-        if record["status"] == "ok":
+    """Run or load one record. Returns (record, cached). Anything a learner raises, SystemExit and
+    its own KeyboardInterrupt included, becomes an error record with its traceback (a rerun retries
+    it); only a real Ctrl-C propagates. A corrupt record file raises unless `force`."""
+    if not force:
+        record = cached_record(request, out_dir)
+        if record is not None:
             return record, True
-    record: dict[str, Any] = {"key": run_key(identity), **identity, "versions": versions()}
-    try:
-        record.update(execute(request.task, request.learner, request.seed, request.pipeline,
-                              request.threshold, progress))
-        record["status"], record["error"] = "ok", None
-    except ImlbenchError:
-        raise
-    except Exception as exc:
-        message = " ".join(f"{type(exc).__name__}: {exc}".split())
-        record.update(status="error", error=message)
-    write_record(path, record)
+    identity = request.identity()
+    with sigint_watch() as interrupt:
+        try:
+            result = execute(request.task, request.learner, request.seed, request.pipeline,
+                             request.threshold, progress)
+        except ImlbenchError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - one learner must never take down the grid
+            if isinstance(exc, KeyboardInterrupt) and interrupt["real"]:
+                raise
+            return failure_record(request, out_dir, f"{type(exc).__name__}: {exc}",
+                                  "".join(traceback.format_exception(exc))), False
+    record = {"key": run_key(identity), **identity, "versions": versions(), "environment": environment(),
+              **result, "status": "ok", "error": None}
+    write_record(record_path(out_dir, identity), record)
     return record, False
-

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ import pandas as pd
 from scipy import stats
 
 from imlbench.protocol import SUBSETS
+from imlbench.records import write_atomic
 
 SCORING_VERSION = 2
 ALPHA = 0.05
@@ -192,17 +191,7 @@ def _mean(values: list[float]) -> float:
 
 
 def write_leaderboard(records: list[dict[str, Any]], path: Path, margin: float = DEFAULT_MARGIN) -> pd.DataFrame:
-    """Rebuild the leaderboard CSV from records: written to a uniquely named temporary file, then
-    renamed into place, so concurrent rebuilds never collide and a reader never sees half a file."""
+    """Rebuild the leaderboard CSV from records (atomically: concurrent rebuilds never collide)."""
     frame = summarize(records, margin)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.stem}-", suffix=".csv")
-    try:
-        with os.fdopen(fd, "w") as f:
-            frame.to_csv(f, index=False, float_format="%.4g")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(Path(path), lambda f: frame.to_csv(f, index=False, float_format="%.4g"))
     return frame

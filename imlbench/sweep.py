@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from imlbench import api
-from imlbench.records import safe_name
+from imlbench.records import safe_name, write_atomic
 from imlbench.registry import ImlbenchError, parse_value
 from imlbench.runner import DEFAULT_THRESHOLD
 from imlbench.scoring import DEFAULT_MARGIN, summarize
@@ -138,10 +138,7 @@ def sweep(learner: str, task: str, grid: dict[str, list[Any]], seeds: int | Iter
         if column.startswith(PARAM_PREFIX) and frame[column].map(lambda v: isinstance(v, (list, dict))).any():
             frame[column] = frame[column].map(str)
     path = Path(out) / SWEEPS_DIR / f"{safe_name(name) if name else sweep_name(learner, task, pipeline, grid)}.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    frame.to_csv(tmp, index=False, float_format="%.6g")
-    tmp.replace(path)
+    write_atomic(path, lambda f: frame.to_csv(f, index=False, float_format="%.6g"))
     api.leaderboard(out, margin=margin)
     frame.attrs["problems"] = problems
     frame.attrs["path"] = path
