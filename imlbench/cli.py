@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from imlbench import api
-from imlbench.registry import ImlbenchError, available, resolve
+from imlbench.registry import ImlbenchError, available, resolve, target_class
 from imlbench.report import register_commands
 from imlbench.runner import DEFAULT_THRESHOLD, PIPELINES, check_pipeline, choose_view
 from imlbench.scoring import DEFAULT_MARGIN, summarize
@@ -134,7 +134,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     try:
         path = task.show(args.out, args.seed)
     except NotImplementedError as exc:
-        raise ImlbenchError(f"{exc}; tasks with pictures: tagged-digits") from exc
+        pictures = [name for name in available("task") if target_class("task", name).has_pictures]
+        raise ImlbenchError(f"{exc}; tasks with pictures: {', '.join(pictures)}") from exc
     print(f"wrote {path}")
     return 0
 

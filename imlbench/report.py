@@ -27,12 +27,11 @@ from PIL import Image
 from scipy import stats
 
 from imlbench.records import iter_record_files, read_record
-from imlbench.registry import ImlbenchError
+from imlbench.registry import ImlbenchError, load_target
 from imlbench.scoring import DEFAULT_MARGIN, summarize
 from imlbench.sweep import PARAM_PREFIX, SWEEPS_DIR, effects_of, parse_grid, sweep, swept_columns
 
 FORMATS = ("png", "svg")
-CONTROLS = ("majority", "tag-blind")
 # The subsets of the paper's figures, in drawing order, with a colour and a line style each:
 # stage-2 definitions solid, held-out questions about stage-1 variables dashed, the baseline dotted.
 CURVE_SUBSETS = {
@@ -99,10 +98,11 @@ def _safe(text: str) -> str:
 
 
 def _is_control(records: list[dict[str, Any]]) -> bool:
-    learner = records[0]["learner"]
-    target, name = str(learner.get("target", "")), str(learner.get("name", ""))
-    return any(target == c or target.endswith(f":{c.title().replace('-', '')}") or name.startswith(c)
-               for c in CONTROLS)
+    """Whether the group's learner class declares itself a control (`Learner.is_control`)."""
+    try:
+        return bool(load_target("learner", str(records[0]["learner"].get("target", ""))).is_control)
+    except ImlbenchError:  # a learner that is no longer installed
+        return False
 
 
 def _groups(records: list[dict[str, Any]]) -> dict[tuple[str, str, str], list[dict[str, Any]]]:

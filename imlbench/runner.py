@@ -29,6 +29,7 @@ from imlbench.protocol import (
 from imlbench.records import read_record, record_path, run_identity, run_key, versions, write_record
 from imlbench.registry import ImlbenchError, Spec
 from imlbench.scoring import run_scores
+from imlbench.views import get_view
 
 PIPELINES = ("two-stage", "one-stage")
 DEFAULT_THRESHOLD = 0.98
@@ -41,7 +42,11 @@ def derive_seed(seed: int, purpose: int) -> int:
 
 
 def choose_view(learner: Learner, task: Task, learner_name: str, task_name: str) -> str:
-    offered = tuple(v for v in task.views if not learner.hides_tags or v in task.tagged_views)
+    """The first view the learner reads that the task offers (for a tag-blind learner: one that
+    keeps the tag apart, so that it can be hidden)."""
+    offered = task.views
+    if learner.hides_tags:
+        offered = tuple(v for v in task.views if task.separable_tags and get_view(v).tagged)
     for view in learner.supported_views():
         if view in offered:
             return view
@@ -73,7 +78,7 @@ class Evaluator:
         self._tag_name = {int(i): TAGS[j] for j, i in enumerate(tag_ids)}
 
     def _add(self, name: str, examples: Examples, split: str, groups: np.ndarray) -> None:
-        queries = self._task.encode(self._view, self._data, examples.without_targets(), split)
+        queries = self._task.encode(get_view(self._view), self._data, examples.without_targets(), split)
         self._sets[name] = (queries, examples.target.copy(), groups)
 
     def _accuracy(self, learner: Learner, name: str) -> dict[Any, float]:
@@ -174,7 +179,7 @@ def execute(task_spec: Spec, learner_spec: Spec, seed: int, pipeline: str, thres
 
     if pipeline == "two-stage":
         t = time.perf_counter()
-        stage1 = task.encode(view, data, data.stage1, "stage1")
+        stage1 = task.encode(get_view(view), data, data.stage1, "stage1")
         n_stage1_checkpoints = exhaust(timed(learner.fit(stage1), seconds))
         seconds["stage1"] = time.perf_counter() - t
         after_stage1 = evaluator.test(learner)
@@ -182,7 +187,7 @@ def execute(task_spec: Spec, learner_spec: Spec, seed: int, pipeline: str, thres
         start = [{"stage": "stage2", "checkpoint": 0, "definitions": evaluator.definitions(learner),
                   "accuracy": after_stage1}]
         t = time.perf_counter()
-        stage2 = task.encode(view, data, data.stage2, "stage2")
+        stage2 = task.encode(get_view(view), data, data.stage2, "stage2")
         outcome = fit_until_point(timed(learner.continue_fit(stage2), seconds), learner, evaluator, "stage2",
                                   threshold, progress, start)
         seconds["stage2"] = time.perf_counter() - t
@@ -190,8 +195,9 @@ def execute(task_spec: Spec, learner_spec: Spec, seed: int, pipeline: str, thres
         t = time.perf_counter()
         union = Examples.concat([data.stage1, data.stage2])
         union = union.select(np.random.default_rng(derive_seed(seed, 2)).permutation(len(union)))
-        outcome = fit_until_point(timed(learner.fit(task.encode(view, data, union, "stage1")), seconds), learner,
-                                  evaluator, "single", threshold, progress)
+        union_data = task.encode(get_view(view), data, union, "stage1")
+        outcome = fit_until_point(timed(learner.fit(union_data), seconds), learner, evaluator, "single", threshold,
+                                  progress)
         seconds["stage1"] = time.perf_counter() - t
         n_stage1_checkpoints = len(outcome.curve)
         after_stage1, train_after_stage1 = outcome.point["accuracy"], None
