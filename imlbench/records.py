@@ -6,13 +6,13 @@ import hashlib
 import json
 import os
 import platform
-import re
 import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from imlbench.registry import ImlbenchError, Spec
+from imlbench.util import safe_name as _safe
 
 LIBRARIES = ("imlbench", "numpy", "pandas", "scikit-learn", "xgboost", "torch")
 
@@ -35,10 +35,6 @@ def run_identity(task: Spec, learner: Spec, seed: int, pipeline: str, protocol: 
 def run_key(identity: dict[str, Any]) -> str:
     canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "unnamed"
 
 
 def record_path(out_dir: Path, identity: dict[str, Any]) -> Path:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -30,6 +29,7 @@ from imlbench.records import iter_record_files, read_record
 from imlbench.registry import ImlbenchError, load_target
 from imlbench.scoring import DEFAULT_MARGIN, summarize
 from imlbench.sweep import PARAM_PREFIX, SWEEPS_DIR, effects_of, parse_grid, sweep, swept_columns
+from imlbench.util import safe_name as _safe
 
 FORMATS = ("png", "svg")
 # The subsets of the paper's figures, in drawing order, with a colour and a line style each:
@@ -91,10 +91,6 @@ def load_results(results_dir: str | Path) -> list[dict[str, Any]]:
         first = next((r.get("error") for r in records), "")
         raise ImlbenchError(_one_line(f"{root} holds {len(records)} records but no finished run; first error: {first}"))
     return records
-
-
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._=-]+", "_", text).strip("_") or "unnamed"
 
 
 def _is_control(records: list[dict[str, Any]]) -> bool:

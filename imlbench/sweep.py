@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from imlbench import api
 from imlbench.registry import ImlbenchError, parse_value
 from imlbench.runner import DEFAULT_THRESHOLD
 from imlbench.scoring import DEFAULT_MARGIN, summarize
+from imlbench.util import safe_name as _safe
 
 PARAM_PREFIX = "param."
 SWEEPS_DIR = "sweeps"
@@ -91,10 +91,6 @@ def _check_grid(grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
             raise ImlbenchError(f"sweep parameter {name!r} has no values")
         checked[str(name)] = values
     return checked
-
-
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._=-]+", "_", text).strip("_") or "sweep"
 
 
 def sweep_name(learner: str, task: str, pipeline: str, grid: dict[str, list[Any]]) -> str:
