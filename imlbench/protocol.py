@@ -280,6 +280,8 @@ class Task(Parameterized, ABC):
         (e.g. unseen handwriting). The harness hands in the view object, so this module needs
         nothing above it.
         """
+        if isinstance(view, str):
+            raise TypeError(f"Task.encode takes a view object (imlbench.views.get_view({view!r})), not its name")
         return view.encode(data, examples)
 
     def show(self, out_path: str, seed: int = 0):

@@ -31,6 +31,8 @@ def test_registry_holds_the_builtin_views_and_names_the_valid_ones(data):
         register_view(type("OtherTable", (type(TABLE),), {})())
     with pytest.raises(TypeError, match="View instance"):
         register_view(TableData)
+    with pytest.raises(TypeError, match=r"get_view\('table'\)"):  # tasks take the view object
+        SyntheticDefs().encode("table", data, data.stage1, "stage1")
 
 
 @pytest.mark.parametrize("view", [TABLE, TOKENS], ids=lambda v: v.name)
