@@ -3,14 +3,15 @@
 from imlbench.registry import resolve
 from imlbench.runner import RunRequest, execute
 from imlbench.tasks.synthetic_defs import SyntheticDefs
+from imlbench.views import get_view
 
 
 def generate_with_views(task: SyntheticDefs, seed: int) -> None:
     data = task.generate(seed)
     for view in task.views:
         for split in ("stage1", "stage2"):
-            task.encode(view, data, getattr(data, split), split)
-        task.encode(view, data, data.test.without_targets(), "test")
+            task.encode(get_view(view), data, getattr(data, split), split)
+        task.encode(get_view(view), data, data.test.without_targets(), "test")
 
 
 def test_generate_default_synthetic_defs_and_all_views(benchmark):

@@ -10,7 +10,7 @@ import pandas as pd
 
 from imlbench import api
 from imlbench.figures import FORMATS, plot
-from imlbench.registry import ImlbenchError, available, one_line, resolve
+from imlbench.registry import ImlbenchError, available, one_line, resolve, target_class
 from imlbench.report import leaderboard_rows, report, scoring_legend
 from imlbench.sweep import PARAM_PREFIX, parse_grid, sweep
 from imlbench.runner import DEFAULT_THRESHOLD, PIPELINES, check_pipeline, choose_view
@@ -116,7 +116,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     try:
         path = task.show(args.out, args.seed)
     except NotImplementedError as exc:
-        raise ImlbenchError(f"{exc}; tasks with pictures: tagged-digits") from exc
+        pictures = [name for name in available("task") if target_class("task", name).has_pictures]
+        raise ImlbenchError(f"{exc}; tasks with pictures: {', '.join(pictures)}") from exc
     print(f"wrote {path}")
     return 0
 

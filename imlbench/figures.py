@@ -19,11 +19,11 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 from scipy import stats
 
-from imlbench.records import safe_name
 from imlbench.registry import ImlbenchError
 from imlbench.results import effects_of, is_control, load_results, read_sweep, run_groups, sweep_files
 from imlbench.scoring import DEFAULT_MARGIN, summarize
 from imlbench.sweep import PARAM_PREFIX, swept_columns
+from imlbench.util import safe_name
 
 FORMATS = ("png", "svg")
 # The subsets of the paper's figures, in drawing order, with a colour and a line style each:

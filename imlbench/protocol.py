@@ -11,7 +11,7 @@ import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import pandas as pd
@@ -22,22 +22,46 @@ PROTOCOL_VERSION = 1
 DEFINITION, QUESTION, FACT = 0, 1, 2
 KIND_NAMES = ("definition", "question", "fact")
 
-# Data subsets (PROTOCOL §2). The code of a subset is its index here.
-SUBSETS = (
-    "qd1consis",
-    "qd2incons",
-    "qd1incons",
-    "qd2consis",
-    "q",
-    "d1consis",
-    "d2consis",
-    "d3consis",
-    "no_qd_baseline",
+HELD_OUT, ALL = "held-out", "all"  # test questions: phrasings never trained / every phrasing
+
+
+@dataclass(frozen=True)
+class SubsetDesign:
+    """One row of the subset design (PROTOCOL §2): what a subset's variables get in each stage.
+
+    `questions`: stage 1 asks about them (trained phrasings); `defined_in`: the stage of their
+    definitions (0: none); `tag`, `consistent`: the definitions' tag and whether they agree with the
+    questions; `tested_on`: which test questions ask about them; `reverse_of`: the subset takes a
+    share 1 - tag_reliability of that subset's variables, definitions reversed (the correlation
+    ablation); `weight`: the default share of the variables (the tasks' `fractions` parameter).
+    """
+
+    name: str
+    questions: bool
+    defined_in: int
+    tag: str | None
+    consistent: bool
+    tested_on: str
+    reverse_of: str | None
+    weight: float
+
+
+# The design. The code of a subset (Examples.subset) is its index here.
+SUBSET_DESIGN = (
+    #            name              questions  defined_in  tag     consistent  tested_on  reverse_of   weight
+    SubsetDesign("qd1consis",      True,      1,          "tag1", True,       HELD_OUT,  None,        0.3),
+    SubsetDesign("qd2incons",      True,      1,          "tag2", False,      HELD_OUT,  None,        0.3),
+    SubsetDesign("qd1incons",      True,      1,          "tag1", False,      HELD_OUT,  "qd1consis", 0.0),
+    SubsetDesign("qd2consis",      True,      1,          "tag2", True,       HELD_OUT,  "qd2incons", 0.0),
+    SubsetDesign("q",              True,      0,          None,   True,       HELD_OUT,  None,        0.1),
+    SubsetDesign("d1consis",       False,     2,          "tag1", True,       ALL,       None,        0.1),
+    SubsetDesign("d2consis",       False,     2,          "tag2", True,       ALL,       None,        0.1),
+    SubsetDesign("d3consis",       False,     2,          "tag3", True,       ALL,       None,        0.1),
+    SubsetDesign("no_qd_baseline", False,     0,          None,   True,       ALL,       None,        0.05),
 )
+SUBSETS = tuple(s.name for s in SUBSET_DESIGN)
 SUBSET_CODE = {name: code for code, name in enumerate(SUBSETS)}
-STAGE1_SUBSETS = ("qd1consis", "qd2incons", "qd1incons", "qd2consis", "q")
-STAGE2_SUBSETS = ("d1consis", "d2consis", "d3consis")
-TAGS = ("tag1", "tag2", "tag3")
+TAGS = tuple(dict.fromkeys(s.tag for s in SUBSET_DESIGN if s.tag))  # ("tag1", "tag2", "tag3")
 
 HIDDEN = -1  # target value of a query: the answer is not there
 
@@ -130,7 +154,8 @@ class TaskData:
 
 
 # ---------------------------------------------------------------------------------------------
-# View data: all a learner is ever handed.
+# View data: all a learner is ever handed. Plain data, importable from here by any plugin; which view
+# a class belongs to, and how examples become it, is said once, by the view objects in views.py.
 
 
 @dataclass(frozen=True)
@@ -140,13 +165,11 @@ class TableData:
     X: pd.DataFrame
     y: np.ndarray
     label_space: np.ndarray
-    view: ClassVar[str] = "table"
 
 
 @dataclass(frozen=True)
 class TableQueries:
     X: pd.DataFrame
-    view: ClassVar[str] = "table"
 
 
 @dataclass(frozen=True)
@@ -159,7 +182,6 @@ class TokenData:
     vocab_size: int
     pad_id: int
     tag_ids: np.ndarray  # ids of the tag tokens (what a tag-blind learner removes)
-    view: ClassVar[str] = "tokens"
 
 
 @dataclass(frozen=True)
@@ -171,7 +193,6 @@ class TokenQueries:
     vocab_size: int
     pad_id: int
     tag_ids: np.ndarray
-    view: ClassVar[str] = "tokens"
 
 
 @dataclass(frozen=True)
@@ -181,13 +202,11 @@ class ImageData:
     images: np.ndarray  # (n, height, width) float32
     y: np.ndarray
     label_space: np.ndarray
-    view: ClassVar[str] = "image"
 
 
 @dataclass(frozen=True)
 class ImageQueries:
     images: np.ndarray
-    view: ClassVar[str] = "image"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,29 +251,41 @@ class Parameterized:
         return f"{type(self).__name__}({args})"
 
 
+class ViewLike(Protocol):
+    """What a task is handed of a view (an `imlbench.views.View`): its name and generic encoder."""
+
+    name: str
+
+    def encode(self, data: TaskData, examples: Examples) -> Any: ...
+
+
 class Task(Parameterized, ABC):
     """A generator of tagged reliable/unreliable data. `generate` must be a pure function of
     (parameters, seed): seed i gives every learner the same data, so comparisons are paired."""
 
     views: ClassVar[tuple[str, ...]] = ("tokens", "table")
-    # views in which the tag is its own token / column (a tag-blind control can only remove it there)
-    tagged_views: ClassVar[tuple[str, ...]] = ("tokens", "table")
+    # False where the task draws the tag into its input in every view (pixels), so that no view
+    # keeps it apart and a tag-blind control cannot run on the task.
+    separable_tags: ClassVar[bool] = True
+    has_pictures: ClassVar[bool] = False  # `show` saves a picture of what a learner is given
 
     @abstractmethod
     def generate(self, seed: int) -> TaskData: ...
 
-    def encode(self, view: str, data: TaskData, examples: Examples, split: str):
+    def encode(self, view: ViewLike, data: TaskData, examples: Examples, split: str) -> Any:
         """Encode examples for a learner. Queries come in with targets already HIDDEN.
 
-        `split` ("stage1", "stage2", "test") lets a task render test items differently (e.g. unseen
-        handwriting); the generic views ignore it.
+        The default is the view's generic encoder. A task overrides this to render its own input
+        (pictures); `split` ("stage1", "stage2", "test") lets it render test items differently
+        (e.g. unseen handwriting). The harness hands in the view object, so this module needs
+        nothing above it.
         """
-        from imlbench import views as _views
-
-        return _views.encode(view, data, examples)
+        if isinstance(view, str):
+            raise TypeError(f"Task.encode takes a view object (imlbench.views.get_view({view!r})), not its name")
+        return view.encode(data, examples)
 
     def show(self, out_path: str, seed: int = 0):
-        """Save a picture of what a learner is given (tasks with images implement it)."""
+        """Save a picture of what a learner is given (tasks with `has_pictures` implement it)."""
         raise NotImplementedError(f"task {type(self).__name__} has no picture to show")
 
 
@@ -270,7 +301,7 @@ class Learner(Parameterized, ABC):
     views: ClassVar[tuple[str, ...]] = ()
     capabilities: ClassVar[frozenset[str]] = frozenset()  # e.g. {"continue_training"}
     hides_tags: ClassVar[bool] = False  # runs only on views where the task keeps the tag separate
-    is_control: ClassVar[bool] = False  # a control: its verdict must be `none` (reports mark it)
+    is_control: ClassVar[bool] = False  # a control, whose verdict must be `none` (reports mark it)
 
     def supported_views(self) -> tuple[str, ...]:
         return self.views

@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from imlbench.registry import ImlbenchError, Spec
+from imlbench.util import safe_name
 
 LIBRARIES = ("imlbench", "numpy", "pandas", "scikit-learn", "xgboost", "torch")
 
@@ -107,16 +107,6 @@ def run_identity(task: Spec, learner: Spec, seed: int, pipeline: str, protocol: 
 def run_key(identity: dict[str, Any]) -> str:
     canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
-def safe_name(name: str) -> str:
-    """A name as one path component that stays inside its folder (the one rule for record folders,
-    figure and sweep files): `/` and other characters become `_`; a name left empty or all dots
-    (`.`, `..`) becomes a hash of the name."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("_")
-    if not safe.strip("."):
-        return "name-" + hashlib.sha256(str(name).encode()).hexdigest()[:12]
-    return safe
 
 
 def record_path(out_dir: Path, identity: dict[str, Any]) -> Path:

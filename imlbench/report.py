@@ -12,11 +12,11 @@ import pandas as pd
 from scipy import stats
 
 from imlbench.figures import plot
-from imlbench.records import safe_name
 from imlbench.registry import ImlbenchError
 from imlbench.results import effects_of, is_control, load_results, read_sweep, run_groups, sweep_files
 from imlbench.scoring import ALPHA, DEFAULT_MARGIN, SCORING_VERSION, summarize
 from imlbench.sweep import PARAM_PREFIX, swept_columns
+from imlbench.util import safe_name
 
 SHOWN_SUBSETS = (("qd1", "qd1consis"), ("qd2x", "qd2incons"), ("q", "q"), ("d1", "d1consis"),
                  ("d2", "d2consis"), ("d3", "d3consis"), ("base", "no_qd_baseline"))

@@ -19,20 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from imlbench.protocol import (
-    DEFINITION,
-    KIND_NAMES,
-    PROTOCOL_VERSION,
-    SUBSETS,
-    TAGS,
-    Examples,
-    Learner,
-    Task,
-    TaskData,
-)
+from imlbench.evaluation import Evaluator
+from imlbench.protocol import PROTOCOL_VERSION, Examples, Learner, Task
 from imlbench.records import environment, read_record, record_path, run_identity, run_key, versions, write_record
 from imlbench.registry import ImlbenchError, Spec
 from imlbench.scoring import run_scores
+from imlbench.views import get_view
 
 PIPELINES = ("two-stage", "one-stage")
 DEFAULT_THRESHOLD = 0.98
@@ -41,17 +33,17 @@ DEFAULT_THRESHOLD = 0.98
 Progress = Callable[[str, int, str], None]
 
 
-class InvalidPredictions(ValueError):
-    """A learner's `predict` returned something that is not one vocabulary id per query."""
-
-
 def derive_seed(seed: int, purpose: int) -> int:
     """Independent streams from one run seed: 0 = task data (in the task), 1 = learner, 2 = harness."""
     return int(np.random.SeedSequence([seed, purpose]).generate_state(1)[0])
 
 
 def choose_view(learner: Learner, task: Task, learner_name: str, task_name: str) -> str:
-    offered = tuple(v for v in task.views if not learner.hides_tags or v in task.tagged_views)
+    """The first view the learner reads that the task offers (for a tag-blind learner: one that
+    keeps the tag apart, so that it can be hidden)."""
+    offered = task.views
+    if learner.hides_tags:
+        offered = tuple(v for v in task.views if task.separable_tags and get_view(v).tagged)
     for view in learner.supported_views():
         if view in offered:
             return view
@@ -65,71 +57,6 @@ def check_pipeline(learner: Learner, learner_name: str, pipeline: str) -> None:
     if pipeline == "two-stage" and not learner.supports("continue_training"):
         raise ImlbenchError(f"learner {learner_name!r} cannot continue training, so it cannot run the "
                             f"two-stage pipeline; use --pipeline one-stage")
-
-
-class Evaluator:
-    """Holds the targets; predicts through the learner's public `predict` on target-free queries."""
-
-    def __init__(self, task: Task, data: TaskData, view: str):
-        self._task, self._data, self._view = task, data, view
-        self._vocab_size = len(data.vocab)
-        self.seconds = 0.0  # time spent evaluating (learner.predict included)
-        self._sets: dict[str, tuple[Any, np.ndarray, np.ndarray]] = {}
-        stage2_defs = data.stage2.select(data.stage2.kind == DEFINITION)
-        self._add("test", data.test, "test", data.test.subset)
-        self._add("definitions", stage2_defs, "stage2", stage2_defs.relation)
-        labels = np.array([_train_label(s, k) for s, k in zip(data.stage1.subset, data.stage1.kind)])
-        self._add("train", data.stage1, "stage1", labels)
-        tag_ids = data.vocab.roles["tag"]
-        self._tag_name = {int(i): TAGS[j] for j, i in enumerate(tag_ids)}
-
-    def _add(self, name: str, examples: Examples, split: str, groups: np.ndarray) -> None:
-        queries = self._task.encode(self._view, self._data, examples.without_targets(), split)
-        self._sets[name] = (queries, examples.target.copy(), groups)
-
-    def _accuracy(self, learner: Learner, name: str) -> dict[Any, float]:
-        queries, targets, groups = self._sets[name]
-        start = time.perf_counter()
-        predicted = check_predictions(learner.predict(queries), len(targets), self._vocab_size)
-        correct = predicted == targets
-        accuracy = {g: float(correct[groups == g].mean()) for g in np.unique(groups)}
-        self.seconds += time.perf_counter() - start
-        return accuracy
-
-    def test(self, learner: Learner) -> dict[str, float]:
-        return {SUBSETS[int(code)]: acc for code, acc in self._accuracy(learner, "test").items()}
-
-    def definitions(self, learner: Learner) -> dict[str, float]:
-        return {self._tag_name[int(t)]: acc for t, acc in self._accuracy(learner, "definitions").items()}
-
-    def train(self, learner: Learner) -> dict[str, float]:
-        return {str(k): v for k, v in self._accuracy(learner, "train").items()}
-
-
-def check_predictions(predicted: Any, n: int, vocab_size: int) -> np.ndarray:
-    """One integer vocabulary id per query, or InvalidPredictions naming what is wrong: scoring NaN,
-    fractions or ids outside the vocabulary as wrong answers would show a broken learner as one
-    with 0% accuracy. (Any vocabulary id is a legal answer: the tokens view predicts over all of it.)"""
-    array = np.asarray(predicted)
-    valid = f"expected {n} integer vocabulary ids in 0..{vocab_size - 1}"
-    if array.shape != (n,):
-        raise InvalidPredictions(f"predict returned shape {array.shape} for {n} queries; {valid}")
-    if array.dtype.kind not in "iuf":
-        raise InvalidPredictions(f"predict returned values of dtype {array.dtype}; {valid}")
-    problems = [("NaN or infinite values", ~np.isfinite(array))] if array.dtype.kind == "f" else []
-    if array.dtype.kind == "f":
-        problems.append(("non-integer values", np.isfinite(array) & (array != np.round(array))))
-    problems += [("negative ids", array < 0), ("ids outside the vocabulary", array >= vocab_size)]
-    for what, bad in problems:
-        if bad.any():
-            raise InvalidPredictions(f"predict returned {what} for {int(bad.sum())} of {n} queries "
-                                     f"(e.g. {array[bad][0].item()!r}); {valid}")
-    return array.astype(np.int64)
-
-
-def _train_label(subset: int, kind: int) -> str:
-    name = SUBSETS[subset] if subset >= 0 else "facts"
-    return f"{name}/{KIND_NAMES[kind]}"
 
 
 @dataclass
@@ -211,7 +138,7 @@ def execute(task_spec: Spec, learner_spec: Spec, seed: int, pipeline: str, thres
 
     if pipeline == "two-stage":
         t = time.perf_counter()
-        stage1 = task.encode(view, data, data.stage1, "stage1")
+        stage1 = task.encode(get_view(view), data, data.stage1, "stage1")
         progress("stage1", 0, "fitting")
         n_stage1_checkpoints = exhaust(timed(learner.fit(stage1), seconds), "stage1", progress)
         seconds["stage1"] = time.perf_counter() - t
@@ -220,7 +147,7 @@ def execute(task_spec: Spec, learner_spec: Spec, seed: int, pipeline: str, thres
         start = [{"stage": "stage2", "checkpoint": 0, "definitions": evaluator.definitions(learner),
                   "accuracy": after_stage1}]
         t = time.perf_counter()
-        stage2 = task.encode(view, data, data.stage2, "stage2")
+        stage2 = task.encode(get_view(view), data, data.stage2, "stage2")
         progress("stage2", 0, "fitting")
         outcome = fit_until_point(timed(learner.continue_fit(stage2), seconds), learner, evaluator, "stage2",
                                   threshold, progress, start)
@@ -230,7 +157,7 @@ def execute(task_spec: Spec, learner_spec: Spec, seed: int, pipeline: str, thres
         union = Examples.concat([data.stage1, data.stage2])
         union = union.select(np.random.default_rng(derive_seed(seed, 2)).permutation(len(union)))
         progress("single", 0, "fitting")
-        outcome = fit_until_point(timed(learner.fit(task.encode(view, data, union, "stage1")), seconds), learner,
+        outcome = fit_until_point(timed(learner.fit(task.encode(get_view(view), data, union, "stage1")), seconds), learner,
                                   evaluator, "single", threshold, progress)
         seconds["stage1"] = time.perf_counter() - t
         n_stage1_checkpoints = len(outcome.curve)

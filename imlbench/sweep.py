@@ -16,10 +16,11 @@ from typing import Any
 import pandas as pd
 
 from imlbench import api
-from imlbench.records import safe_name, write_atomic
+from imlbench.records import write_atomic
 from imlbench.registry import ImlbenchError, parse_value
 from imlbench.runner import DEFAULT_THRESHOLD
 from imlbench.scoring import DEFAULT_MARGIN, summarize
+from imlbench.util import safe_name
 
 PARAM_PREFIX = "param."
 SWEEPS_DIR = "sweeps"

@@ -1,11 +1,20 @@
 """Views: how abstract examples become what a learner consumes (PROTOCOL §4).
 
+A view is one `View` object in the registry `VIEWS`: its name, the data classes a learner is handed
+(defined in protocol.py, where plugins import them), its generic encoder, and what the harness and
+the controls need to know of its data (rows, labels, how to hide the tag). Adding a view is one
+`View` subclass and `register_view(TheView())`; tasks list it in their `views`, learners in theirs.
+
 Both generic views encode ids by *category*, never by order: the table view uses pandas categoricals
 whose categories are fixed task-wide (so stage 1, stage 2 and test share one encoding), and the
 tokens view uses vocabulary ids that a model embeds.
 """
 
 from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import fields, replace
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -15,26 +24,93 @@ from imlbench.protocol import (
     HIDDEN,
     KIND_NAMES,
     Examples,
+    ImageData,
+    ImageQueries,
     TableData,
     TableQueries,
     TaskData,
     TokenData,
     TokenQueries,
 )
+from imlbench.registry import ImlbenchError
 
 PAD = "<pad>"
 NONE = "none"
 
 
-def encode(view: str, data: TaskData, examples: Examples):
-    """Encode examples for `view`; examples whose targets are HIDDEN become queries."""
-    encoders = {"table": encode_table, "tokens": encode_tokens}
-    if view not in encoders:
-        raise ValueError(f"no generic encoder for view {view!r}; generic views: {', '.join(encoders)}")
-    return encoders[view](data, examples)
+class View(ABC):
+    """One way of presenting examples to a learner. Stateless: one shared instance per view."""
+
+    name: ClassVar[str]
+    data_class: ClassVar[type]  # training data a learner is handed (with targets)
+    queries_class: ClassVar[type]  # target-free queries
+    tagged: ClassVar[bool] = True  # the tag is its own token/column, so a tag-blind control can hide it
+
+    @abstractmethod
+    def encode(self, data: TaskData, examples: Examples) -> Any:
+        """Encode examples; examples whose targets are all HIDDEN become queries."""
+
+    def n_rows(self, data_or_queries: Any) -> int:
+        """Number of examples (default: the length of the first field)."""
+        return len(getattr(data_or_queries, fields(data_or_queries)[0].name))
+
+    def labels(self, data: Any) -> np.ndarray:
+        """The label of every training example (default: the `y` field)."""
+        return np.asarray(data.y)
+
+    def hide_tags(self, data_or_queries: Any) -> Any:
+        """The same data without tag information (for a tag-blind control)."""
+        raise TypeError(f"the {self.name} view keeps no tag apart, so it cannot hide it")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
 
 
-def _is_query(examples: Examples) -> bool:
+VIEWS: dict[str, View] = {}
+
+
+def register_view(view: View) -> View:
+    """Add a view to the registry (a plugin calls this at import time); returns it."""
+    if not isinstance(view, View):
+        raise TypeError(f"register_view takes a View instance, got {type(view).__name__}")
+    known = VIEWS.get(view.name)
+    if known is not None and type(known) is not type(view):
+        raise ValueError(f"view {view.name!r} is already registered ({type(known).__name__})")
+    VIEWS[view.name] = view
+    return view
+
+
+def get_view(name: str) -> View:
+    if name not in VIEWS:
+        raise ImlbenchError(f"unknown view {name!r}; valid: {', '.join(VIEWS)}")
+    return VIEWS[name]
+
+
+def view_of(data: Any) -> View:
+    """The view whose data or queries class `data` is."""
+    for view in VIEWS.values():
+        if isinstance(data, (view.data_class, view.queries_class)):
+            return view
+    raise TypeError(f"{type(data).__name__} is no view's data; views: {', '.join(VIEWS)}")
+
+
+def encode(view: str, data: TaskData, examples: Examples) -> Any:
+    """Encode examples with the generic encoder of the view named `view`."""
+    return get_view(view).encode(data, examples)
+
+
+def training_labels(data: Any) -> np.ndarray:
+    """The label of every training example, whatever the view."""
+    return view_of(data).labels(data)
+
+
+def n_rows(data: Any) -> int:
+    """Number of examples in any view's data or queries."""
+    return view_of(data).n_rows(data)
+
+
+def is_query(examples: Examples) -> bool:
+    """Whether examples are queries (every target HIDDEN); a mix is an error."""
     hidden = examples.target == HIDDEN
     if hidden.any() and not hidden.all():
         raise ValueError("examples mix hidden and visible targets")
@@ -85,11 +161,21 @@ def table_columns(data: TaskData, examples: Examples) -> pd.DataFrame:
     return frame
 
 
-def encode_table(data: TaskData, examples: Examples) -> TableData | TableQueries:
-    X = table_columns(data, examples)
-    if _is_query(examples):
-        return TableQueries(X)
-    return TableData(X, examples.target.astype(np.int64), data.label_space)
+class TableView(View):
+    """Categorical columns (see `table_columns`); the tag is its own column."""
+
+    name, data_class, queries_class = "table", TableData, TableQueries
+
+    def encode(self, data: TaskData, examples: Examples) -> TableData | TableQueries:
+        X = table_columns(data, examples)
+        if is_query(examples):
+            return TableQueries(X)
+        return TableData(X, examples.target.astype(np.int64), data.label_space)
+
+    def hide_tags(self, data_or_queries: TableData | TableQueries) -> TableData | TableQueries:
+        if "tag" not in data_or_queries.X.columns:
+            raise ValueError("tag-blind needs a `tag` column to remove, and this table has none")
+        return replace(data_or_queries, X=data_or_queries.X.drop(columns="tag"))
 
 
 def token_layout(data: TaskData, examples: Examples) -> tuple[np.ndarray, np.ndarray]:
@@ -110,16 +196,41 @@ def token_layout(data: TaskData, examples: Examples) -> tuple[np.ndarray, np.nda
     return tokens, answer_pos
 
 
-def encode_tokens(data: TaskData, examples: Examples) -> TokenData | TokenQueries:
-    """Loss on the variable and the value of definitions, on the answer of questions and facts."""
-    tokens, answer_pos = token_layout(data, examples)
-    common = dict(vocab_size=len(data.vocab), pad_id=data.vocab.id(PAD), tag_ids=data.vocab.ids("tag"))
-    if _is_query(examples):
-        return TokenQueries(tokens, answer_pos, **common)
-    loss_mask = np.zeros(tokens.shape, dtype=bool)
-    loss_mask[np.arange(len(tokens)), answer_pos] = True
-    loss_mask[examples.kind == DEFINITION, 1] = True
-    return TokenData(tokens, loss_mask, answer_pos, **common)
+class TokensView(View):
+    """Token sequences (see `token_layout`); the tag is its own token."""
+
+    name, data_class, queries_class = "tokens", TokenData, TokenQueries
+
+    def encode(self, data: TaskData, examples: Examples) -> TokenData | TokenQueries:
+        """Loss on the variable and the value of definitions, on the answer of questions and facts."""
+        tokens, answer_pos = token_layout(data, examples)
+        common = dict(vocab_size=len(data.vocab), pad_id=data.vocab.id(PAD), tag_ids=data.vocab.ids("tag"))
+        if is_query(examples):
+            return TokenQueries(tokens, answer_pos, **common)
+        loss_mask = np.zeros(tokens.shape, dtype=bool)
+        loss_mask[np.arange(len(tokens)), answer_pos] = True
+        loss_mask[examples.kind == DEFINITION, 1] = True
+        return TokenData(tokens, loss_mask, answer_pos, **common)
+
+    def labels(self, data: TokenData) -> np.ndarray:
+        return data.tokens[np.arange(len(data.tokens)), data.answer_pos]
+
+    def hide_tags(self, data_or_queries: TokenData | TokenQueries) -> TokenData | TokenQueries:
+        """Every tag becomes the first tag's token."""
+        tokens, tag_ids = data_or_queries.tokens, data_or_queries.tag_ids
+        return replace(data_or_queries, tokens=np.where(np.isin(tokens, tag_ids), tag_ids[0], tokens))
+
+
+class ImageView(View):
+    """Grayscale pictures. The tag is drawn in the pixels, and a picture is task-specific: a task
+    that offers this view renders its own images (Task.encode)."""
+
+    name, data_class, queries_class = "image", ImageData, ImageQueries
+    tagged = False
+
+    def encode(self, data: TaskData, examples: Examples) -> ImageData | ImageQueries:
+        raise TypeError("the image view has no generic encoder: a task that offers it draws its own "
+                        "pictures by overriding Task.encode")
 
 
 def one_hot(X: pd.DataFrame):
@@ -141,16 +252,6 @@ def one_hot(X: pd.DataFrame):
     return sparse.hstack(blocks, format="csr")
 
 
-def training_labels(data) -> np.ndarray:
-    """The label of every training example, whatever the view."""
-    if isinstance(data, TokenData):
-        return data.tokens[np.arange(len(data.tokens)), data.answer_pos]
-    return np.asarray(data.y)
-
-
-def n_rows(data) -> int:
-    """Number of examples in any view's data or queries."""
-    for attribute in ("X", "tokens", "images"):
-        if hasattr(data, attribute):
-            return len(getattr(data, attribute))
-    raise TypeError(f"unknown view data {type(data).__name__}")
+TABLE = register_view(TableView())
+TOKENS = register_view(TokensView())
+IMAGE = register_view(ImageView())

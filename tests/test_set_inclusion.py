@@ -7,7 +7,8 @@ import pytest
 
 from imlbench.protocol import DEFINITION, HIDDEN, QUESTION, SUBSET_CODE, TableData, TokenData, TokenQueries
 from imlbench.registry import ImlbenchError, resolve
-from imlbench.tasks.set_inclusion import SetInclusion, question_keys
+from imlbench.tasks.design import question_keys
+from imlbench.tasks.set_inclusion import SetInclusion
 from imlbench.views import encode
 
 

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from imlbench.protocol import DEFINITION, FACT, HIDDEN, QUESTION, SUBSET_CODE, SUBSETS, TokenQueries
-from imlbench.tasks.synthetic_defs import SyntheticDefs, assert_no_test_leak
+from imlbench.tasks.design import assert_no_test_leak
+from imlbench.tasks.synthetic_defs import SyntheticDefs
 from imlbench.views import encode, table_columns
 
 

@@ -10,6 +10,7 @@ import imlbench
 from imlbench.protocol import DEFINITION, QUESTION, ImageData, ImageQueries, TableData, TableQueries
 from imlbench.registry import resolve
 from imlbench.tasks.tagged_digits import GLYPH, TaggedDigits, handwriting, render_examples_png
+from imlbench.views import IMAGE, TABLE
 
 SMALL = {"n_entities": 60, "n_renders": 2}
 FAST_CONVNET = {"epochs": 3, "stage2_epochs": 3}
@@ -35,8 +36,8 @@ def digit_blocks(images: np.ndarray) -> np.ndarray:
 def test_rendering_is_deterministic_per_seed(task, data):
     again = TaggedDigits(**SMALL).generate(0)
     for split, examples in (("stage1", data.stage1), ("test", data.test)):
-        a = task.encode("image", data, examples, split).images
-        b = task.encode("image", again, examples, split).images
+        a = task.encode(IMAGE, data, examples, split).images
+        b = task.encode(IMAGE, again, examples, split).images
         np.testing.assert_array_equal(a, b)
     other = task.generate(1)
     assert not np.array_equal(task.render(data, data.test, "test"), task.render(other, other.test, "test"))
@@ -57,15 +58,15 @@ def test_train_and_test_handwriting_are_disjoint(task, data):
     train_samples = {glyphs[i].tobytes() for d in range(10) for i in pools["train"][d]}
     test_samples = {glyphs[i].tobytes() for d in range(10) for i in pools["test"][d]}
     train_blocks = {b.tobytes() for split, ex in (("stage1", data.stage1), ("stage2", data.stage2))
-                    for b in digit_blocks(task.encode("image", data, ex, split).images)}
-    test_blocks = {b.tobytes() for b in digit_blocks(task.encode("image", data, data.test, "test").images)}
+                    for b in digit_blocks(task.encode(IMAGE, data, ex, split).images)}
+    test_blocks = {b.tobytes() for b in digit_blocks(task.encode(IMAGE, data, data.test, "test").images)}
     assert train_blocks <= train_samples
     assert test_blocks <= test_samples
     assert not train_blocks & test_blocks
 
 
 def test_images_show_marker_and_code(task, data):
-    images = task.encode("image", data, data.stage1, "stage1").images
+    images = task.encode(IMAGE, data, data.stage1, "stage1").images
     assert images.shape == (task.n_renders * len(data.stage1), 8, 8 * (1 + task.n_digits))
     assert images.dtype == np.float32 and images.min() >= 0 and images.max() <= 1
     markers = np.stack(list(data.info["render"]["markers"].values()))
@@ -76,8 +77,8 @@ def test_images_show_marker_and_code(task, data):
 
 
 def test_image_and_table_views_carry_the_same_labels_and_pixels(task, data):
-    image = task.encode("image", data, data.stage1, "stage1")
-    table = task.encode("table", data, data.stage1, "stage1")
+    image = task.encode(IMAGE, data, data.stage1, "stage1")
+    table = task.encode(TABLE, data, data.stage1, "stage1")
     assert isinstance(image, ImageData) and isinstance(table, TableData)
     np.testing.assert_array_equal(image.y, table.y)
     np.testing.assert_array_equal(image.label_space, table.label_space)
@@ -89,13 +90,13 @@ def test_image_and_table_views_carry_the_same_labels_and_pixels(task, data):
 
 def test_queries_carry_no_targets(task, data):
     queries = data.test.without_targets()
-    image = task.encode("image", data, queries, "test")
-    table = task.encode("table", data, queries, "test")
+    image = task.encode(IMAGE, data, queries, "test")
+    table = task.encode(TABLE, data, queries, "test")
     assert isinstance(image, ImageQueries) and isinstance(table, TableQueries)
     assert not hasattr(image, "y") and not hasattr(table, "y")
     assert len(image.images) == len(data.test)  # one render per query
     # the pixels do not depend on the target: a query is copy 0 of the training render
-    np.testing.assert_array_equal(image.images, task.encode("image", data, data.test, "test").images[: len(data.test)])
+    np.testing.assert_array_equal(image.images, task.encode(IMAGE, data, data.test, "test").images[: len(data.test)])
 
 
 def test_definition_and_question_of_a_variable_share_the_code_only(task, data):
@@ -126,11 +127,11 @@ def fit_predict(seed: int) -> np.ndarray:
     task = TaggedDigits(**SMALL)
     data = task.generate(0)
     learner = resolve("learner", "convnet", {**FAST_CONVNET, "random_state": seed, "device": "cpu"}).build()
-    for _ in learner.fit(task.encode("image", data, data.stage1, "stage1")):
+    for _ in learner.fit(task.encode(IMAGE, data, data.stage1, "stage1")):
         pass
-    for _ in learner.continue_fit(task.encode("image", data, data.stage2, "stage2")):
+    for _ in learner.continue_fit(task.encode(IMAGE, data, data.stage2, "stage2")):
         pass
-    return learner.predict(task.encode("image", data, data.test.without_targets(), "test"))
+    return learner.predict(task.encode(IMAGE, data, data.test.without_targets(), "test"))
 
 
 def test_convnet_same_seed_same_predictions():

@@ -4,39 +4,41 @@ tag removed (without the tag, reliable and unreliable definitions look the same)
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 
 import numpy as np
 
-from imlbench.protocol import Learner, TableData, TableQueries, TokenData, TokenQueries
-from imlbench.views import n_rows, training_labels
+from imlbench.protocol import Learner
+from imlbench.views import VIEWS, view_of
 
 
 class Majority(Learner):
     """Always answers the most frequent training label (ties: the smallest id)."""
 
-    views = ("table", "tokens", "image")
     capabilities = frozenset({"continue_training"})
     is_control = True
+
+    def supported_views(self) -> tuple[str, ...]:
+        return tuple(VIEWS)  # it reads only labels and row counts, which every view has
 
     def fit(self, data) -> Iterator[None]:
         self.counts_: dict[int, int] = {}
         yield from self.continue_fit(data)
 
     def continue_fit(self, data) -> Iterator[None]:
-        labels, counts = np.unique(training_labels(data), return_counts=True)
+        labels, counts = np.unique(view_of(data).labels(data), return_counts=True)
         for label, count in zip(labels.tolist(), counts.tolist()):
             self.counts_[label] = self.counts_.get(label, 0) + count
         self.answer_ = min(self.counts_, key=lambda label: (-self.counts_[label], label))
         yield
 
     def predict(self, queries) -> np.ndarray:
-        return np.full(n_rows(queries), self.answer_, dtype=np.int64)
+        return np.full(view_of(queries).n_rows(queries), self.answer_, dtype=np.int64)
 
 
 class TagBlind(Learner):
     """Wraps another learner (`base`, any name the registry resolves) and hides the tag from it:
-    the table view loses its `tag` column, the tokens view maps every tag to one token."""
+    each view hides it its own way (View.hide_tags: the table view drops its `tag` column, the
+    tokens view maps every tag to one token)."""
 
     hides_tags = True
     is_control = True
@@ -64,7 +66,7 @@ class TagBlind(Learner):
         return super().set_params(**params)
 
     def supported_views(self) -> tuple[str, ...]:
-        return tuple(v for v in self._base().supported_views() if v in ("table", "tokens"))
+        return tuple(v for v in self._base().supported_views() if v in VIEWS and VIEWS[v].tagged)
 
     def supports(self, capability: str) -> bool:
         return self._base().supports(capability)
@@ -81,11 +83,4 @@ class TagBlind(Learner):
 
 def blind(data):
     """The same data without tag information."""
-    if isinstance(data, (TableData, TableQueries)):
-        if "tag" not in data.X.columns:
-            raise ValueError("tag-blind needs a `tag` column to remove, and this table has none")
-        return replace(data, X=data.X.drop(columns="tag"))
-    if isinstance(data, (TokenData, TokenQueries)):
-        tokens = np.where(np.isin(data.tokens, data.tag_ids), data.tag_ids[0], data.tokens)
-        return replace(data, tokens=tokens)
-    raise TypeError(f"tag-blind cannot hide tags in {type(data).__name__}")
+    return view_of(data).hide_tags(data)

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from imlbench.protocol import DEFINITION, QUESTION, Examples, Task, TaskData, Vocab
-from imlbench.tasks.synthetic_defs import assign_subsets, derangement, make_examples, shuffled, subset_weights
+from imlbench.protocol import DEFINITION, QUESTION, TAGS, Examples, Task, TaskData, Vocab
+from imlbench.tasks import design
 from imlbench.views import PAD
 
 QUESTION_TOKEN = "%"
@@ -51,8 +51,7 @@ class SetInclusion(Task):
         self.tag_reliability = tag_reliability
         self.fractions = fractions
 
-    def validate(self) -> dict[str, float]:
-        """Raise ValueError for a bad parameter; return the subset weights in use."""
+    def validate(self) -> None:
         if self.n_variables < 20:
             raise ValueError(f"n_variables={self.n_variables} is too small; use at least 20")
         if not 2 <= self.n_candidates <= self.list_length:
@@ -67,116 +66,86 @@ class SetInclusion(Task):
             value = getattr(self, name)
             if value < 2 or value % 2:
                 raise ValueError(f"{name}={value} must be even and at least 2 (half true, half false)")
-        return subset_weights(self.fractions, self.tag_reliability)
+        design.check_design_params(self.fractions, self.tag_reliability)
 
     def generate(self, seed: int) -> TaskData:
-        fractions = self.validate()
+        self.validate()
         rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5E7]))
-        n, n_val, k, length = self.n_variables, self.n_values, self.n_candidates, self.list_length
         vocab = Vocab.build({
             "special": [PAD],
-            "tag": ["tag1", "tag2", "tag3"],
+            "tag": list(TAGS),
             "phrasing": [QUESTION_TOKEN],
-            "variable": [f"x{i:04d}" for i in range(n)],
-            "operand": [str(v) for v in range(n_val)],
+            "variable": [f"x{i:04d}" for i in range(self.n_variables)],
+            "operand": [str(v) for v in range(self.n_values)],
             "answer": [TRUE, FALSE],
         })
-        tag_id = dict(zip(("tag1", "tag2", "tag3"), vocab.roles["tag"]))
-        question_id = vocab.id(QUESTION_TOKEN)
-        variable_ids, number_ids = vocab.roles["variable"], vocab.roles["operand"]
-        true_id, false_id = vocab.id(TRUE), vocab.id(FALSE)
-
-        # Candidate sets: k distinct numbers per variable; the value is the first.
-        candidates = np.argsort(rng.random((n, n_val)), axis=1)[:, :k]
-        value = candidates[:, 0]
-
-        def lists(variables: np.ndarray, n_lists: int, fixed: np.ndarray, avoid: np.ndarray) -> np.ndarray:
-            """Per variable, n_lists lists of `length` distinct numbers: the `fixed` ones (per
-            variable, may be width 0) plus random numbers outside `avoid`, in random order."""
-            out = np.empty((len(variables), n_lists, length), dtype=np.int64)
-            allowed = np.ones((len(variables), n_val), dtype=bool)
-            np.put_along_axis(allowed, avoid, False, axis=1)
-            for j in range(n_lists):
-                # Random keys; disallowed numbers sort last, so the first few are allowed draws.
-                keys = np.where(allowed, rng.random(allowed.shape), 2.0)
-                fill = np.argsort(keys, axis=1)[:, : length - fixed.shape[1]]
-                chosen = np.concatenate([fixed, fill], axis=1)
-                out[:, j] = rng.permuted(chosen, axis=1)
-            return out
-
-        def questions(variables: np.ndarray, split: str, subset: str) -> Examples:
-            """Half true, half false, per variable (see the module docstring for what each holds)."""
-            cand = candidates[variables]
-            if split == "train":
-                half = self.n_train_questions // 2
-                true = lists(variables, half, cand, cand)
-                false = lists(variables, half, cand[:, :0], cand)
-            else:
-                half = self.n_test_questions // 2
-                true = lists(variables, half, cand[:, :1], cand)
-                # One other candidate per false list, cycling through them.
-                false = np.concatenate([
-                    lists(variables, 1, cand[:, 1 + j % (k - 1): 2 + j % (k - 1)], cand) for j in range(half)
-                ], axis=1)
-            operands = number_ids[np.concatenate([true, false], axis=1).reshape(-1, length)]
-            answers = np.tile(np.repeat([true_id, false_id], half), len(variables))
-            rows = np.repeat(variables, 2 * half)
-            return make_examples(QUESTION, np.full(len(rows), question_id), variable_ids[rows], answers, subset, operands)
-
-        def definitions(variables: np.ndarray, tag: str, subset: str, numbers: np.ndarray | None = None) -> Examples:
-            numbers = value[variables] if numbers is None else numbers
-            none = np.full((len(variables), length), -1, dtype=np.int64)
-            return make_examples(DEFINITION, np.full(len(variables), tag_id[tag]), variable_ids[variables],
-                             number_ids[numbers], subset, none)
-
-        def wrong_values(variables: np.ndarray) -> np.ndarray:
-            """Another variable's value (a derangement within the subset), redrawn from outside the
-            variable's candidate set wherever it falls inside it."""
-            wrong = derangement(value[variables], rng, np.arange(n_val))
-            for i, v in enumerate(variables):
-                if wrong[i] in candidates[v]:
-                    outside = np.setdiff1d(np.arange(n_val), candidates[v])
-                    wrong[i] = rng.choice(outside)
-            return wrong
-
-        members = assign_subsets(n, fractions, self.tag_reliability, rng)
-
-        stage1, stage2, test = [], [], []
-        for name, tag, consistent in (("qd1consis", "tag1", True), ("qd1incons", "tag1", False),
-                                      ("qd2incons", "tag2", False), ("qd2consis", "tag2", True)):
-            v = members[name]
-            if len(v) == 0:
-                continue
-            numbers = value[v] if consistent else wrong_values(v)
-            stage1 += [questions(v, "train", name), definitions(v, tag, name, numbers)]
-            test.append(questions(v, "test", name))
-        if len(members["q"]):
-            stage1.append(questions(members["q"], "train", "q"))
-            test.append(questions(members["q"], "test", "q"))
-        for name, tag in (("d1consis", "tag1"), ("d2consis", "tag2"), ("d3consis", "tag3")):
-            if len(members[name]):
-                stage2.append(definitions(members[name], tag, name))
-                test.append(questions(members[name], "test", name))
-        test.append(questions(members["no_qd_baseline"], "test", "no_qd_baseline"))
-
-        stage1_ex, stage2_ex, test_ex = (shuffled(Examples.concat(p), rng) for p in (stage1, stage2, test))
-        assert_no_question_leak(stage1_ex, stage2_ex, test_ex)
-        label_space = np.sort(np.concatenate([number_ids, [true_id, false_id]]))
+        content = Lists(self, vocab, rng)
+        members = design.assign_subsets(self.n_variables, self.fractions, self.tag_reliability, rng)
+        stage1, stage2, test = design.build(content, members, rng)
+        label_space = np.sort(np.concatenate([vocab.roles["operand"], [vocab.id(TRUE), vocab.id(FALSE)]]))
         sizes = {name: int(len(v)) for name, v in members.items()}
-        return TaskData(vocab, label_space, stage1_ex, stage2_ex, test_ex,
-                        info={"variables_per_subset": sizes, "candidates": number_ids[candidates]})
+        return TaskData(vocab, label_space, stage1, stage2, test,
+                        info={"variables_per_subset": sizes, "candidates": vocab.roles["operand"][content.candidates]})
 
 
-def question_keys(examples: Examples) -> set[tuple[int, ...]]:
-    """A question is its variable and the *set* of numbers listed (order does not make it new)."""
-    mask = examples.kind == QUESTION
-    operands = np.sort(examples.operands[mask], axis=1)
-    return {(s, *ops) for s, ops in zip(examples.subject[mask].tolist(), operands.tolist())}
+class Lists(design.Content):
+    """Each variable's candidate set (`n_candidates` distinct numbers, the value first), and
+    questions `% <var> <list> -> true|false` about it (see the module docstring)."""
 
+    def __init__(self, task: SetInclusion, vocab: Vocab, rng: np.random.Generator):
+        self.task, self.vocab, self.rng = task, vocab, rng
+        self.candidates = np.argsort(rng.random((task.n_variables, task.n_values)), axis=1)[:, : task.n_candidates]
+        self.value = self.candidates[:, 0]
 
-def assert_no_question_leak(stage1: Examples, stage2: Examples, test: Examples) -> None:
-    """Test questions never appear in training (PROTOCOL §2). They cannot by construction (a
-    training list holds all candidates or none, a test list exactly one); this checks it."""
-    leaked = question_keys(test) & (question_keys(stage1) | question_keys(stage2))
-    if leaked:
-        raise AssertionError(f"{len(leaked)} test questions also appear in training")
+    def lists(self, n_lists: int, fixed: np.ndarray, avoid: np.ndarray) -> np.ndarray:
+        """Per variable (row of `fixed`), n_lists lists of `list_length` distinct numbers: the `fixed`
+        ones (may be width 0) plus random numbers outside `avoid`, in random order."""
+        length, rng = self.task.list_length, self.rng
+        out = np.empty((len(fixed), n_lists, length), dtype=np.int64)
+        allowed = np.ones((len(fixed), self.task.n_values), dtype=bool)
+        np.put_along_axis(allowed, avoid, False, axis=1)
+        for j in range(n_lists):
+            # Random keys; disallowed numbers sort last, so the first few are allowed draws.
+            keys = np.where(allowed, rng.random(allowed.shape), 2.0)
+            fill = np.argsort(keys, axis=1)[:, : length - fixed.shape[1]]
+            out[:, j] = rng.permuted(np.concatenate([fixed, fill], axis=1), axis=1)
+        return out
+
+    def questions(self, variables: np.ndarray, which: str, subset: str) -> Examples:
+        """Half true, half false, per variable. Training lists hold all candidates or none; test
+        lists ("held-out" and "all" alike) exactly one: the value, or another candidate."""
+        cand, k = self.candidates[variables], self.task.n_candidates
+        if which == design.TRAINED:
+            half = self.task.n_train_questions // 2
+            true = self.lists(half, cand, cand)
+            false = self.lists(half, cand[:, :0], cand)
+        else:
+            half = self.task.n_test_questions // 2
+            true = self.lists(half, cand[:, :1], cand)
+            # One other candidate per false list, cycling through them.
+            false = np.concatenate([self.lists(1, cand[:, 1 + j % (k - 1): 2 + j % (k - 1)], cand)
+                                    for j in range(half)], axis=1)
+        vocab = self.vocab
+        operands = vocab.roles["operand"][np.concatenate([true, false], axis=1).reshape(-1, self.task.list_length)]
+        answers = np.tile(np.repeat([vocab.id(TRUE), vocab.id(FALSE)], half), len(variables))
+        rows = np.repeat(variables, 2 * half)
+        return design.make_examples(QUESTION, np.full(len(rows), vocab.id(QUESTION_TOKEN)),
+                                    vocab.roles["variable"][rows], answers, subset, operands)
+
+    def definitions(self, variables: np.ndarray, tag: str, values: np.ndarray, subset: str) -> Examples:
+        none = np.full((len(variables), self.task.list_length), -1, dtype=np.int64)
+        return design.make_examples(DEFINITION, np.full(len(variables), self.vocab.id(tag)),
+                                    self.vocab.roles["variable"][variables], values, subset, none)
+
+    def values(self, variables: np.ndarray) -> np.ndarray:
+        return self.vocab.roles["operand"][self.value[variables]]
+
+    def wrong_values(self, variables: np.ndarray) -> np.ndarray:
+        """Another variable's value (a derangement within the subset), redrawn from outside the
+        variable's candidate set wherever it falls inside it."""
+        numbers = np.arange(self.task.n_values)
+        wrong = design.derangement(self.value[variables], self.rng, numbers)
+        for i, v in enumerate(variables):
+            if wrong[i] in self.candidates[v]:
+                wrong[i] = self.rng.choice(np.setdiff1d(numbers, self.candidates[v]))
+        return self.vocab.roles["operand"][wrong]

@@ -24,16 +24,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from imlbench.protocol import (
-    HIDDEN,
-    Examples,
-    ImageData,
-    ImageQueries,
-    TableData,
-    TableQueries,
-    TaskData,
-)
+from imlbench.protocol import (DEFINITION, QUESTION, Examples, ImageData, ImageQueries, TableData, TableQueries,
+                               TaskData, ViewLike)
 from imlbench.tasks.synthetic_defs import SyntheticDefs
+from imlbench.views import is_query
 
 GLYPH = 8  # glyphs are 8x8, the size of scikit-learn's digits
 POOL_OF_SPLIT = {"stage1": "train", "stage2": "train", "test": "test"}
@@ -59,7 +53,8 @@ class TaggedDigits(SyntheticDefs):
     """
 
     views = ("image", "table")
-    tagged_views = ()  # the tag is drawn in the pixels: no view keeps it apart
+    separable_tags = False  # the tag is drawn in the pixels: no view keeps it apart
+    has_pictures = True
 
     def __init__(
         self,
@@ -84,8 +79,8 @@ class TaggedDigits(SyntheticDefs):
         """`imlbench show tagged-digits --out x.png`: what the learner sees."""
         return draw_examples(self, out_path, seed)
 
-    def validate(self) -> dict[str, float]:
-        fractions = super().validate()
+    def validate(self) -> None:
+        super().validate()
         if self.n_digits < 1 or 10 ** self.n_digits < self.n_entities:
             raise ValueError(f"n_digits={self.n_digits} cannot give {self.n_entities} variables distinct codes")
         if self.n_renders < 1:
@@ -94,7 +89,6 @@ class TaggedDigits(SyntheticDefs):
             raise ValueError("test_handwriting_fraction must lie in [0.05, 0.95]")
         if not 0.2 <= self.marker_density <= 0.8:
             raise ValueError("marker_density must lie in [0.2, 0.8]")
-        return fractions
 
     @property
     def image_shape(self) -> tuple[int, int]:
@@ -150,25 +144,22 @@ class TaggedDigits(SyntheticDefs):
                 out[i, :, GLYPH * (1 + j): GLYPH * (2 + j)] = glyphs[sample]
         return out
 
-    def encode(self, view: str, data: TaskData, examples: Examples, split: str):
+    def encode(self, view: ViewLike, data: TaskData, examples: Examples, split: str):
         """`image`: strips; `table`: the same strips' pixels as numeric columns `p{row}_{col}`.
 
         Training encodings hold `n_renders` renders per example (copies 0..n_renders-1, grouped by
         copy); queries hold one (copy 0) and never any target.
         """
-        if view not in self.views:
-            raise ValueError(f"task tagged-digits has no view {view!r}; views: {', '.join(self.views)}")
-        hidden = examples.target == HIDDEN
-        if hidden.any() and not hidden.all():
-            raise ValueError("examples mix hidden and visible targets")
-        is_query = bool(len(examples)) and bool(hidden.all())
-        copies = 1 if is_query else self.n_renders
+        if view.name not in self.views:
+            raise ValueError(f"task tagged-digits has no view {view.name!r}; views: {', '.join(self.views)}")
+        query = is_query(examples)
+        copies = 1 if query else self.n_renders
         images = np.concatenate([self.render(data, examples, split, c) for c in range(copies)])
         labels = np.tile(examples.target.astype(np.int64), copies)
-        if view == "image":
-            return ImageQueries(images) if is_query else ImageData(images, labels, data.label_space)
+        if view.name == "image":
+            return ImageQueries(images) if query else ImageData(images, labels, data.label_space)
         X = pixel_table(images)
-        return TableQueries(X) if is_query else TableData(X, labels, data.label_space)
+        return TableQueries(X) if query else TableData(X, labels, data.label_space)
 
 
 def pixel_table(images: np.ndarray) -> pd.DataFrame:
@@ -213,8 +204,6 @@ def draw_examples(task: TaggedDigits, out_path: str | Path, seed: int = 0) -> Pa
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from imlbench.protocol import DEFINITION, QUESTION
 
     data = task.generate(seed)
     vocab, info = data.vocab, data.info["render"]
