@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,8 +18,10 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 from scipy import stats
 
+from imlbench.records import Record
 from imlbench.registry import ImlbenchError
 from imlbench.results import effects_of, is_control, load_results, read_sweep, run_groups, sweep_files
+from imlbench.runner import DEFAULT_THRESHOLD
 from imlbench.scoring import DEFAULT_MARGIN, summarize
 from imlbench.sweep import PARAM_PREFIX, swept_columns
 from imlbench.util import safe_name
@@ -71,11 +72,11 @@ def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, f
 # figures
 
 
-def plot_leaderboard(records: list[dict[str, Any]], out_dir: Path, margin: float = DEFAULT_MARGIN,
+def plot_leaderboard(records: list[Record], out_dir: Path, margin: float = DEFAULT_MARGIN,
                      formats: Iterable[str] = FORMATS) -> list[Path]:
     """IML effect with its 95% t-based CI per leaderboard row; controls hollow grey."""
-    board = summarize([r for r in records if r["status"] == "ok"], margin)
-    controls = {(r["task"]["name"], r["learner"]["name"], r["pipeline"]): is_control(r) for r in records}
+    board = summarize([r for r in records if r.ok], margin)
+    controls = {(r.task_name, r.learner_name, r.pipeline): is_control(r) for r in records}
     board = board.iloc[::-1].reset_index(drop=True)  # first row on top
     n = len(board)
     lines = sum(2 + (len(name) > 40) * name.count(",") for name in board["learner"])
@@ -112,32 +113,32 @@ def plot_leaderboard(records: list[dict[str, Any]], out_dir: Path, margin: float
     return _save(fig, out_dir / "leaderboard", formats)
 
 
-def _curve_table(group: list[dict[str, Any]]) -> tuple[str, dict[int, list[dict[str, Any]]]]:
+def _curve_table(group: list[Record]) -> tuple[str, dict[int, list[Record]]]:
     """Curve entries by checkpoint over seeds, for the stage whose checkpoints decide the point."""
-    stage = group[0]["evaluation_point"]["stage"]
-    by_checkpoint: dict[int, list[dict[str, Any]]] = {}
+    stage = group[0].evaluation_point["stage"]
+    by_checkpoint: dict[int, list[Record]] = {}
     for r in group:
-        for entry in r["curve"]:
+        for entry in r.curve:
             if entry["stage"] == stage:
                 by_checkpoint.setdefault(int(entry["checkpoint"]), []).append(entry)
     return stage, dict(sorted(by_checkpoint.items()))
 
 
-def plot_curves(group: list[dict[str, Any]], out_dir: Path, group_name: str, threshold: float | None = None,
+def plot_curves(group: list[Record], out_dir: Path, group_name: str, threshold: float | None = None,
                 formats: Iterable[str] = FORMATS) -> list[Path]:
     """The paper's kind of figure for one run group: test accuracy per subset across the stage-2
     checkpoints (mean over the seeds still running, 95% t-based CI band), and the stage-2 definition
     accuracy per tag; each seed's evaluation point is a tick, their median a dashed line."""
-    task, learner, pipeline = group[0]["task"]["name"], group[0]["learner"]["name"], group[0]["pipeline"]
+    task, learner, pipeline = group[0].task_name, group[0].learner_name, group[0].pipeline
     stage, table = _curve_table(group)
     if threshold is None:
-        threshold = float(group[0].get("protocol", {}).get("definition_threshold", 0.98))
+        threshold = float(group[0].protocol.get("definition_threshold", DEFAULT_THRESHOLD))
     n = len(group)
     # draw checkpoints that at least half the seeds (and 2 when there are several) still reach:
     # past a seed's evaluation point the harness stopped training it, so it has no values there.
     need = max(1, min(2, n), math.ceil(n / 2))
     checkpoints = [c for c, entries in table.items() if len(entries) >= need]
-    points = [int(r["evaluation_point"]["checkpoint"]) for r in group]
+    points = [int(r.evaluation_point["checkpoint"]) for r in group]
     fig = Figure(figsize=(12, 5.4), layout="constrained")
     ax, ax_defs = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
     subsets = [s for s in CURVE_SUBSETS if any(s in e["accuracy"] for c in checkpoints for e in table[c])]
@@ -163,7 +164,7 @@ def plot_curves(group: list[dict[str, Any]], out_dir: Path, group_name: str, thr
             ax_defs.fill_between(xs, low, high, color=colour, alpha=0.15, lw=0)
     ax_defs.axhline(100 * threshold, color="black", lw=1, ls="--", label=f"threshold {100 * threshold:g}%")
     median_point = float(np.median(points))
-    not_learned = sum(not r["definitions_learned"] for r in group)
+    not_learned = sum(not r.definitions_learned for r in group)
     point_name = "evaluation point" if not not_learned else \
         f"evaluation point ({not_learned}/{n} seeds: best checkpoint, definitions not learned)"
     stage_name = {"stage2": "stage-2 epoch (checkpoint; 0 = after stage 1)", "single": "epoch (checkpoint)"}
@@ -178,7 +179,7 @@ def plot_curves(group: list[dict[str, Any]], out_dir: Path, group_name: str, thr
         a.grid(alpha=0.3)
     ax.set_ylabel("test accuracy (%)")
     ax_defs.set_ylabel("stage-2 definition reproduced (%)")
-    effects = [r["scores"]["iml_effect"] for r in group]
+    effects = [r.effect for r in group]
     m, lo, hi = t_interval(np.array(effects))
     ci = f"95% t-CI [{lo:+.1f}, {hi:+.1f}]" if n > 1 else "one seed: no CI"
     fig.suptitle(f"{learner} on {task} ({pipeline}), {n} seed{'s' if n > 1 else ''}: IML effect "

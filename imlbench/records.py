@@ -10,12 +10,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import os
 import platform
 import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
@@ -192,12 +194,82 @@ def iter_record_files(out_dir: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*.json") if not p.name.startswith(".tmp-"))
 
 
-def load_records(out_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
+def load_records(out_dir: Path) -> tuple[list[Record], list[str]]:
     """Every readable record under out_dir, plus one error line per unreadable file."""
     records, problems = [], []
     for path in iter_record_files(out_dir):
         try:
-            records.append(read_record(path))
+            records.append(Record.from_json(read_record(path)))
         except ImlbenchError as exc:
             problems.append(str(exc))
     return records, problems
+
+
+@dataclass(frozen=True)
+class Record:
+    """One run's record, typed: what ran (its identity), how it ended, and for a finished run its
+    scores, accuracies and learning curve. Everything that reads records (leaderboard, figures,
+    report, sweeps) reads these fields; `raw` keeps the record as written, for what only some
+    runs carry (train accuracies, sizes, tracebacks)."""
+
+    key: str
+    task: dict[str, Any]
+    learner: dict[str, Any]
+    seed: int
+    pipeline: str
+    protocol: dict[str, Any]
+    status: str
+    error: str | None
+    versions: dict[str, str]
+    scores: dict[str, float]
+    accuracy: dict[str, float]
+    accuracy_after_stage1: dict[str, float]
+    curve: list[dict[str, Any]]
+    evaluation_point: dict[str, Any]
+    definitions_learned: bool
+    seconds: float
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | Record, source: str = "record") -> Record:
+        """A record from its JSON form, checked (ImlbenchError naming `source` and what is wrong)."""
+        if isinstance(data, Record):
+            return data
+        if not isinstance(data, dict) or data.get("status") not in REQUIRED:
+            raise ImlbenchError(f"unreadable {source}: not an imlbench record")
+        missing = [k for k in REQUIRED[data["status"]] if k not in data] or _malformed(data)
+        if missing:
+            raise ImlbenchError(f"unreadable {source}: missing or malformed {', '.join(missing)}")
+        ok = data["status"] == "ok"
+        return cls(key=data["key"], task=data["task"], learner=data["learner"], seed=int(data["seed"]),
+                   pipeline=data["pipeline"], protocol=data.get("protocol") or {}, status=data["status"],
+                   error=data.get("error"), versions=data.get("versions") or {},
+                   scores=data["scores"] if ok else {}, accuracy=data["accuracy"] if ok else {},
+                   accuracy_after_stage1=data["accuracy_after_stage1"] if ok else {},
+                   curve=data["curve"] if ok else [], evaluation_point=data["evaluation_point"] if ok else {},
+                   definitions_learned=bool(data["definitions_learned"]) if ok else False,
+                   seconds=float(data["measurements"]["seconds"]["total"]) if ok else math.nan, raw=data)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def task_name(self) -> str:
+        return self.task["name"]
+
+    @property
+    def learner_name(self) -> str:
+        return self.learner["name"]
+
+    @property
+    def effect(self) -> float:
+        return float(self.scores["iml_effect"])
+
+    def group_key(self) -> str:
+        """The one grouping of records: the identity minus the seed. Same names with other
+        parameters or another protocol (e.g. --threshold) make another leaderboard row."""
+        return json.dumps([self.task, self.learner, self.pipeline, self.protocol], sort_keys=True)
+
+    def label(self) -> str:
+        return f"{self.task_name}-{self.learner_name}-{self.pipeline}"

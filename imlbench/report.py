@@ -12,6 +12,7 @@ import pandas as pd
 from scipy import stats
 
 from imlbench.figures import plot
+from imlbench.records import Record
 from imlbench.registry import ImlbenchError
 from imlbench.results import effects_of, is_control, load_results, read_sweep, run_groups, sweep_files
 from imlbench.scoring import ALPHA, DEFAULT_MARGIN, SCORING_VERSION, summarize
@@ -113,9 +114,9 @@ def report(results_dir: str | Path, out_path: str | Path, margin: float = DEFAUL
         raise ImlbenchError(f"report path {out_path} must end in .md")
     figures = plot(root, out_path.parent / "figures", margin, formats=("png",))
     rel = {p.name: p.relative_to(out_path.parent).as_posix() for p in figures}
-    ok = [r for r in records if r["status"] == "ok"]
+    ok = [r for r in records if r.ok]
     board = summarize(ok, margin)
-    controls = {(r["task"]["name"], r["learner"]["name"], r["pipeline"]): is_control(r) for r in ok}
+    controls = {(r.task_name, r.learner_name, r.pipeline): is_control(r) for r in ok}
     lines = [f"# imlbench report: `{root}`", "",
              f"{len(records)} run records ({len(ok)} finished, {len(records) - len(ok)} failed) in "
              f"{len(board)} groups (task × learner × pipeline). {scoring_legend(board, margin)}", "",
@@ -134,7 +135,7 @@ def report(results_dir: str | Path, out_path: str | Path, margin: float = DEFAUL
     groups = run_groups(records)
     for label, group in groups.items():
         first = group[0]
-        lines += [f"### {first['learner']['name']} on {first['task']['name']} ({first['pipeline']})", "",
+        lines += [f"### {first.learner_name} on {first.task_name} ({first.pipeline})", "",
                   f"![curves]({rel[f'curves-{safe_name(label)}.png']})", ""]
     lines += _sizes_and_versions(ok, groups)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -172,13 +173,13 @@ def _sweep_sections(root: Path, rel: dict[str, str]) -> list[str]:
     return lines
 
 
-def _sizes_and_versions(ok: list[dict[str, Any]], groups: dict[str, list[dict[str, Any]]]) -> list[str]:
+def _sizes_and_versions(ok: list[Record], groups: dict[str, list[Record]]) -> list[str]:
     sizes, tasks, learners = {}, {}, {}
     for r in ok:
-        sizes.setdefault(r["task"]["name"], r.get("sizes", {}))
-        tasks.setdefault(r["task"]["name"], r["task"])
+        sizes.setdefault(r.task_name, r.raw.get("sizes", {}))
+        tasks.setdefault(r.task_name, r.task)
     for group in groups.values():
-        learners.setdefault(group[0]["learner"]["name"], group[0]["learner"])
+        learners.setdefault(group[0].learner_name, group[0].learner)
     lines = ["## Sizes and versions", "", _md_table([{"task": t, **s} for t, s in sizes.items()]), ""]
     for title, specs in (("Learners", learners), ("Tasks", tasks)):
         lines += [f"{title} (resolved parameters):", ""]
@@ -186,7 +187,7 @@ def _sizes_and_versions(ok: list[dict[str, Any]], groups: dict[str, list[dict[st
             shown = ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(spec.get("params", {}).items()))
             lines.append(f"- `{name}` ({spec.get('target', '?')}, v{spec.get('version', '?')}): {shown}")
         lines.append("")
-    version_sets = sorted({" ".join(f"{k}={v}" for k, v in sorted(r["versions"].items())) for r in ok})
-    protocols = sorted({json.dumps(r.get("protocol"), sort_keys=True) for r in ok})
+    version_sets = sorted({" ".join(f"{k}={v}" for k, v in sorted(r.versions.items())) for r in ok})
+    protocols = sorted({json.dumps(r.protocol, sort_keys=True) for r in ok})
     return lines + ["Versions: " + "; ".join(f"`{v}`" for v in version_sets), "",
                     "Protocol: " + "; ".join(f"`{p}`" for p in protocols), ""]

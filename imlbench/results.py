@@ -13,16 +13,15 @@ from typing import Any
 
 import pandas as pd
 
-from imlbench.records import iter_record_files, read_record
+from imlbench.records import Record, iter_record_files, read_record
 from imlbench.registry import ImlbenchError, load_target, one_line
-from imlbench.scoring import group_key
 from imlbench.sweep import SWEEPS_DIR, swept_columns
 
 REQUIRED = ("task", "learner", "pipeline", "seed", "scores", "accuracy", "curve", "evaluation_point",
             "definitions_learned", "measurements", "versions")
 
 
-def load_results(results_dir: str | Path) -> list[dict[str, Any]]:
+def load_results(results_dir: str | Path) -> list[Record]:
     """Every record under results_dir, checked. Raises ImlbenchError (one line) when the directory
     is missing or empty, when any record is unreadable, or when no run finished: a report built
     from part of a directory would silently misstate it."""
@@ -36,41 +35,33 @@ def load_results(results_dir: str | Path) -> list[dict[str, Any]]:
                             f"(`imlbench run --out {root}`)")
     records = []
     for path in files:
-        record = read_record(path)  # raises ImlbenchError on unreadable files
-        if record["status"] == "ok":
-            missing = [k for k in REQUIRED if k not in record]
-            if missing or not isinstance(record["curve"], list) or not isinstance(record["accuracy"], dict):
-                raise ImlbenchError(one_line(f"malformed record {path}: missing or bad "
-                                              f"{', '.join(missing) or 'curve/accuracy'}; delete it or "
-                                              f"rerun with --force"))
-            try:
-                for entry in record["curve"]:
-                    entry["stage"], entry["checkpoint"], dict(entry["accuracy"]), dict(entry["definitions"])
-                record["task"]["name"], record["learner"]["name"], float(record["scores"]["iml_effect"])
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ImlbenchError(one_line(f"malformed record {path}: {type(exc).__name__}: {exc}; "
-                                              f"delete it or rerun with --force")) from exc
+        raw = read_record(path)  # raises ImlbenchError on unreadable files
+        try:
+            record = Record.from_json(raw, f"record file {path}")
+            for entry in record.curve:
+                entry["stage"], entry["checkpoint"], dict(entry["accuracy"]), dict(entry["definitions"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ImlbenchError(one_line(f"malformed record {path}: {type(exc).__name__}: {exc}; "
+                                         f"delete it or rerun with --force")) from exc
         records.append(record)
-    if not any(r["status"] == "ok" for r in records):
-        first = next((r.get("error") for r in records), "")
+    if not any(r.ok for r in records):
+        first = next((r.error for r in records), "")
         raise ImlbenchError(one_line(f"{root} holds {len(records)} records but no finished run; first error: {first}"))
     return records
 
 
-
-
-def run_groups(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+def run_groups(records: list[Record]) -> dict[str, list[Record]]:
     """Finished records grouped like leaderboard rows, seeds sorted, keyed by a readable label:
     `task-learner-pipeline`, plus a short hash where two groups share those names (e.g. runs that
     differ only in --threshold), so that no figure mixes their seeds."""
-    by_key: dict[str, list[dict[str, Any]]] = {}
+    by_key: dict[str, list[Record]] = {}
     for r in records:
-        if r["status"] == "ok":
-            by_key.setdefault(group_key(r), []).append(r)
+        if r.ok:
+            by_key.setdefault(r.group_key(), []).append(r)
     names: dict[str, list[str]] = {}
     for key, group in by_key.items():
-        group.sort(key=lambda r: r["seed"])
-        names.setdefault(group_label(group[0]), []).append(key)
+        group.sort(key=lambda r: r.seed)
+        names.setdefault(group[0].label(), []).append(key)
     labelled = {}
     for label, keys in names.items():
         for key in keys:
@@ -79,14 +70,10 @@ def run_groups(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]
     return dict(sorted(labelled.items()))
 
 
-def group_label(record: dict[str, Any]) -> str:
-    return f"{record['task']['name']}-{record['learner']['name']}-{record['pipeline']}"
-
-
-def is_control(record: dict[str, Any]) -> bool:
+def is_control(record: Record) -> bool:
     """Whether the record's learner is a control (declared on its class; False if it cannot load)."""
     try:
-        return bool(getattr(load_target("learner", record["learner"]["target"]), "is_control", False))
+        return bool(getattr(load_target("learner", record.learner["target"]), "is_control", False))
     except (ImlbenchError, KeyError):
         return False
 

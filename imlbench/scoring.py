@@ -8,8 +8,8 @@ effect `IML` or `reverse` far more often than 5%; the t-based tests hold their l
 
 from __future__ import annotations
 
-import json
 import math
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import pandas as pd
 from scipy import stats
 
 from imlbench.protocol import SUBSETS
-from imlbench.records import write_atomic
+from imlbench.records import Record, write_atomic
 
 SCORING_VERSION = 2
 ALPHA = 0.05
@@ -132,18 +132,14 @@ def guard_notes(row: dict[str, Any], margin: float) -> tuple[list[str], list[str
     return guards, notes
 
 
-def group_key(record: dict[str, Any]) -> str:
-    """One leaderboard row per identity minus the seed: same names, other params -> other row."""
-    return json.dumps([record["task"], record["learner"], record["pipeline"], record.get("protocol")], sort_keys=True)
-
-
-def summarize(records: list[dict[str, Any]], margin: float = DEFAULT_MARGIN, alpha: float = ALPHA) -> pd.DataFrame:
-    """One row per (task, learner, pipeline): the standardized score, guards, mean accuracies."""
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for r in records:
-        groups.setdefault(group_key(r), []).append(r)
+def summarize(records: Iterable[Record | dict[str, Any]], margin: float = DEFAULT_MARGIN,
+              alpha: float = ALPHA) -> pd.DataFrame:
+    """One row per run group (`Record.group_key`): the standardized score, guards, mean accuracies."""
+    groups: dict[str, list[Record]] = {}
+    for r in map(Record.from_json, records):
+        groups.setdefault(r.group_key(), []).append(r)
     rows = [_summary_row(g, margin, alpha) for g in
-            sorted(groups.values(), key=lambda g: (g[0]["task"]["name"], g[0]["learner"]["name"], g[0]["pipeline"]))]
+            sorted(groups.values(), key=lambda g: (g[0].task_name, g[0].learner_name, g[0].pipeline))]
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
@@ -151,25 +147,25 @@ def summarize(records: list[dict[str, Any]], margin: float = DEFAULT_MARGIN, alp
     return frame
 
 
-def _summary_row(group: list[dict[str, Any]], margin: float, alpha: float) -> dict[str, Any]:
-    ok = sorted((r for r in group if r["status"] == "ok"), key=lambda r: r["seed"])
-    effects = [r["scores"]["iml_effect"] for r in ok]
+def _summary_row(group: list[Record], margin: float, alpha: float) -> dict[str, Any]:
+    ok = sorted((r for r in group if r.ok), key=lambda r: r.seed)
+    effects = [r.effect for r in ok]
     score = standardized_score(effects, margin, alpha)
     row: dict[str, Any] = {
-        "task": group[0]["task"]["name"], "learner": group[0]["learner"]["name"], "pipeline": group[0]["pipeline"],
+        "task": group[0].task_name, "learner": group[0].learner_name, "pipeline": group[0].pipeline,
         "n_seeds": len(ok), "n_failed": len(group) - len(ok),
-        "n_definitions_not_learned": sum(not r["definitions_learned"] for r in ok),
+        "n_definitions_not_learned": sum(not r.definitions_learned for r in ok),
         "effect_mean": score["mean"], "ci_low": score["ci_low"], "ci_high": score["ci_high"], "d_z": score["d_z"],
         "p_difference": score["p_difference"], "p_equivalence": score["p_equivalence"], "mde": score["mde"],
         "verdict": score["verdict"], "verdict_note": "",
-        "seeds": ";".join(str(r["seed"]) for r in ok), "effects": ";".join(repr(float(e)) for e in effects),
+        "seeds": ";".join(str(r.seed) for r in ok), "effects": ";".join(repr(e) for e in effects),
     }
     for name in ("stage1_gap", "neutral_offset", "baseline", "effect_before_stage2"):
-        row[name] = _mean([r["scores"].get(name, math.nan) for r in ok])
-    row["q_over_baseline"] = _mean([100 * (r["accuracy_after_stage1"]["q"] - r["accuracy_after_stage1"]["no_qd_baseline"])
-                                    for r in ok if {"q", "no_qd_baseline"} <= set(r["accuracy_after_stage1"])])
+        row[name] = _mean([r.scores.get(name, math.nan) for r in ok])
+    row["q_over_baseline"] = _mean([100 * (r.accuracy_after_stage1["q"] - r.accuracy_after_stage1["no_qd_baseline"])
+                                    for r in ok if {"q", "no_qd_baseline"} <= set(r.accuracy_after_stage1)])
     for subset in SUBSETS:
-        row[f"acc_{subset}"] = _mean([100 * r["accuracy"][subset] for r in ok if subset in r["accuracy"]])
+        row[f"acc_{subset}"] = _mean([100 * r.accuracy[subset] for r in ok if subset in r.accuracy])
     guards, notes = guard_notes(row, margin)
     if guards:
         notes.insert(0, f"{score['verdict']} by the tests, but " + " and ".join(guards))
@@ -177,11 +173,11 @@ def _summary_row(group: list[dict[str, Any]], margin: float, alpha: float) -> di
     elif score["note"]:
         notes.insert(0, score["note"])
     row["verdict_note"] = "; ".join(notes)
-    row["seconds_per_seed"] = _mean([r["measurements"]["seconds"]["total"] for r in ok])
-    row["versions"] = " ".join(f"{k}={v}" for k, v in sorted(ok[0]["versions"].items())) if ok else ""
+    row["seconds_per_seed"] = _mean([r.seconds for r in ok])
+    row["versions"] = " ".join(f"{k}={v}" for k, v in sorted(ok[0].versions.items())) if ok else ""
     row["scoring_version"] = SCORING_VERSION
     row["margin"], row["alpha"] = margin, alpha
-    row["first_error"] = next((r["error"] for r in group if r["status"] != "ok"), "")
+    row["first_error"] = next((r.error for r in group if not r.ok), "")
     return row
 
 
@@ -190,7 +186,7 @@ def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else math.nan
 
 
-def write_leaderboard(records: list[dict[str, Any]], path: Path, margin: float = DEFAULT_MARGIN) -> pd.DataFrame:
+def write_leaderboard(records: Iterable[Record | dict[str, Any]], path: Path, margin: float = DEFAULT_MARGIN) -> pd.DataFrame:
     """Rebuild the leaderboard CSV from records (atomically: concurrent rebuilds never collide)."""
     frame = summarize(records, margin)
     write_atomic(Path(path), lambda f: frame.to_csv(f, index=False, float_format="%.4g"))

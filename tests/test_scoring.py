@@ -79,7 +79,8 @@ def test_run_scores_in_points():
 def fake_record(seed, d1, d2, q_after_stage1, baseline=0.5):
     accuracy = {"d1consis": d1, "d2consis": d2, "q": q_after_stage1, "no_qd_baseline": baseline}
     after_stage1 = {**accuracy, "d1consis": 0.0, "d2consis": 0.0}
-    return {"task": {"name": "t"}, "learner": {"name": "l"}, "pipeline": "two-stage", "protocol": {}, "seed": seed,
+    return {"key": f"k{seed}", "task": {"name": "t"}, "learner": {"name": "l"}, "pipeline": "two-stage",
+            "protocol": {}, "seed": seed, "curve": [], "evaluation_point": {"stage": "stage2", "checkpoint": 1},
             "status": "ok", "definitions_learned": True, "accuracy": accuracy, "accuracy_after_stage1": after_stage1,
             "scores": run_scores(accuracy, after_stage1), "measurements": {"seconds": {"total": 1.0}}, "versions": {}}
 

@@ -14,7 +14,7 @@ PINNED = {  # sha256 of the resolved spec (name, target, version, every paramete
     ("learner", "convnet"): "290851d747da8021",
     ("learner", "gbm"): "2973021127a9049c",
     ("learner", "majority"): "04a990cc908e7210",
-    ("learner", "mlp"): "01c9087bd570af26",
+    ("learner", "mlp"): "bff70152367883b2",  # v2: gained `device`
     ("learner", "rf"): "36c66e94765ae4a4",
     ("learner", "tag-blind"): "5da28f28dab6a660",
     ("learner", "transformer"): "c8f9b5df6974315b",

@@ -16,6 +16,7 @@ from imlbench.protocol import DEFINITION, QUESTION
 from imlbench.registry import ImlbenchError, resolve
 from imlbench.tasks.synthetic_defs import SyntheticDefs
 from imlbench.tasks.tagged_digits import TaggedDigits
+from imlbench.views import get_view
 
 FAST = dict(epochs=2, stage2_epochs=2, device="cpu")
 LEARNERS = {
@@ -37,7 +38,7 @@ def tasks():
 def _encode(tasks, name: str, split: str, examples=None):
     task, data = tasks[name]
     examples = getattr(data, split) if examples is None else examples
-    return task.encode(LEARNERS[name][1], data, examples, split)
+    return task.encode(get_view(LEARNERS[name][1]), data, examples, split)
 
 
 def _fit(tasks, name: str, **params) -> TorchLearner:

@@ -17,6 +17,7 @@ from imlbench.protocol import TokenQueries
 from imlbench.registry import resolve
 from imlbench.tasks.synthetic_defs import SyntheticDefs
 from imlbench.views import encode
+from imlbench.views import get_view
 
 SMALL = dict(n_layers=1, d_model=32, n_heads=2, epochs=3, stage2_epochs=2, batch_size=32, device="cpu")
 
@@ -142,9 +143,9 @@ def test_set_inclusion_predictions_are_in_the_vocabulary():
                                                    "n_test_questions": 2}).build()
     data = task.generate(0)
     learner = Transformer(**{**SMALL, "epochs": 1})
-    for _ in learner.fit(task.encode("tokens", data, data.stage1, "stage1")):
+    for _ in learner.fit(task.encode(get_view("tokens"), data, data.stage1, "stage1")):
         pass
-    queries = task.encode("tokens", data, data.test.without_targets(), "test")
+    queries = task.encode(get_view("tokens"), data, data.test.without_targets(), "test")
     predicted = learner.predict(queries)
     assert predicted.shape == (len(data.test),)
     assert ((predicted >= 0) & (predicted < len(data.vocab))).all()
