@@ -179,14 +179,21 @@ def test_unencodable_label_is_a_one_line_error(task_data, tmp_path):
             task.encode("text", other, other.stage1, "stage1"))
 
 
-def test_unknown_model_is_a_one_line_error_without_network(task_data, offline):
+def test_unknown_model_is_a_one_line_error_without_network(task_data, offline, monkeypatch):
+    import transformers
+
     task, data, encode = task_data
-    for name in ("imlbench-test/no-such-model", "./no/such/dir"):
+    attempts = []
+    load = transformers.AutoTokenizer.from_pretrained
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained",
+                        lambda *a, **k: attempts.append(a) or load(*a, **k))
+    for name in ("imlbench-test/no-such-model", "imlbench-test/no-such-model", "./no/such/dir"):
         learner = HFCausalLM(**{**TINY, "model": name})
         with pytest.raises(ImlbenchError) as info:
             next(learner.fit(encode("stage1")))
         message = str(info.value)
         assert "\n" not in message and repr(name) in message and "--param model=/path/to/DIR" in message
+    assert len(attempts) == 1  # the hub is not asked again for a name that failed (each try can take a minute)
 
 
 def test_tag_blind_sees_no_tag_text(task_data, monkeypatch):

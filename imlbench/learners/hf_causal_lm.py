@@ -63,6 +63,11 @@ def word_level_tokenizer(texts: Iterable[str]):
                                    eos_token="[EOS]")
 
 
+# (kind, name, revision) -> the error it gave: without the hub, each attempt waits for the network's
+# retries (about a minute), and a grid would wait again for every seed.
+_FAILED: dict[tuple[str, str, str], str] = {}
+
+
 def load_pretrained(kind: str, name: str, revision: str, param: str):
     """from_pretrained with one-line errors that say how to run offline (`param` names the
     parameter that chose `name`: a tokenizer "auto" comes from `model`)."""
@@ -72,18 +77,23 @@ def load_pretrained(kind: str, name: str, revision: str, param: str):
     extra = {"dtype": torch.float32} if kind == "model" else {}
     what = kind if param == kind else "the tokenizer of model"
     local = Path(name).expanduser()
-    if not local.is_dir() and name.startswith((".", "/", "~")):
-        raise ImlbenchError(f"cannot load {what} {name!r}: no such directory; pass a directory written by "
-                            f"save_pretrained (--param {param}=/path/to/DIR) or a hub name")
-    try:
-        if local.is_dir():
+    if local.is_dir() or name.startswith((".", "/", "~")):
+        if not local.is_dir():
+            raise ImlbenchError(f"cannot load {what} {name!r}: no such directory; pass a directory written by "
+                                f"save_pretrained (--param {param}=/path/to/DIR) or a hub name")
+        try:
             return loader.from_pretrained(str(local), **extra)
-        return loader.from_pretrained(name, revision=revision, **extra)
-    except (OSError, ValueError, KeyError) as exc:
-        reason = " ".join(str(exc).split())[:300]
-        raise ImlbenchError(f"cannot load {what} {name!r} ({type(exc).__name__}: {reason}); without the hub, "
-                            f"download it where the hub is reachable (`hf download {name} --local-dir DIR`) and "
-                            f"pass the directory: --param {param}=/path/to/DIR") from exc
+        except (OSError, ValueError, KeyError) as exc:
+            raise ImlbenchError(f"cannot load {what} {name!r}: {' '.join(str(exc).split())[:300]}; pass a "
+                                f"directory written by save_pretrained (--param {param}=/path/to/DIR)") from exc
+    if (kind, name, revision) not in _FAILED:
+        try:
+            return loader.from_pretrained(name, revision=revision, **extra)
+        except (OSError, ValueError, KeyError) as exc:
+            _FAILED[kind, name, revision] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+    raise ImlbenchError(f"cannot load {what} {name!r} ({_FAILED[kind, name, revision]}); without the hub, download "
+                        f"it where the hub is reachable (`hf download {name} --local-dir DIR`) and pass the "
+                        f"directory: --param {param}=/path/to/DIR")
 
 
 class HFCausalLM(Learner):
@@ -152,27 +162,28 @@ class HFCausalLM(Learner):
         self.device_ = resolve_device(self.device)
         self.dtype_ = {"auto": torch.bfloat16 if self.device_.type == "cuda" else torch.float32,
                        "float32": torch.float32, "bfloat16": torch.bfloat16}[self.dtype]
-        self.tokenizer_ = self._load_tokenizer(data)
+        builtin = self.tokenizer == WORD_LEVEL or (self.tokenizer == "auto" and self.model == BUILTIN)
+        self.tokenizer_name_ = WORD_LEVEL if builtin else self.model if self.tokenizer == "auto" else self.tokenizer
+        self.tokenizer_ = self._load_tokenizer(data, builtin)
         self.eos_id_ = self.tokenizer_.eos_token_id
         if self.eos_id_ is None:
-            raise ValueError(f"tokenizer {self.tokenizer!r} has no end-of-text token")
+            raise ValueError(f"tokenizer {self.tokenizer_name_!r} has no end-of-text token")
         self.pad_id_ = self.tokenizer_.pad_token_id if self.tokenizer_.pad_token_id is not None else self.eos_id_
         self.model_ = self._load_model().to(self.device_)
         n_embeddings = self.model_.get_input_embeddings().num_embeddings
         if len(self.tokenizer_) > n_embeddings:
-            raise ValueError(f"tokenizer {self.tokenizer!r} has {len(self.tokenizer_)} tokens but model "
+            raise ValueError(f"tokenizer {self.tokenizer_name_!r} has {len(self.tokenizer_)} tokens but model "
                              f"{self.model!r} embeds only {n_embeddings}")
         self._label_keys(data.label_texts)  # fail now, not at the first evaluation
         self.run_info_ = self._run_info()
 
-    def _load_tokenizer(self, data: TextData):
-        name = self.tokenizer
-        if name == WORD_LEVEL or (name == "auto" and self.model == BUILTIN):
+    def _load_tokenizer(self, data: TextData, builtin: bool):
+        if builtin:
             return word_level_tokenizer([*data.lexicon, *data.label_texts, *data.tag_texts, *data.prompts,
                                          *data.completions])
-        if name == "auto":
+        if self.tokenizer == "auto":
             return load_pretrained("tokenizer", self.model, self.revision, "model")
-        return load_pretrained("tokenizer", name, self.revision, "tokenizer")
+        return load_pretrained("tokenizer", self.tokenizer, self.revision, "tokenizer")
 
     def _load_model(self):
         if self.model != BUILTIN:
@@ -189,12 +200,12 @@ class HFCausalLM(Learner):
 
     def _run_info(self) -> dict[str, Any]:
         config = self.model_.config
-        local = self.model != BUILTIN and Path(self.model).expanduser().is_dir()
-        revision = None if self.model == BUILTIN or local else (getattr(config, "_commit_hash", None) or self.revision)
+        from_hub = self.model != BUILTIN and not Path(self.model).expanduser().is_dir()
+        revision = (getattr(config, "_commit_hash", None) or self.revision) if from_hub else None
         return {"transformers": metadata.version("transformers"), "tokenizers": metadata.version("tokenizers"),
                 "model": self.model, "model_type": config.model_type, "revision": revision,
-                "tokenizer": WORD_LEVEL if self.tokenizer == "auto" and self.model == BUILTIN else self.tokenizer,
-                "vocab_size": len(self.tokenizer_), "n_parameters": sum(p.numel() for p in self.model_.parameters()),
+                "tokenizer": self.tokenizer_name_, "vocab_size": len(self.tokenizer_),
+                "n_parameters": sum(p.numel() for p in self.model_.parameters()),
                 "device": str(self.device_), "dtype": str(self.dtype_).removeprefix("torch.")}
 
     def save_pretrained(self, directory: str | Path) -> None:
@@ -211,7 +222,7 @@ class HFCausalLM(Learner):
         for text, row in zip(texts, ids):
             if unk is not None and unk in row:
                 words = [w for w in text.split() if unk in self.tokenizer_(w, add_special_tokens=False)["input_ids"]]
-                raise ValueError(f"tokenizer {self.tokenizer!r} cannot encode {(words or [text])[0]!r} "
+                raise ValueError(f"tokenizer {self.tokenizer_name_!r} cannot encode {(words or [text])[0]!r} "
                                  f"(in {text!r}): it is not in its vocabulary")
         return ids
 
@@ -224,7 +235,7 @@ class HFCausalLM(Learner):
         for index, text in enumerate(label_texts):
             ids = self.tokenizer_(" " + text.strip(), add_special_tokens=False)["input_ids"]
             if not ids or (unk is not None and unk in ids):
-                raise ValueError(f"tokenizer {self.tokenizer!r} cannot encode the label {text!r}; use one whose "
+                raise ValueError(f"tokenizer {self.tokenizer_name_!r} cannot encode the label {text!r}; use one whose "
                                  f"vocabulary covers every label (from scratch: tokenizer={WORD_LEVEL})")
             key = self.tokenizer_.decode(ids).strip()
             if key in keys:
