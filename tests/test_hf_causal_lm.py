@@ -243,3 +243,22 @@ def test_llm_suite_plans_without_downloading(offline):
         assert r.learner.params["model"].startswith("EleutherAI/pythia-") and r.learner.params["tokenizer"] == "auto"
         assert r.learner.params["dtype"] == "bfloat16" and r.pipeline == "two-stage"
         assert r.task.name == "synthetic-defs-text"
+
+
+def test_without_the_extra_a_run_says_what_to_install(task_data, monkeypatch):
+    import sys
+
+    task, data, encode = task_data
+    monkeypatch.setitem(sys.modules, "transformers", None)  # as if it were not installed
+    learner = resolve("learner", "hf-causal-lm").build()  # resolving (and `imlbench list`) still works
+    with pytest.raises(ImlbenchError, match=r"pip install 'imlbench\[hf\]'"):
+        next(learner.fit(encode("stage1")))
+
+
+@pytest.mark.slow
+def test_synthetic_defs_text_shows_iml(tmp_path):
+    """The headline of issue 11 on the default specs (seeds 0..2; ~1 min each on one core)."""
+    summary = imlbench.run(learner="hf-causal-lm", task="synthetic-defs-text", seeds=3, out=tmp_path)
+    records = summary.attrs["records"]
+    assert all(r["status"] == "ok" and r["definitions_learned"] for r in records)
+    assert summary["effect_mean"].iloc[0] >= 20

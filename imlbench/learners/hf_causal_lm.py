@@ -135,7 +135,8 @@ class HFCausalLM(Learner):
         self.random_state = random_state
 
     def validate(self) -> None:
-        require_hf()
+        """Checks values only: without the `hf` extra, `imlbench list` still works and a run says
+        what to install (in `prepare`)."""
         self.require_at_least_one("epochs", "stage2_epochs", "batch_size", "stage2_batch_size", "d_model",
                                   "n_layers", "n_heads", "max_length", "eval_batch_size", "n_threads")
         if not self.model or not self.tokenizer:
