@@ -88,6 +88,6 @@ def test_suite_errors_are_one_line(capsys, tmp_path):
     from imlbench.cli import main
 
     assert main(["run", "--suite", "nope", "--out", str(tmp_path)]) == 2
-    assert "unknown suite 'nope'; valid: default, extended, gpu, smoke" in capsys.readouterr().err
+    assert "unknown suite 'nope'; valid: default, extended, gpu, llm, smoke" in capsys.readouterr().err
     assert main(["run", "--suite", "smoke", "--learner", "rf", "--out", str(tmp_path)]) == 2
     assert "drop --learner/--task/--param or drop --suite" in capsys.readouterr().err

@@ -1,0 +1,349 @@
+"""`hf-causal-lm`: a Hugging Face causal language model trained on the text view.
+
+`model` is a hub name or a local directory (anything `AutoModelForCausalLM.from_pretrained` reads),
+or `tiny-gpt-neox`: a small GPT-NeoX (Pythia's architecture) built from scratch from the run's seed.
+`tokenizer` is the model's own (`auto`; for the built-in model, `word-level`), `word-level` (one
+token per word or punctuation mark, built in-process from the task's texts with the tokenizers
+library), or another hub name or directory.
+
+Training reads each document as prompt + completion + end-of-text, with the cross-entropy loss on
+the completion and the end-of-text token only. Stage 2 continues from the stage-1 weights and AdamW
+state at `stage2_lr`, as the `transformer` learner does. Weights load in `fit`, never in the
+constructor: the harness builds a learner's spec several times per run.
+
+`predict` generates greedily, in batches of left-padded prompts, at most one token more than the
+longest label (that one for end-of-text), cuts the text at end-of-text and maps it back to a label
+by exact match of its text (whitespace stripped, both sides read through the same tokenizer).
+Text that is no label's is answered `imlbench.text.NO_ANSWER`, which is never correct.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from imlbench.learners.devices import resolve_device
+from imlbench.protocol import Learner
+from imlbench.registry import ImlbenchError
+from imlbench.text import NO_ANSWER, TextData, TextQueries
+
+BUILTIN = "tiny-gpt-neox"
+WORD_LEVEL = "word-level"
+SPECIALS = ("[PAD]", "[UNK]", "[EOS]")
+DTYPES = ("auto", "float32", "bfloat16")
+
+
+def require_hf() -> None:
+    try:
+        import tokenizers  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as exc:
+        raise ImlbenchError(f"hf-causal-lm needs the `hf` extra ({exc.name} is missing): "
+                            f"pip install 'imlbench[hf]'") from exc
+
+
+def word_level_tokenizer(texts: Iterable[str]):
+    """One id per distinct word or punctuation mark of `texts` (sorted: the same texts give the same
+    ids in every process), after the special tokens [PAD], [UNK], [EOS]."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    split = pre_tokenizers.Whitespace()
+    words = sorted({word for text in texts for word, _ in split.pre_tokenize_str(text)} - set(SPECIALS))
+    backend = Tokenizer(models.WordLevel({t: i for i, t in enumerate([*SPECIALS, *words])}, unk_token="[UNK]"))
+    backend.pre_tokenizer = split
+    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]",
+                                   eos_token="[EOS]")
+
+
+# (kind, name, revision) -> the error it gave: without the hub, each attempt waits for the network's
+# retries (about a minute), and a grid would wait again for every seed.
+_FAILED: dict[tuple[str, str, str], str] = {}
+
+
+def load_pretrained(kind: str, name: str, revision: str, param: str):
+    """from_pretrained with one-line errors that say how to run offline (`param` names the
+    parameter that chose `name`: a tokenizer "auto" comes from `model`)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    loader = AutoModelForCausalLM if kind == "model" else AutoTokenizer
+    extra = {"dtype": torch.float32} if kind == "model" else {}
+    what = kind if param == kind else "the tokenizer of model"
+    local = Path(name).expanduser()
+    if local.is_dir() or name.startswith((".", "/", "~")):
+        if not local.is_dir():
+            raise ImlbenchError(f"cannot load {what} {name!r}: no such directory; pass a directory written by "
+                                f"save_pretrained (--param {param}=/path/to/DIR) or a hub name")
+        try:
+            return loader.from_pretrained(str(local), **extra)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ImlbenchError(f"cannot load {what} {name!r}: {' '.join(str(exc).split())[:300]}; pass a "
+                                f"directory written by save_pretrained (--param {param}=/path/to/DIR)") from exc
+    if (kind, name, revision) not in _FAILED:
+        try:
+            return loader.from_pretrained(name, revision=revision, **extra)
+        except (OSError, ValueError, KeyError) as exc:
+            _FAILED[kind, name, revision] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+    raise ImlbenchError(f"cannot load {what} {name!r} ({_FAILED[kind, name, revision]}); without the hub, download "
+                        f"it where the hub is reachable (`hf download {name} --local-dir DIR`) and pass the "
+                        f"directory: --param {param}=/path/to/DIR")
+
+
+class HFCausalLM(Learner):
+    """A causal LM (built-in tiny GPT-NeoX or any pretrained one) on the text view.
+
+    `d_model`, `n_layers`, `n_heads` and `max_length` size the built-in model only. `dtype="auto"`
+    computes in bfloat16 (autocast; weights and optimizer state stay float32, so small updates are
+    not rounded away) on CUDA and in float32 elsewhere. After `fit`, `run_info_` holds what a record
+    should carry: library versions, the model's name and revision, its size, device and dtype.
+    """
+
+    views = ("text",)
+    capabilities = frozenset({"continue_training"})
+
+    def __init__(self, model: str = BUILTIN, tokenizer: str = "auto", revision: str = "main",
+                 epochs: int = 30, stage2_epochs: int = 100, batch_size: int = 64, stage2_batch_size: int = 32,
+                 lr: float = 1e-3, stage2_lr: float = 2e-4, weight_decay: float = 0.0,
+                 d_model: int = 128, n_layers: int = 2, n_heads: int = 4, max_length: int = 128,
+                 eval_batch_size: int = 512, dtype: str = "auto", device: str = "auto", n_threads: int = 1,
+                 random_state: int = 0):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.revision = revision
+        self.epochs = epochs
+        self.stage2_epochs = stage2_epochs
+        self.batch_size = batch_size
+        self.stage2_batch_size = stage2_batch_size
+        self.lr = lr
+        self.stage2_lr = stage2_lr
+        self.weight_decay = weight_decay
+        self.d_model = d_model
+        self.n_layers = n_layers
+        self.n_heads = n_heads
+        self.max_length = max_length
+        self.eval_batch_size = eval_batch_size
+        self.dtype = dtype
+        self.device = device
+        self.n_threads = n_threads
+        self.random_state = random_state
+
+    def validate(self) -> None:
+        """Checks values only: without the `hf` extra, `imlbench list` still works and a run says
+        what to install (in `prepare`)."""
+        self.require_at_least_one("epochs", "stage2_epochs", "batch_size", "stage2_batch_size", "d_model",
+                                  "n_layers", "n_heads", "max_length", "eval_batch_size", "n_threads")
+        if not self.model or not self.tokenizer:
+            raise ValueError("model and tokenizer must be non-empty names")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} must be a multiple of n_heads={self.n_heads}")
+        if self.lr <= 0 or self.stage2_lr <= 0 or self.weight_decay < 0:
+            raise ValueError("learning rates must be positive and weight_decay non-negative")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype={self.dtype!r} is not valid; valid: {', '.join(DTYPES)}")
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except RuntimeError as exc:
+                raise ValueError(f"device={self.device!r}: {exc}") from exc
+
+    # --- loading -------------------------------------------------------------------------------
+
+    def prepare(self, data: TextData) -> None:
+        """Load (or build) the tokenizer and the weights for this data. `fit` calls it; it is public
+        so that a freshly initialized model can be saved (`save_pretrained`) and rerun as model=DIR."""
+        require_hf()
+        torch.set_num_threads(self.n_threads)
+        self.device_ = resolve_device(self.device)
+        self.dtype_ = {"auto": torch.bfloat16 if self.device_.type == "cuda" else torch.float32,
+                       "float32": torch.float32, "bfloat16": torch.bfloat16}[self.dtype]
+        builtin = self.tokenizer == WORD_LEVEL or (self.tokenizer == "auto" and self.model == BUILTIN)
+        self.tokenizer_name_ = WORD_LEVEL if builtin else self.model if self.tokenizer == "auto" else self.tokenizer
+        self.tokenizer_ = self._load_tokenizer(data, builtin)
+        self.eos_id_ = self.tokenizer_.eos_token_id
+        if self.eos_id_ is None:
+            raise ValueError(f"tokenizer {self.tokenizer_name_!r} has no end-of-text token")
+        self.pad_id_ = self.tokenizer_.pad_token_id if self.tokenizer_.pad_token_id is not None else self.eos_id_
+        self.model_ = self._load_model().to(self.device_)
+        n_embeddings = self.model_.get_input_embeddings().num_embeddings
+        if len(self.tokenizer_) > n_embeddings:
+            raise ValueError(f"tokenizer {self.tokenizer_name_!r} has {len(self.tokenizer_)} tokens but model "
+                             f"{self.model!r} embeds only {n_embeddings}")
+        self._label_keys(data.label_texts)  # fail now, not at the first evaluation
+        self.run_info_ = self._run_info()
+
+    def _load_tokenizer(self, data: TextData, builtin: bool):
+        if builtin:
+            return word_level_tokenizer([*data.lexicon, *data.label_texts, *data.tag_texts, *data.prompts,
+                                         *data.completions])
+        if self.tokenizer == "auto":
+            return load_pretrained("tokenizer", self.model, self.revision, "model")
+        return load_pretrained("tokenizer", self.tokenizer, self.revision, "tokenizer")
+
+    def _load_model(self):
+        if self.model != BUILTIN:
+            return load_pretrained("model", self.model, self.revision, "model")
+        from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+        config = GPTNeoXConfig(vocab_size=len(self.tokenizer_), hidden_size=self.d_model,
+                               num_hidden_layers=self.n_layers, num_attention_heads=self.n_heads,
+                               intermediate_size=4 * self.d_model, max_position_embeddings=self.max_length,
+                               bos_token_id=self.eos_id_, eos_token_id=self.eos_id_, pad_token_id=self.pad_id_)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.random_state)
+            return GPTNeoXForCausalLM(config)
+
+    def _run_info(self) -> dict[str, Any]:
+        config = self.model_.config
+        from_hub = self.model != BUILTIN and not Path(self.model).expanduser().is_dir()
+        revision = (getattr(config, "_commit_hash", None) or self.revision) if from_hub else None
+        return {"transformers": metadata.version("transformers"), "tokenizers": metadata.version("tokenizers"),
+                "model": self.model, "model_type": config.model_type, "revision": revision,
+                "tokenizer": self.tokenizer_name_, "vocab_size": len(self.tokenizer_),
+                "n_parameters": sum(p.numel() for p in self.model_.parameters()),
+                "device": str(self.device_), "dtype": str(self.dtype_).removeprefix("torch.")}
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Save the current weights and tokenizer where `model=DIR` can load them."""
+        self.model_.save_pretrained(directory)
+        self.tokenizer_.save_pretrained(directory)
+
+    # --- encoding ------------------------------------------------------------------------------
+
+    def _encode(self, texts: Iterable[str], special: bool) -> list[list[int]]:
+        texts = list(texts)
+        ids = self.tokenizer_(texts, add_special_tokens=special)["input_ids"] if texts else []
+        unk = self.tokenizer_.unk_token_id
+        for text, row in zip(texts, ids):
+            if unk is not None and unk in row:
+                words = [w for w in text.split() if unk in self.tokenizer_(w, add_special_tokens=False)["input_ids"]]
+                raise ValueError(f"tokenizer {self.tokenizer_name_!r} cannot encode {(words or [text])[0]!r} "
+                                 f"(in {text!r}): it is not in its vocabulary")
+        return ids
+
+    def _label_keys(self, label_texts: tuple[str, ...]) -> tuple[dict[str, int], int]:
+        """Each label's text as the tokenizer reads it back -> its index; and the longest label's
+        token count. Labels follow a space in every completion, so they are encoded after one."""
+        unk = self.tokenizer_.unk_token_id
+        keys: dict[str, int] = {}
+        longest = 1
+        for index, text in enumerate(label_texts):
+            ids = self.tokenizer_(" " + text.strip(), add_special_tokens=False)["input_ids"]
+            if not ids or (unk is not None and unk in ids):
+                raise ValueError(f"tokenizer {self.tokenizer_name_!r} cannot encode the label {text!r}; use one whose "
+                                 f"vocabulary covers every label (from scratch: tokenizer={WORD_LEVEL})")
+            key = self.tokenizer_.decode(ids).strip()
+            if key in keys:
+                raise ValueError(f"labels {label_texts[keys[key]]!r} and {text!r} read the same after tokenization")
+            keys[key] = index
+            longest = max(longest, len(ids))
+        return keys, longest
+
+    def _documents(self, data: TextData) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """prompt + completion + end-of-text, right-padded: (ids, lengths, loss mask on completions)."""
+        prompts = self._encode(data.prompts, special=True)
+        completions = self._encode(data.completions, special=False)
+        lengths = np.array([len(p) + len(c) + 1 for p, c in zip(prompts, completions)], dtype=np.int64)
+        limit = self.model_.config.max_position_embeddings
+        if lengths.max(initial=0) > limit:
+            raise ValueError(f"a document of {lengths.max()} tokens exceeds the model's {limit} positions")
+        ids = np.full((len(lengths), lengths.max(initial=1)), self.pad_id_, dtype=np.int64)
+        mask = np.zeros(ids.shape, dtype=bool)
+        for row, (p, c) in enumerate(zip(prompts, completions)):
+            ids[row, : lengths[row]] = [*p, *c, self.eos_id_]
+            mask[row, len(p): lengths[row]] = True
+        as_tensor = lambda a: torch.from_numpy(a).to(self.device_)  # noqa: E731
+        return as_tensor(ids), as_tensor(lengths), as_tensor(mask)
+
+    def _cuda_devices(self) -> list[int]:
+        if self.device_.type != "cuda":
+            return []
+        return [self.device_.index if self.device_.index is not None else torch.cuda.current_device()]
+
+    def _autocast(self):
+        if self.dtype_ == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device_.type, dtype=self.dtype_)
+
+    # --- training ------------------------------------------------------------------------------
+
+    def fit(self, data: TextData) -> Iterator[None]:
+        self.prepare(data)
+        self.optimizer_ = torch.optim.AdamW(self.model_.parameters(), lr=self.lr, betas=(0.9, 0.98),
+                                            weight_decay=self.weight_decay)
+        self.rng_ = np.random.default_rng(self.random_state)
+        self.n_steps_ = 0
+        yield from self._train(data, self.epochs, self.batch_size)
+
+    def continue_fit(self, data: TextData) -> Iterator[None]:
+        if not hasattr(self, "model_"):
+            raise RuntimeError("continue_fit called before fit")
+        for group in self.optimizer_.param_groups:
+            group["lr"] = self.stage2_lr
+        yield from self._train(data, self.stage2_epochs, self.stage2_batch_size)
+
+    def _train(self, data: TextData, epochs: int, batch_size: int) -> Iterator[None]:
+        """One pass over a fresh permutation per epoch; yield after each (a checkpoint)."""
+        torch.set_num_threads(self.n_threads)
+        ids, lengths, mask = self._documents(data)
+        for _ in range(epochs):
+            self._epoch(ids, lengths, mask, batch_size)
+            yield
+
+    def _epoch(self, ids: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor, batch_size: int) -> None:
+        """No attention mask: padding sits to the right of every document and causal attention never
+        looks right, so the positions that carry loss see only their own document. Dropout (models
+        that have it) draws from a torch generator seeded by the run, not from the global one."""
+        self.model_.train()
+        order = self.rng_.permutation(len(ids))
+        with torch.random.fork_rng(devices=self._cuda_devices()):
+            torch.manual_seed(int(self.rng_.integers(2**63)))
+            for start in range(0, len(order), batch_size):
+                batch = torch.from_numpy(order[start: start + batch_size]).to(self.device_)
+                width = int(lengths[batch].max())
+                x, m = ids[batch, :width], mask[batch, 1:width]
+                with self._autocast():
+                    logits = self.model_(input_ids=x[:, :-1], use_cache=False).logits
+                loss = F.cross_entropy(logits[m].float(), x[:, 1:][m])
+                self.optimizer_.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer_.step()
+                self.n_steps_ += 1
+
+    # --- prediction ----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def predict(self, queries: TextQueries) -> np.ndarray:
+        """Greedy answers mapped back to labels; NO_ANSWER where the text is no label's."""
+        torch.set_num_threads(self.n_threads)
+        self.model_.eval()
+        keys, longest = self._label_keys(queries.label_texts)
+        prompts = self._encode(queries.prompts, special=True)
+        order = np.argsort([len(p) for p in prompts], kind="stable")  # similar lengths, little padding
+        predicted = np.full(len(prompts), NO_ANSWER, dtype=np.int64)
+        for start in range(0, len(order), self.eval_batch_size):
+            rows = order[start: start + self.eval_batch_size]
+            for row, text in zip(rows, self.generate([prompts[i] for i in rows], longest + 1)):
+                if text in keys:
+                    predicted[row] = queries.label_space[keys[text]]
+        return predicted
+
+    def generate(self, prompts: list[list[int]], max_new_tokens: int) -> list[str]:
+        """Greedy continuations of left-padded prompts, cut at end-of-text, decoded and stripped."""
+        width = max(len(p) for p in prompts)
+        ids = torch.tensor([[self.pad_id_] * (width - len(p)) + p for p in prompts], device=self.device_)
+        attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device_)
+        with self._autocast():
+            out = self.model_.generate(input_ids=ids, attention_mask=attention, max_new_tokens=max_new_tokens,
+                                       do_sample=False, pad_token_id=self.pad_id_, eos_token_id=self.eos_id_)
+        texts = []
+        for row in out[:, width:].tolist():
+            end = row.index(self.eos_id_) if self.eos_id_ in row else len(row)
+            texts.append(self.tokenizer_.decode(row[:end]).strip())
+        return texts
