@@ -5,6 +5,7 @@ from importlib import metadata
 from imlbench.api import leaderboard, plan, run
 from imlbench.protocol import Learner, Task
 from imlbench.registry import ImlbenchError
+from imlbench import text as _text  # noqa: F401, E402  registers the `text` view beside views.py's
 
 try:
     __version__ = metadata.version("imlbench")

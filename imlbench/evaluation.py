@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from imlbench.protocol import DEFINITION, KIND_NAMES, SUBSETS, TAGS, Examples, Learner, Task, TaskData
+from imlbench.protocol import DEFINITION, KIND_NAMES, NO_ANSWER, SUBSETS, TAGS, Examples, Learner, Task, TaskData
 from imlbench.views import get_view
 
 
@@ -64,7 +64,7 @@ def check_predictions(predicted: Any, n: int, vocab_size: int) -> np.ndarray:
     fractions or ids outside the vocabulary as wrong answers would show a broken learner as one
     with 0% accuracy. (Any vocabulary id is a legal answer: the tokens view predicts over all of it.)"""
     array = np.asarray(predicted)
-    valid = f"expected {n} integer vocabulary ids in 0..{vocab_size - 1}"
+    valid = f"expected {n} integer vocabulary ids in 0..{vocab_size - 1} (or NO_ANSWER = {NO_ANSWER})"
     if array.shape != (n,):
         raise InvalidPredictions(f"predict returned shape {array.shape} for {n} queries; {valid}")
     if array.dtype.kind not in "iuf":
@@ -72,7 +72,8 @@ def check_predictions(predicted: Any, n: int, vocab_size: int) -> np.ndarray:
     problems = [("NaN or infinite values", ~np.isfinite(array))] if array.dtype.kind == "f" else []
     if array.dtype.kind == "f":
         problems.append(("non-integer values", np.isfinite(array) & (array != np.round(array))))
-    problems += [("negative ids", array < 0), ("ids outside the vocabulary", array >= vocab_size)]
+    problems += [("negative ids other than NO_ANSWER", (array < 0) & (array != NO_ANSWER)),
+                 ("ids outside the vocabulary", array >= vocab_size)]
     for what, bad in problems:
         if bad.any():
             raise InvalidPredictions(f"predict returned {what} for {int(bad.sum())} of {n} queries "

@@ -64,6 +64,9 @@ SUBSET_CODE = {name: code for code, name in enumerate(SUBSETS)}
 TAGS = tuple(dict.fromkeys(s.tag for s in SUBSET_DESIGN if s.tag))  # ("tag1", "tag2", "tag3")
 
 HIDDEN = -1  # target value of a query: the answer is not there
+# A prediction meaning "no label" (e.g. generated text that matches no label's text). It is no
+# vocabulary id and differs from HIDDEN, so it never equals a target: the harness scores it wrong.
+NO_ANSWER = -2
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from imlbench.registry import ImlbenchError, Spec
 from imlbench.util import safe_name
 
 LIBRARIES = ("imlbench", "numpy", "pandas", "scikit-learn", "xgboost", "torch")
+OPTIONAL_LIBRARIES = ("transformers", "tokenizers")  # recorded where installed (the `hf` extra)
 
 
 # fields a finished record must hold for the summary, leaderboard and report to read it
@@ -43,6 +44,11 @@ def versions() -> dict[str, str]:
             found[lib] = metadata.version(lib)
         except metadata.PackageNotFoundError:
             found[lib] = "not installed"
+    for lib in OPTIONAL_LIBRARIES:
+        try:
+            found[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            pass
     commit = git_commit()
     if commit:
         found["imlbench_commit"] = commit

@@ -171,6 +171,8 @@ def execute(task_spec: Spec, learner_spec: Spec, seed: int, pipeline: str, thres
     at_point = outcome.point["accuracy"]
     return {
         "view": view,
+        # what the learner says it ran (e.g. a language model's name, revision and library versions)
+        "learner_info": getattr(learner, "run_info_", None),
         "accuracy": at_point,
         "accuracy_after_stage1": after_stage1,
         "definition_accuracy": outcome.point["definitions"],

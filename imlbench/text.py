@@ -20,11 +20,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from imlbench.protocol import DEFINITION, HIDDEN, Examples, TaskData
-
-# The prediction of a query whose generated text is no label's. It is never a vocabulary id and it
-# differs from HIDDEN (-1), so it can never equal a target: the harness must count it as wrong.
-NO_ANSWER = -2
+from imlbench.protocol import DEFINITION, HIDDEN, NO_ANSWER, Examples, TaskData  # noqa: F401 (NO_ANSWER re-exported)
+from imlbench.views import View, register_view
 
 # What `hide_tags` writes in place of every tag: one string for all sources.
 NEUTRAL_TAG = "Source"
@@ -148,9 +145,9 @@ def hide_tags(x: TextData | TextQueries) -> TextData | TextQueries:
     return replace(x, **hidden)
 
 
-class TextView:
-    """The `text` view in the shape of `imlbench.views.View` (name, data classes, encode, n_rows,
-    labels, hide_tags). The tag is its own string, so a tag-blind control can hide it."""
+class TextView(View):
+    """The `text` view: strings in, strings out. The tag is its own string, so a tag-blind control
+    can hide it. Every tokens task offers it through the generic rendering."""
 
     name = "text"
     data_class = TextData
@@ -168,3 +165,6 @@ class TextView:
 
     def hide_tags(self, x: TextData | TextQueries) -> TextData | TextQueries:
         return hide_tags(x)
+
+
+TEXT = register_view(TextView())

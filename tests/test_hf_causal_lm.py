@@ -18,6 +18,7 @@ from imlbench.registry import ImlbenchError, resolve  # noqa: E402
 from imlbench.runner import derive_seed  # noqa: E402
 from imlbench.tasks.synthetic_defs_text import SyntheticDefsText  # noqa: E402
 from imlbench.text import NO_ANSWER, TextQueries  # noqa: E402
+from imlbench.text import TEXT  # noqa: E402
 
 TINY = dict(d_model=32, n_layers=1, n_heads=2, epochs=2, stage2_epochs=2, batch_size=32, device="cpu")
 TINY_RUN = {"n_entities": 40, "d_model": 32, "n_layers": 1, "n_heads": 2, "epochs": 3, "stage2_epochs": 2,
@@ -29,7 +30,7 @@ def task_data():
     task = SyntheticDefsText(n_entities=40)
     data = task.generate(0)
     encode = lambda split, query=False: task.encode(  # noqa: E731
-        "text", data, getattr(data, split).without_targets() if query else getattr(data, split), split)
+        TEXT, data, getattr(data, split).without_targets() if query else getattr(data, split), split)
     return task, data, encode
 
 
@@ -73,7 +74,7 @@ def test_tiny_model_learns_a_tiny_task(task_data):
     learner = HFCausalLM(**{**TINY, "d_model": 64, "epochs": 40, "lr": 3e-3}, random_state=1)
     assert sum(1 for _ in learner.fit(encode("stage1"))) == 40  # one yield per epoch
     questions = data.stage1.select(data.stage1.kind == QUESTION)
-    queries = task.encode("text", data, questions.without_targets(), "stage1")
+    queries = task.encode(TEXT, data, questions.without_targets(), "stage1")
     predicted = learner.predict(queries)
     assert np.mean(predicted == questions.target) > 0.9  # it fits its training questions
     assert learner.run_info_["model"] == "tiny-gpt-neox" and learner.run_info_["tokenizer"] == "word-level"
@@ -150,7 +151,7 @@ def test_saved_model_directory_gives_the_same_records(tmp_path, offline):
     data = task.generate(seed)
     params = {k: v for k, v in TINY_RUN.items() if k != "n_entities"}
     learner = HFCausalLM(**params, random_state=derive_seed(seed, 1))
-    learner.prepare(task.encode("text", data, data.stage1, "stage1"))
+    learner.prepare(task.encode(TEXT, data, data.stage1, "stage1"))
     learner.save_pretrained(tmp_path / "tiny")
     runs = {}
     for name, model in (("builtin", "tiny-gpt-neox"), ("dir", str(tmp_path / "tiny"))):
@@ -176,7 +177,7 @@ def test_unencodable_label_is_a_one_line_error(task_data, tmp_path):
     other = SyntheticDefsText(n_entities=40).generate(1)
     with pytest.raises(ValueError, match="cannot encode"):
         HFCausalLM(**{**TINY, "model": str(tmp_path / "seed0")}).prepare(
-            task.encode("text", other, other.stage1, "stage1"))
+            task.encode(TEXT, other, other.stage1, "stage1"))
 
 
 def test_unknown_model_is_a_one_line_error_without_network(task_data, offline, monkeypatch):
@@ -219,20 +220,22 @@ def test_tag_blind_sees_no_tag_text(task_data, monkeypatch):
     assert not tags & vocab and not any(t in p for t in tags for p in seen[0].prompts)
 
 
-def test_generic_text_view_runs_on_a_tokens_task(monkeypatch, tmp_path):
-    """Until the view registry lands, wire the generic text view into synthetic-defs by hand."""
-    from imlbench import views
-    from imlbench.tasks.synthetic_defs import SyntheticDefs
-    from imlbench.text import TextView
-
-    generic = views.encode
-    monkeypatch.setattr(views, "encode", lambda view, data, examples: TextView().encode(data, examples)
-                        if view == "text" else generic(view, data, examples))
-    monkeypatch.setattr(SyntheticDefs, "views", ("tokens", "table", "text"))
+def test_generic_text_view_runs_on_a_tokens_task(tmp_path):
+    """Every tokens task offers `text`: synthetic-defs through the generic rendering of token names."""
     summary = imlbench.run(learner="hf-causal-lm", task="synthetic-defs", seeds=[0], params=TINY_RUN, out=tmp_path)
     (record,) = summary.attrs["records"]
     assert record["status"] == "ok", record["error"]
     assert record["view"] == "text" and set(record["accuracy"]) >= {"d1consis", "d2consis"}
+    assert record["learner_info"]["model"] == "tiny-gpt-neox"
+
+
+def test_tag_blind_runs_on_the_text_view(tmp_path):
+    summary = imlbench.run(learner="tag-blind", task="synthetic-defs-text", seeds=[0], out=tmp_path,
+                           params={"base": "hf-causal-lm", "n_entities": 40,
+                                   "base_params": {k: v for k, v in TINY_RUN.items() if k != "n_entities"}})
+    (record,) = summary.attrs["records"]
+    assert record["status"] == "ok", record["error"]
+    assert record["view"] == "text"
 
 
 def test_llm_suite_plans_without_downloading(offline):

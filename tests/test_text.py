@@ -17,6 +17,7 @@ from imlbench.tasks.set_inclusion import SetInclusion
 from imlbench.tasks.synthetic_defs import SyntheticDefs
 from imlbench.tasks.synthetic_defs_text import NATURAL_TAGS, TEMPLATES, SyntheticDefsText
 from imlbench.text import NEUTRAL_TAG, TextData, TextQueries, TextView, hide_tags, render_generic
+from imlbench.text import TEXT  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +33,8 @@ def natural():
 
 def encode_all(task, data):
     """Every split as the harness hands it over: training data, and target-free queries."""
-    train = {s: task.encode("text", data, getattr(data, s), s) for s in ("stage1", "stage2")}
-    queries = {s: task.encode("text", data, getattr(data, s).without_targets(), s) for s in ("stage2", "test")}
+    train = {s: task.encode(TEXT, data, getattr(data, s), s) for s in ("stage1", "stage2")}
+    queries = {s: task.encode(TEXT, data, getattr(data, s).without_targets(), s) for s in ("stage2", "test")}
     return train, queries
 
 
@@ -172,7 +173,7 @@ def test_no_test_answer_reaches_training(natural):
 def test_natural_sources_name_the_tags():
     task = SyntheticDefsText(n_entities=60, sources="natural")
     data = task.generate(0)
-    x = task.encode("text", data, data.stage2, "stage2")
+    x = task.encode(TEXT, data, data.stage2, "stage2")
     assert x.tag_texts == NATURAL_TAGS
     tags = [NATURAL_TAGS[i] for i in data.stage2.relation - data.vocab.roles["tag"][0]]
     assert [p[: -1] for p in x.prompts] == tags
@@ -187,7 +188,7 @@ def test_bad_parameters_are_rejected(params):
 
 def test_hide_tags_replaces_every_tag_and_nothing_else(natural):
     task, data = natural
-    x = task.encode("text", data, data.stage2, "stage2")
+    x = task.encode(TEXT, data, data.stage2, "stage2")
     hidden = hide_tags(x)
     assert hidden.tag_texts == (NEUTRAL_TAG,) and NEUTRAL_TAG in hidden.lexicon
     assert not set(x.tag_texts) & set(hidden.lexicon)

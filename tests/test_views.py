@@ -75,7 +75,7 @@ def test_hiding_tags_removes_exactly_the_tag(data):
 
 def test_tag_blind_runs_only_where_a_view_keeps_the_tag_apart():
     blind = TagBlind(base="majority")
-    assert blind.supported_views() == ("table", "tokens")  # majority reads every view
+    assert blind.supported_views() == ("table", "tokens", "text")  # majority reads every view; image hides no tag
     assert choose_view(blind, SyntheticDefs(), "tag-blind", "synthetic-defs") == "table"
     with pytest.raises(ImlbenchError, match="offers none it can use"):
         choose_view(blind, TaggedDigits(), "tag-blind", "tagged-digits")

@@ -29,10 +29,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from imlbench.learners.devices import resolve_device
-from imlbench.protocol import Learner
+from imlbench.learners.torch_base import resolve_device
+from imlbench.protocol import NO_ANSWER, Learner
 from imlbench.registry import ImlbenchError
-from imlbench.text import NO_ANSWER, TextData, TextQueries
+from imlbench.text import TextData, TextQueries
 
 BUILTIN = "tiny-gpt-neox"
 WORD_LEVEL = "word-level"

@@ -29,7 +29,7 @@ TRUE, FALSE = "true", "false"
 class SetInclusion(Task):
     """Numbers behind variables, narrowed to candidates by training questions, pinned by definitions."""
 
-    views = ("tokens", "table")
+    views = ("tokens", "table", "text")
 
     def __init__(
         self,

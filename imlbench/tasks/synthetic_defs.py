@@ -20,7 +20,7 @@ QUESTION_MODES = ("identity", "attributes")
 class SyntheticDefs(Task):
     """The default task of the benchmark (PROTOCOL §6)."""
 
-    views = ("tokens", "table")
+    views = ("tokens", "table", "text")
 
     def __init__(
         self,

@@ -17,7 +17,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from imlbench.protocol import DEFINITION, Examples, TaskData
+from imlbench.protocol import DEFINITION, Examples, TaskData, ViewLike
 from imlbench.tasks.synthetic_defs import SyntheticDefs
 from imlbench.text import TextData, TextQueries, render
 
@@ -84,7 +84,6 @@ class SyntheticDefsText(SyntheticDefs):
     """
 
     views = ("text", "tokens", "table")
-    tagged_views = ("text", "tokens", "table")
 
     def __init__(self, n_entities: int = 1000, n_phrasings: int = 8, n_train_phrasings: int = 4,
                  tag_reliability: float = 1.0, fractions: dict | None = None, sources: str = "random",
@@ -120,8 +119,8 @@ class SyntheticDefsText(SyntheticDefs):
                      "templates": TEMPLATES[: self.n_phrasings]}
         return replace(data, info={**data.info, "text": rendering})
 
-    def encode(self, view: str, data: TaskData, examples: Examples, split: str):
-        if view != "text":
+    def encode(self, view: ViewLike, data: TaskData, examples: Examples, split: str):
+        if view.name != "text":
             return super().encode(view, data, examples, split)
         return render_natural(data, examples)
 
