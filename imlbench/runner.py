@@ -29,8 +29,9 @@ from imlbench.protocol import (
 from imlbench.records import read_record, record_path, run_identity, run_key, versions, write_record
 from imlbench.registry import ImlbenchError, Spec
 from imlbench.scoring import run_scores
+from imlbench.three_stage import continue_as_stage1, stage1_parts
 
-PIPELINES = ("two-stage", "one-stage")
+PIPELINES = ("two-stage", "one-stage", "three-stage")
 DEFAULT_THRESHOLD = 0.98
 Progress = Callable[[str], None]
 
@@ -52,9 +53,9 @@ def choose_view(learner: Learner, task: Task, learner_name: str, task_name: str)
 def check_pipeline(learner: Learner, learner_name: str, pipeline: str) -> None:
     if pipeline not in PIPELINES:
         raise ImlbenchError(f"unknown pipeline {pipeline!r}; valid: {', '.join(PIPELINES)}")
-    if pipeline == "two-stage" and not learner.supports("continue_training"):
+    if pipeline != "one-stage" and not learner.supports("continue_training"):
         raise ImlbenchError(f"learner {learner_name!r} cannot continue training, so it cannot run the "
-                            f"two-stage pipeline; use --pipeline one-stage")
+                            f"{pipeline} pipeline; use --pipeline one-stage")
 
 
 class Evaluator:
@@ -172,10 +173,13 @@ def execute(task_spec: Spec, learner_spec: Spec, seed: int, pipeline: str, thres
     evaluator = Evaluator(task, data, view)
     seconds["data"] = time.perf_counter() - t0
 
-    if pipeline == "two-stage":
+    if pipeline != "one-stage":  # two-stage, or three-stage: stage 1 in two parts (1a, 1b)
         t = time.perf_counter()
-        stage1 = task.encode(view, data, data.stage1, "stage1")
-        n_stage1_checkpoints = exhaust(timed(learner.fit(stage1), seconds))
+        n_stage1_checkpoints = 0
+        for i, part in enumerate(stage1_parts(data.stage1, pipeline)):
+            stage1 = task.encode(view, data, part, "stage1")
+            fit = learner.fit(stage1) if i == 0 else continue_as_stage1(learner, stage1)
+            n_stage1_checkpoints += exhaust(timed(fit, seconds))
         seconds["stage1"] = time.perf_counter() - t
         after_stage1 = evaluator.test(learner)
         train_after_stage1 = evaluator.train(learner)
@@ -211,7 +215,7 @@ def execute(task_spec: Spec, learner_spec: Spec, seed: int, pipeline: str, thres
         "definitions_learned": outcome.definitions_learned,
         "stage1_checkpoints": n_stage1_checkpoints,
         "curve": outcome.curve,
-        "scores": run_scores(at_point, after_stage1, two_stage=pipeline == "two-stage"),
+        "scores": run_scores(at_point, after_stage1, two_stage=pipeline != "one-stage"),
         "sizes": {"stage1": len(data.stage1), "stage2": len(data.stage2), "test": len(data.test),
                   **{f"variables_{k}": v for k, v in data.info.get("variables_per_subset", {}).items()}},
         "measurements": {"seconds": seconds,
