@@ -95,3 +95,59 @@ PLOTS = {"gradient-alignment": plot_gradient_alignment, "tag-probe": plot_tag_pr
 def plot_diagnostic(name: str, frame: pd.DataFrame, out_dir: Path, formats: Iterable[str] = ("png", "svg")) -> list[Path]:
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     return PLOTS[name](frame, Path(out_dir) / f"diagnostic-{name}", formats)
+
+
+def _ci(row: pd.Series, scale: float = 1.0, fmt: str = "{:+.3f}") -> str:
+    return (fmt.format(scale * row["mean"]) + " [" + fmt.format(scale * row["ci_low"]) + ", "
+            + fmt.format(scale * row["ci_high"]) + f"] (n={int(row['n_seeds'])})")
+
+
+def report_lines(results_dir: Path, figures_dir: Path, rel_to: Path) -> list[str]:
+    """The report's "Diagnostics" section: one table per diagnostic CSV in RESULTS/diagnostics/,
+    means over seeds with 95% t CIs, and its figure. Empty when there are none."""
+    folder = Path(results_dir) / "diagnostics"
+    lines: list[str] = []
+    for name in PLOTS:
+        csv = folder / f"{name}.csv"
+        if not csv.exists():
+            continue
+        frame = pd.read_csv(csv)
+        figure = plot_diagnostic(name, frame, figures_dir, ("png",))[0]
+        lines += [f"### {name}", "", *TABLES[name](frame), "",
+                  f"![{name}]({figure.relative_to(rel_to).as_posix()})", ""]
+    return ["## Diagnostics", "", "Means over seeds with 95% Student-t CIs; n = seeds.", "", *lines] if lines else []
+
+
+def _alignment_table(frame: pd.DataFrame) -> list[str]:
+    last = frame[frame["checkpoint"] == frame.groupby("group")["checkpoint"].transform("max")]
+    rows = []
+    for group, part in last.groupby("group"):
+        s = summarize(part, ["tag"], "cosine").set_index("tag")
+        d = paired_difference(part.assign(g=0), ["g"], "cosine", "tag", "tag1", "tag2").iloc[0]
+        rows.append(f"| {group} | {int(part['checkpoint'].iloc[0])} | " + " | ".join(_ci(s.loc[t]) for t in s.index)
+                    + f" | {_ci(d)} |")
+    return ["Cosine of a stage-2 definition's gradient with its questions' gradient at the last stage-1 epoch.", "",
+            "| group | epoch | tag1 | tag2 | tag3 | tag1 − tag2 (paired) |", "|---|---|---|---|---|---|", *rows]
+
+
+def _probe_table(frame: pd.DataFrame) -> list[str]:
+    s = summarize(frame, ["group", "point", "layer"], "accuracy")
+    rows = [f"| {r['group']} | {r['point']} | {r['layer']} | {_ci(r, 100, '{:.1f}')} |" for _, r in s.iterrows()]
+    return ["Cross-validated probe accuracy (%) for the defining tag (1 vs 2) of the variable a question asks "
+            "about; chance 50.", "", "| group | point | layer | accuracy |", "|---|---|---|---|", *rows]
+
+
+def _in_context_table(frame: pd.DataFrame) -> list[str]:
+    rows = []
+    for (group, point), part in frame.groupby(["group", "point"]):
+        for where in ("out_of_context", "in_context"):
+            s = summarize(part, ["tag"], where).set_index("tag")
+            d = paired_difference(part.assign(g=0), ["g"], where, "tag", "tag1", "tag2").iloc[0]
+            rows.append(f"| {group} | {point} | {where.replace('_', ' ')} | "
+                        + " | ".join(_ci(s.loc[t], 100, "{:.1f}") for t in s.index) + f" | {_ci(d, 100, '{:+.1f}')} |")
+    return ["Accuracy (%) on questions about stage-2 variables, with the definition in the context or not.", "",
+            "| group | point | context | tag1 | tag2 | tag3 | tag1 − tag2 (paired) |", "|---|---|---|---|---|---|---|",
+            *rows]
+
+
+TABLES = {"gradient-alignment": _alignment_table, "tag-probe": _probe_table, "in-context": _in_context_table}
