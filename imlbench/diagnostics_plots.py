@@ -47,7 +47,8 @@ def plot_gradient_alignment(frame: pd.DataFrame, stem: Path, formats: Iterable[s
             ax.plot(part["checkpoint"], part["mean"], color=TAG_COLOURS[tag], label=f"{tag} definitions")
             ax.fill_between(part["checkpoint"], part["ci_low"], part["ci_high"], color=TAG_COLOURS[tag], alpha=0.2)
         ax.axhline(0, color="black", lw=0.5)
-        ax.set(title=group, xlabel="stage-1 epoch", ylabel="cos(definition grad, questions grad)")
+        ax.set_title(group.replace(" on ", "\non ", 1), fontsize=9)
+        ax.set(xlabel="stage-1 epoch", ylabel="cos(definition grad, questions grad)")
     axes[0].legend(fontsize=8)
     return _save(fig, stem, formats)
 
@@ -62,7 +63,8 @@ def plot_tag_probe(frame: pd.DataFrame, stem: Path, formats: Iterable[str]) -> l
             ax.errorbar(part["layer"], part["mean"], yerr=[part["mean"] - part["ci_low"], part["ci_high"] - part["mean"]],
                         ls=style, marker="o", capsize=3, label=label)
         ax.axhline(CHANCE, color="black", ls=":", lw=1, label="chance")
-        ax.set(title=group, xlabel="layer (0 = embedding)", ylabel="probe accuracy (tag 1 vs 2)", ylim=(0.3, 1.02))
+        ax.set_title(group.replace(" on ", "\non ", 1), fontsize=9)
+        ax.set(xlabel="layer (0 = embedding)", ylabel="probe accuracy (tag 1 vs 2)", ylim=(0.3, 1.02))
     axes[0].legend(fontsize=8)
     return _save(fig, stem, formats)
 
@@ -84,7 +86,8 @@ def plot_in_context(frame: pd.DataFrame, stem: Path, formats: Iterable[str]) -> 
                    yerr=[100 * (rows["mean"] - rows["ci_low"]), 100 * (rows["ci_high"] - rows["mean"])], capsize=2,
                    label=f"{where.replace('_', ' ')}, {POINT_STYLE[point][0]}")
         ax.set_xticks(np.arange(len(TAG_COLOURS)), [f"{t} defined" for t in TAG_COLOURS])
-        ax.set(title=group, ylabel="accuracy (%)", ylim=(0, 105))
+        ax.set_title(group.replace(" on ", "\non ", 1), fontsize=9)
+        ax.set(ylabel="accuracy (%)", ylim=(0, 105))
     axes[0].legend(fontsize=7, loc="upper right")
     return _save(fig, stem, formats)
 
