@@ -151,6 +151,22 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    """One of the paper's hypotheses as a measurement over seeds (imlbench.diagnostics)."""
+    from imlbench.diagnostics import diagnose, plan as plan_diagnostics
+
+    seeds = parse_seeds(args.seeds)
+    requests = plan_diagnostics(args.name, args.learner, args.task, api._seeds(seeds), args.param,
+                                {"variables": args.variables, "every": args.every}, args.threshold)
+    records, paths = diagnose(requests, args.out, args.force, None if args.quiet else print)
+    for path in paths:
+        print(path)
+    failed = [r for r in records if r["status"] != "ok"]
+    for r in failed:
+        print(f"imlbench: error: {one_line(r['error'])}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imlbench", description="Benchmark implicit meta-learning across learners.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -218,6 +234,23 @@ def build_parser() -> argparse.ArgumentParser:
     rp.set_defaults(func=cmd_report)
 
 
+
+    dg = sub.add_parser("diagnose", help="measure one of the paper's hypotheses: gradient-alignment, "
+                                         "tag-probe, in-context")
+    dg.add_argument("name", help="gradient-alignment | tag-probe | in-context")
+    dg.add_argument("--learner", required=True, help="torch learner name(s), comma-separated")
+    dg.add_argument("--task", default="synthetic-defs", help="task name(s), comma-separated")
+    dg.add_argument("--seeds", default="5", help="a count N (seeds 0..N-1), a list 0,3,7 or a range 2-4 (default: 5)")
+    dg.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a task or learner parameter, as in `run` (e.g. batch_size=16); repeatable")
+    dg.add_argument("--variables", type=int, default=32, help="variables sampled per tag (default: 32)")
+    dg.add_argument("--every", type=int, default=1, help="gradient-alignment: measure every Nth stage-1 epoch")
+    dg.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                    help="definition accuracy that marks the evaluation point (default: 0.98)")
+    dg.add_argument("--out", default=api.DEFAULT_OUT, help="results directory; output goes to OUT/diagnostics/")
+    dg.add_argument("--force", action="store_true", help="recompute finished records")
+    dg.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    dg.set_defaults(func=cmd_diagnose)
 
     board = sub.add_parser("leaderboard", help="rebuild the leaderboard CSV from a results directory")
     board.add_argument("results", help="results directory (holds records/)")

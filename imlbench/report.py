@@ -137,6 +137,8 @@ def report(results_dir: str | Path, out_path: str | Path, margin: float = DEFAUL
         first = group[0]
         lines += [f"### {first.learner_name} on {first.task_name} ({first.pipeline})", "",
                   f"![curves]({rel[f'curves-{safe_name(label)}.png']})", ""]
+    from imlbench.diagnostics_plots import report_lines  # the diagnostics section, if any were run
+    lines += report_lines(root, out_path.parent / "figures", out_path.parent)
     lines += _sizes_and_versions(ok, groups)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text("\n".join(lines))

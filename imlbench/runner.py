@@ -25,8 +25,9 @@ from imlbench.records import environment, read_record, record_path, run_identity
 from imlbench.registry import ImlbenchError, Spec
 from imlbench.scoring import run_scores
 from imlbench.views import get_view
+from imlbench.three_stage import continue_as_stage1, stage1_parts
 
-PIPELINES = ("two-stage", "one-stage")
+PIPELINES = ("two-stage", "one-stage", "three-stage")
 DEFAULT_THRESHOLD = 0.98
 # progress(stage, checkpoint, detail): where a run is ("data", "stage1", "stage2", "single",
 # "final evaluation") and how many checkpoints of that stage have passed; a time limit names it
@@ -54,9 +55,9 @@ def choose_view(learner: Learner, task: Task, learner_name: str, task_name: str)
 def check_pipeline(learner: Learner, learner_name: str, pipeline: str) -> None:
     if pipeline not in PIPELINES:
         raise ImlbenchError(f"unknown pipeline {pipeline!r}; valid: {', '.join(PIPELINES)}")
-    if pipeline == "two-stage" and not learner.supports("continue_training"):
+    if pipeline != "one-stage" and not learner.supports("continue_training"):
         raise ImlbenchError(f"learner {learner_name!r} cannot continue training, so it cannot run the "
-                            f"two-stage pipeline; use --pipeline one-stage")
+                            f"{pipeline} pipeline; use --pipeline one-stage")
 
 
 @dataclass
@@ -136,11 +137,14 @@ def execute(task_spec: Spec, learner_spec: Spec, seed: int, pipeline: str, thres
     evaluator = Evaluator(task, data, view)
     seconds["data"] = time.perf_counter() - t0
 
-    if pipeline == "two-stage":
+    if pipeline != "one-stage":  # two-stage, or three-stage: stage 1 in two parts (1a, 1b)
         t = time.perf_counter()
-        stage1 = task.encode(get_view(view), data, data.stage1, "stage1")
-        progress("stage1", 0, "fitting")
-        n_stage1_checkpoints = exhaust(timed(learner.fit(stage1), seconds), "stage1", progress)
+        n_stage1_checkpoints = 0
+        for i, part in enumerate(stage1_parts(data.stage1, pipeline)):
+            stage1 = task.encode(get_view(view), data, part, "stage1")
+            progress("stage1", n_stage1_checkpoints, "fitting")
+            fit = learner.fit(stage1) if i == 0 else continue_as_stage1(learner, stage1)
+            n_stage1_checkpoints += exhaust(timed(fit, seconds), "stage1", progress)
         seconds["stage1"] = time.perf_counter() - t
         after_stage1 = evaluator.test(learner)
         train_after_stage1 = evaluator.train(learner)
@@ -181,7 +185,7 @@ def execute(task_spec: Spec, learner_spec: Spec, seed: int, pipeline: str, thres
         "definitions_learned": outcome.definitions_learned,
         "stage1_checkpoints": n_stage1_checkpoints,
         "curve": outcome.curve,
-        "scores": run_scores(at_point, after_stage1, two_stage=pipeline == "two-stage"),
+        "scores": run_scores(at_point, after_stage1, two_stage=pipeline != "one-stage"),
         "sizes": {"stage1": len(data.stage1), "stage2": len(data.stage2), "test": len(data.test),
                   **{f"variables_{k}": v for k, v in data.info.get("variables_per_subset", {}).items()}},
         "measurements": {"seconds": seconds,

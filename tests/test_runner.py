@@ -163,7 +163,7 @@ def test_entry_point_plugin_runs_without_changing_imlbench(tmp_path, name):
     (["run", "--param", "n_trees=3"], "unknown parameter 'n_trees'; valid: "),
     (["run", "--param", "n_estimators=many"], "expected int, got 'many'"),
     (["run", "--param", "questions=sideways"], "valid: identity, attributes"),
-    (["run", "--pipeline", "three-stage"], "unknown pipeline 'three-stage'; valid: two-stage, one-stage"),
+    (["run", "--pipeline", "four-stage"], "unknown pipeline 'four-stage'; valid: two-stage, one-stage, three-stage"),
     (["run", "--learner", "testplugins:NoContinue"], "cannot continue training"),
     (["run", "--learner", "testplugins:FailsToConstruct"], "bad parameter for learner"),
     (["run", "--learner", "nosuchmodule:Thing"], "failed to load: ModuleNotFoundError"),

@@ -1,0 +1,188 @@
+"""The paper's three hypotheses as measurements on any torch learner with the diagnostics interface
+(`model_`, `example_loss(batch, params)`, `hidden_states(queries)`; see `TorchLearner`).
+
+- gradient alignment (hypothesis 3): does a tag-1 definition's gradient point where its questions'
+  gradient points more than a tag-2 definition's does? Then SGD on tag-1 definitions also answers
+  the questions (Nichol et al.'s argument for first-order meta-learning).
+- tag probe (hypothesis 2, selective retrieval): is the tag that defined a variable decodable from
+  the hidden state of a question about it?
+- in context (hypothesis 1, tag semantics): with the definition right before the question, is a
+  tag-2 definition still used less than a tag-1 one?
+
+The measurements run on the harness side, with the answer key: they read the learner, never train
+it on anything, and never change its weights, optimizer or random streams.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from imlbench.protocol import DEFINITION, SUBSET_CODE, TAGS, Examples, TaskData, TokenQueries
+from imlbench.views import PAD, get_view, token_layout
+
+
+def flat_params(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Every trainable parameter, detached (tied weights appear once, as in `named_parameters`)."""
+    return {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def group_grads(learner, batch: tuple[torch.Tensor, ...], group: torch.Tensor, n_groups: int) -> torch.Tensor:
+    """(n_groups, n_parameters): the gradient of each group's mean loss over all trainable
+    parameters, `torch.func.vmap` over groups. By linearity it equals the mean of the group's
+    per-example gradients, but only one gradient per group is ever held in memory (per-example
+    gradients of embedding tables are dense and would dominate the cost). Groups of unequal size
+    are padded with weight-0 copies of their first row."""
+    params = flat_params(learner.model_)
+    counts = torch.bincount(group, minlength=n_groups)
+    if int(counts.min()) == 0:
+        raise ValueError("every group needs at least one row")
+    order = torch.argsort(group, stable=True)
+    starts = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(int(counts.max()), device=group.device)
+    valid = slot[None, :] < counts[:, None]
+    index = order[starts[:, None] + torch.where(valid, slot[None, :], 0)]
+    weight = valid.to(torch.float32)
+
+    def loss_of_group(p: dict[str, torch.Tensor], w: torch.Tensor, *rows: torch.Tensor) -> torch.Tensor:
+        losses = learner.example_loss(rows, p)
+        return (losses * w.to(losses.dtype)).sum() / w.sum()
+
+    in_dims = (None,) + (0,) * (len(batch) + 1)
+    with warnings.catch_warnings():  # attention has no batching rule on the CPU: correct, only slower
+        warnings.filterwarnings("ignore", message="There is a performance drop")
+        grads = torch.func.vmap(torch.func.grad(loss_of_group), in_dims=in_dims)(params, weight, *(t[index] for t in batch))
+    return torch.cat([grads[name].reshape(n_groups, -1) for name in params], dim=1)
+
+
+def per_example_grads(learner, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """(rows, n_parameters): each row's loss gradient, vmapped (every row its own group)."""
+    rows = torch.arange(len(batch[0]), device=batch[0].device)
+    return group_grads(learner, batch, rows, len(rows))
+
+
+def per_example_grads_loop(learner, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """The same as `per_example_grads` by a plain loop with autograd: the reference it is tested against."""
+    params = [p for p in learner.model_.parameters() if p.requires_grad]
+    rows = []
+    for i in range(len(batch[0])):
+        loss = learner.example_loss(tuple(t[i: i + 1] for t in batch))[0]
+        rows.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params)]))
+    return torch.stack(rows)
+
+
+def mean_by_group(values: torch.Tensor, group: torch.Tensor, n_groups: int) -> torch.Tensor:
+    """Row means per group, accumulated into a fresh tensor (never into a view of `values`: the
+    reference code's aliasing bug corrupted its averages exactly there). Used to check `group_grads`."""
+    total = torch.zeros((n_groups, values.shape[1]), dtype=values.dtype, device=values.device)
+    total.index_add_(0, group, values)
+    counts = torch.bincount(group, minlength=n_groups).to(values.dtype).clamp(min=1)
+    return total / counts[:, None]
+
+
+def _rows_to_examples(encoded_rows: int, n_examples: int) -> np.ndarray:
+    """Which example each encoded row renders (image views stack several renders, grouped by copy)."""
+    if n_examples == 0 or encoded_rows % n_examples:
+        raise ValueError(f"{encoded_rows} encoded rows for {n_examples} examples")
+    return np.tile(np.arange(n_examples), encoded_rows // n_examples)
+
+
+def grads_by_variable(learner, task, view: str, data: TaskData, examples: Examples, split: str,
+                      variables: np.ndarray) -> torch.Tensor:
+    """(len(variables), n_parameters): the gradient of the mean loss of the rows about each variable."""
+    encoded = learner.tensors(task.encode(get_view(view), data, examples, split))
+    rows = _rows_to_examples(len(encoded[0]), len(examples))
+    index = torch.from_numpy(np.searchsorted(variables, examples.subject[rows])).to(encoded[0].device)
+    return group_grads(learner, encoded, index, len(variables))
+
+
+def alignment(learner, task, view: str, data: TaskData, variables: np.ndarray) -> np.ndarray:
+    """For sorted stage-2 `variables`: per variable, cos(gradient of its definition, gradient of the
+    mean loss of its test questions) — whether one SGD step on the definition also lowers the loss
+    of the questions (the gradient of the mean loss is the mean of the per-question gradients)."""
+    defs = data.stage2.select((data.stage2.kind == DEFINITION) & np.isin(data.stage2.subject, variables))
+    questions = data.test.select(np.isin(data.test.subject, variables))
+    d = grads_by_variable(learner, task, view, data, defs, "stage2", variables)
+    q = grads_by_variable(learner, task, view, data, questions, "test", variables)
+    return F.cosine_similarity(d, q, dim=1).cpu().numpy()
+
+
+def sample_variables(data: TaskData, subset: str, limit: int, rng: np.random.Generator) -> np.ndarray:
+    """Up to `limit` variables of a stage-2 subset (sorted), drawn with the run's harness stream."""
+    found = np.unique(data.test.subject[data.test.subset == SUBSET_CODE[subset]])
+    if len(found) > limit:
+        found = np.sort(rng.choice(found, size=limit, replace=False))
+    return found
+
+
+def gradient_alignment_rows(learner, task, view: str, data: TaskData, samples: dict[str, np.ndarray],
+                            checkpoint: int, chunk: int = 16) -> list[dict[str, Any]]:
+    """One row per tag at one checkpoint: the mean over its sampled variables of the cosine (and
+    their spread); variables go `chunk` at a time to bound memory."""
+    learner.model_.eval()
+    rows = []
+    for tag, variables in samples.items():
+        cosines = np.concatenate([alignment(learner, task, view, data, variables[i: i + chunk])
+                                  for i in range(0, len(variables), chunk)])
+        rows.append({"checkpoint": checkpoint, "tag": tag, "n_variables": int(len(variables)),
+                     "cosine": float(cosines.mean()), "cosine_sd": float(cosines.std(ddof=1)) if len(cosines) > 1 else 0.0})
+    return rows
+
+
+def probe_rows(learner, task, view: str, data: TaskData, point: str, limit: int, rng: np.random.Generator,
+               folds: int = 5) -> list[dict[str, Any]]:
+    """Cross-validated logistic-regression accuracy, per layer, of the tag (1 or 2) that defined the
+    variable a test question asks about. Equal numbers of d1 and d2 variables (chance = 0.5), and
+    folds split by variable so that the probe cannot recognise a variable it was trained on."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GroupKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    n = min(limit, *(len(np.unique(data.test.subject[data.test.subset == SUBSET_CODE[s]]))
+                     for s in ("d1consis", "d2consis")))
+    chosen = np.concatenate([sample_variables(data, s, n, rng) for s in ("d1consis", "d2consis")])
+    questions = data.test.select(np.isin(data.test.subject, chosen))
+    labels = (questions.subset == SUBSET_CODE["d2consis"]).astype(int)
+    layers = learner.hidden_states(task.encode(get_view(view), data, questions.without_targets(), "test"))
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    cv = GroupKFold(n_splits=min(folds, 2 * n))
+    return [{"point": point, "layer": i, "n_variables": int(2 * n), "n_questions": int(len(labels)),
+             "accuracy": float(cross_val_score(probe, h, labels, groups=questions.subject, cv=cv).mean())}
+            for i, h in enumerate(layers)]
+
+
+def in_context_queries(data: TaskData, questions: Examples) -> TokenQueries:
+    """Each question preceded by its variable's stage-2 definition, in one sequence:
+    `tag variable value phrasing variable ->`, the answer position after it."""
+    defs = data.stage2.select(data.stage2.kind == DEFINITION)
+    order = {int(v): i for i, v in enumerate(defs.subject)}
+    d_tokens, d_answer = token_layout(data, defs.select(np.array([order[int(v)] for v in questions.subject])))
+    q_tokens, q_answer = token_layout(data, questions.without_targets())
+    pad_id = data.vocab.id(PAD)
+    offset = d_answer + 1  # the definition, value included
+    length = int(offset.max()) + q_tokens.shape[1]
+    tokens = np.full((len(questions), length), pad_id, dtype=np.int64)
+    for i in range(len(questions)):
+        tokens[i, : offset[i]] = d_tokens[i, : offset[i]]
+        tokens[i, offset[i]: offset[i] + q_tokens.shape[1]] = q_tokens[i]
+    return TokenQueries(tokens, offset + q_answer, len(data.vocab), pad_id, data.vocab.ids("tag"))
+
+
+def in_context_rows(learner, data: TaskData, point: str, out_of_context: dict[str, float]) -> list[dict[str, Any]]:
+    """Accuracy per stage-2 tag with the definition in context, beside the same questions' accuracy
+    without it (the normal run's, at the same point)."""
+    rows = []
+    for tag, subset in zip(TAGS, ("d1consis", "d2consis", "d3consis")):
+        questions = data.test.select(data.test.subset == SUBSET_CODE[subset])
+        if not len(questions):
+            continue
+        predicted = np.asarray(learner.predict(in_context_queries(data, questions)))
+        rows.append({"point": point, "tag": tag, "n_questions": int(len(questions)),
+                     "in_context": float((predicted == questions.target).mean()),
+                     "out_of_context": float(out_of_context.get(subset, np.nan))})
+    return rows

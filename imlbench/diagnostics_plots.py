@@ -1,0 +1,156 @@
+"""Summaries and figures of the diagnostics: means over seeds with Student-t 95% CIs (as the
+leaderboard's), one panel per (learner, task) group."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from imlbench.figures import TAG_COLOURS, _save, t_interval
+
+POINT_STYLE = {"after_stage1": ("after stage 1", "--"), "at_point": ("at the evaluation point", "-")}
+CHANCE = 0.5
+
+
+def summarize(frame: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
+    """Mean, CI and seed count of `value` over seeds for each combination of `by`."""
+    rows = []
+    for key, part in frame.groupby(by, sort=True):
+        mean, low, high = t_interval(part[value].to_numpy())
+        rows.append({**dict(zip(by, key)), "mean": mean, "ci_low": low, "ci_high": high, "n_seeds": len(part)})
+    return pd.DataFrame(rows)
+
+
+def paired_difference(frame: pd.DataFrame, by: list[str], value: str, column: str, a: str, b: str) -> pd.DataFrame:
+    """Per group, the seed-paired difference value(column=a) - value(column=b), with its t CI."""
+    wide = frame.pivot_table(index=by + ["seed"], columns=column, values=value).dropna(subset=[a, b])
+    wide = wide.assign(diff=wide[a] - wide[b]).reset_index()
+    return summarize(wide, by, "diff")
+
+
+def _panels(groups: list[str], width: float = 5.0) -> tuple[Figure, np.ndarray]:
+    fig = Figure(figsize=(width * len(groups), 3.6))
+    axes = np.atleast_1d(fig.subplots(1, len(groups), squeeze=False)[0])
+    return fig, axes
+
+
+def plot_gradient_alignment(frame: pd.DataFrame, stem: Path, formats: Iterable[str]) -> list[Path]:
+    summary = summarize(frame, ["group", "tag", "checkpoint"], "cosine")
+    groups = sorted(summary["group"].unique())
+    fig, axes = _panels(groups)
+    for ax, group in zip(axes, groups):
+        for tag, part in summary[summary["group"] == group].groupby("tag"):
+            ax.plot(part["checkpoint"], part["mean"], color=TAG_COLOURS[tag], label=f"{tag} definitions")
+            ax.fill_between(part["checkpoint"], part["ci_low"], part["ci_high"], color=TAG_COLOURS[tag], alpha=0.2)
+        ax.axhline(0, color="black", lw=0.5)
+        ax.set_title(group.replace(" on ", "\non ", 1), fontsize=9)
+        ax.set(xlabel="stage-1 epoch", ylabel="cos(definition grad, questions grad)")
+    axes[0].legend(fontsize=8)
+    return _save(fig, stem, formats)
+
+
+def plot_tag_probe(frame: pd.DataFrame, stem: Path, formats: Iterable[str]) -> list[Path]:
+    summary = summarize(frame, ["group", "point", "layer"], "accuracy")
+    groups = sorted(summary["group"].unique())
+    fig, axes = _panels(groups)
+    for ax, group in zip(axes, groups):
+        for point, part in summary[summary["group"] == group].groupby("point"):
+            label, style = POINT_STYLE.get(point, (point, "-"))
+            ax.errorbar(part["layer"], part["mean"], yerr=[part["mean"] - part["ci_low"], part["ci_high"] - part["mean"]],
+                        ls=style, marker="o", capsize=3, label=label)
+        ax.axhline(CHANCE, color="black", ls=":", lw=1, label="chance")
+        ax.set_title(group.replace(" on ", "\non ", 1), fontsize=9)
+        ax.set(xlabel="layer (0 = embedding)", ylabel="probe accuracy (tag 1 vs 2)", ylim=(0.3, 1.02))
+    axes[0].legend(fontsize=8)
+    return _save(fig, stem, formats)
+
+
+def plot_in_context(frame: pd.DataFrame, stem: Path, formats: Iterable[str]) -> list[Path]:
+    long = frame.melt(id_vars=["group", "seed", "point", "tag"], value_vars=["in_context", "out_of_context"],
+                      var_name="where", value_name="accuracy")
+    summary = summarize(long, ["group", "point", "where", "tag"], "accuracy")
+    groups = sorted(summary["group"].unique())
+    fig, axes = _panels(groups, 6.0)
+    bars = [(p, w) for p in POINT_STYLE for w in ("out_of_context", "in_context")]
+    for ax, group in zip(axes, groups):
+        part = summary[summary["group"] == group]
+        for j, (point, where) in enumerate(bars):
+            rows = part[(part["point"] == point) & (part["where"] == where)].set_index("tag").reindex(list(TAG_COLOURS))
+            x = np.arange(len(TAG_COLOURS)) + (j - 1.5) * 0.2
+            ax.bar(x, 100 * rows["mean"], width=0.2, hatch="//" if where == "in_context" else None,
+                   alpha=1.0 if point == "at_point" else 0.45, color=list(TAG_COLOURS.values()), edgecolor="black",
+                   yerr=[100 * (rows["mean"] - rows["ci_low"]), 100 * (rows["ci_high"] - rows["mean"])], capsize=2,
+                   label=f"{where.replace('_', ' ')}, {POINT_STYLE[point][0]}")
+        ax.set_xticks(np.arange(len(TAG_COLOURS)), [f"{t} defined" for t in TAG_COLOURS])
+        ax.set_title(group.replace(" on ", "\non ", 1), fontsize=9)
+        ax.set(ylabel="accuracy (%)", ylim=(0, 105))
+    axes[0].legend(fontsize=7, loc="upper right")
+    return _save(fig, stem, formats)
+
+
+PLOTS = {"gradient-alignment": plot_gradient_alignment, "tag-probe": plot_tag_probe, "in-context": plot_in_context}
+
+
+def plot_diagnostic(name: str, frame: pd.DataFrame, out_dir: Path, formats: Iterable[str] = ("png", "svg")) -> list[Path]:
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    return PLOTS[name](frame, Path(out_dir) / f"diagnostic-{name}", formats)
+
+
+def _ci(row: pd.Series, scale: float = 1.0, fmt: str = "{:+.3f}") -> str:
+    return (fmt.format(scale * row["mean"]) + " [" + fmt.format(scale * row["ci_low"]) + ", "
+            + fmt.format(scale * row["ci_high"]) + f"] (n={int(row['n_seeds'])})")
+
+
+def report_lines(results_dir: Path, figures_dir: Path, rel_to: Path) -> list[str]:
+    """The report's "Diagnostics" section: one table per diagnostic CSV in RESULTS/diagnostics/,
+    means over seeds with 95% t CIs, and its figure. Empty when there are none."""
+    folder = Path(results_dir) / "diagnostics"
+    lines: list[str] = []
+    for name in PLOTS:
+        csv = folder / f"{name}.csv"
+        if not csv.exists():
+            continue
+        frame = pd.read_csv(csv)
+        figure = plot_diagnostic(name, frame, figures_dir, ("png",))[0]
+        lines += [f"### {name}", "", *TABLES[name](frame), "",
+                  f"![{name}]({figure.relative_to(rel_to).as_posix()})", ""]
+    return ["## Diagnostics", "", "Means over seeds with 95% Student-t CIs; n = seeds.", "", *lines] if lines else []
+
+
+def _alignment_table(frame: pd.DataFrame) -> list[str]:
+    last = frame[frame["checkpoint"] == frame.groupby("group")["checkpoint"].transform("max")]
+    rows = []
+    for group, part in last.groupby("group"):
+        s = summarize(part, ["tag"], "cosine").set_index("tag")
+        d = paired_difference(part.assign(g=0), ["g"], "cosine", "tag", "tag1", "tag2").iloc[0]
+        rows.append(f"| {group} | {int(part['checkpoint'].iloc[0])} | " + " | ".join(_ci(s.loc[t]) for t in s.index)
+                    + f" | {_ci(d)} |")
+    return ["Cosine of a stage-2 definition's gradient with its questions' gradient at the last stage-1 epoch.", "",
+            "| group | epoch | tag1 | tag2 | tag3 | tag1 − tag2 (paired) |", "|---|---|---|---|---|---|", *rows]
+
+
+def _probe_table(frame: pd.DataFrame) -> list[str]:
+    s = summarize(frame, ["group", "point", "layer"], "accuracy")
+    rows = [f"| {r['group']} | {r['point']} | {r['layer']} | {_ci(r, 100, '{:.1f}')} |" for _, r in s.iterrows()]
+    return ["Cross-validated probe accuracy (%) for the defining tag (1 vs 2) of the variable a question asks "
+            "about; chance 50.", "", "| group | point | layer | accuracy |", "|---|---|---|---|", *rows]
+
+
+def _in_context_table(frame: pd.DataFrame) -> list[str]:
+    rows = []
+    for (group, point), part in frame.groupby(["group", "point"]):
+        for where in ("out_of_context", "in_context"):
+            s = summarize(part, ["tag"], where).set_index("tag")
+            d = paired_difference(part.assign(g=0), ["g"], where, "tag", "tag1", "tag2").iloc[0]
+            rows.append(f"| {group} | {point} | {where.replace('_', ' ')} | "
+                        + " | ".join(_ci(s.loc[t], 100, "{:.1f}") for t in s.index) + f" | {_ci(d, 100, '{:+.1f}')} |")
+    return ["Accuracy (%) on questions about stage-2 variables, with the definition in the context or not.", "",
+            "| group | point | context | tag1 | tag2 | tag3 | tag1 − tag2 (paired) |", "|---|---|---|---|---|---|---|",
+            *rows]
+
+
+TABLES = {"gradient-alignment": _alignment_table, "tag-probe": _probe_table, "in-context": _in_context_table}

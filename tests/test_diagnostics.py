@@ -1,0 +1,185 @@
+"""Diagnostics of the paper's hypotheses (gradient alignment, tag probe, in context) and the
+three-stage pipeline."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from imlbench.cli import main
+from imlbench.diagnostics import DIAGNOSTICS_DIR, diagnose, plan
+from imlbench.diagnostics_measures import (group_grads, in_context_queries, mean_by_group, per_example_grads,
+                                           per_example_grads_loop, sample_variables)
+from imlbench.learners.convnet import ConvNet
+from imlbench.learners.mlp import MLP
+from imlbench.learners.transformer import Transformer
+from imlbench.protocol import DEFINITION, QUESTION, SUBSET_CODE
+from imlbench.runner import RunRequest, check_pipeline, exhaust, run_one
+from imlbench.registry import ImlbenchError, resolve
+from imlbench.tasks.synthetic_defs import SyntheticDefs
+from imlbench.tasks.tagged_digits import TaggedDigits
+from imlbench.three_stage import continue_as_stage1, stage1_parts
+from imlbench.views import get_view
+
+FAST = dict(epochs=2, stage2_epochs=2, device="cpu")
+TINY = {
+    "transformer": (lambda: Transformer(n_layers=1, d_model=16, n_heads=2, **FAST), SyntheticDefs, "tokens"),
+    "mlp": (lambda: MLP(embedding_dim=8, hidden=16, **FAST), SyntheticDefs, "table"),
+    "convnet": (lambda: ConvNet(channels1=4, channels2=8, hidden=16, **FAST), TaggedDigits, "image"),
+}
+TINY_PARAMS = ["n_entities=60", "learner.epochs=2", "learner.stage2_epochs=2", "learner.hidden=16",
+               "learner.embedding_dim=8"]
+
+
+def _fitted(name: str):
+    make, task_cls, view = TINY[name]
+    task = task_cls(n_entities=60, **({"n_renders": 2} if task_cls is TaggedDigits else {}))
+    data = task.generate(0)
+    learner = make()
+    exhaust(learner.fit(task.encode(view, data, data.stage1, "stage1")))
+    return learner, task, data, view
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_vmapped_gradients_equal_a_plain_loop(name):
+    """Per-example and per-group gradients by vmap equal autograd one example at a time to 1e-5."""
+    learner, task, data, view = _fitted(name)
+    learner.model_.eval()
+    examples = Examples_about(data)
+    batch = learner.tensors(task.encode(view, data, examples, "test"))
+    reference = per_example_grads_loop(learner, batch)
+    vmapped = per_example_grads(learner, batch)
+    assert vmapped.shape == reference.shape and reference.abs().max() > 0
+    torch.testing.assert_close(vmapped, reference, atol=1e-5, rtol=1e-5)
+    # uneven groups (padding with weight 0 must not count)
+    group = torch.from_numpy(np.arange(len(batch[0])) % 3).to(batch[0].device)
+    group[0] = 2  # sizes differ
+    torch.testing.assert_close(group_grads(learner, batch, group, 3), mean_by_group(reference, group, 3),
+                               atol=1e-5, rtol=1e-5)
+
+
+def Examples_about(data):
+    """A few test questions about stage-2 variables, two variables' worth, answers kept."""
+    variables = np.unique(data.test.subject[data.test.subset == SUBSET_CODE["d1consis"]])[:2]
+    return data.test.select(np.isin(data.test.subject, variables))
+
+
+def test_mean_by_group_never_writes_into_its_input():
+    """The reference code's bug: averaging into a tensor that aliases the gradients."""
+    values = torch.arange(12.0).reshape(4, 3)
+    before = values.clone()
+    means = mean_by_group(values, torch.tensor([0, 0, 1, 1]), 2)
+    means += 1
+    assert torch.equal(values, before)
+    torch.testing.assert_close(means - 1, torch.tensor([[1.5, 2.5, 3.5], [7.5, 8.5, 9.5]]))
+
+
+def test_in_context_sequence_is_definition_then_question():
+    task = SyntheticDefs(n_entities=60)
+    data = task.generate(0)
+    questions = data.test.select(data.test.subset == SUBSET_CODE["d2consis"])
+    queries = in_context_queries(data, questions)
+    defs = data.stage2.select(data.stage2.kind == DEFINITION)
+    row = 0
+    d = np.flatnonzero(defs.subject == questions.subject[row])[0]
+    expected = [defs.relation[d], defs.subject[d], defs.target[d], questions.relation[row], questions.subject[row]]
+    assert queries.tokens[row, :5].tolist() == [int(t) for t in expected]
+    assert queries.answer_pos[row] == 5 and queries.tokens[row, 5] == data.vocab.id("<pad>")  # answer hidden
+    assert (queries.tokens[:, 5:] == data.vocab.id("<pad>")).all()
+
+
+def test_sample_variables_is_seeded_and_capped():
+    data = SyntheticDefs(n_entities=200).generate(0)
+    a = sample_variables(data, "d1consis", 5, np.random.default_rng(1))
+    b = sample_variables(data, "d1consis", 5, np.random.default_rng(1))
+    assert len(a) == 5 and np.array_equal(a, b) and np.all(np.diff(a) > 0)
+    assert np.isin(a, data.test.subject[data.test.subset == SUBSET_CODE["d1consis"]]).all()
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["diagnose", "tag-probe", "--learner", "rf"], "learner 'rf' cannot be diagnosed"),
+    (["diagnose", "spectral", "--learner", "mlp"], "valid: gradient-alignment, in-context, tag-probe"),
+    (["diagnose", "in-context", "--learner", "mlp"], "needs a sequence view"),
+    (["diagnose", "in-context", "--learner", "convnet", "--task", "tagged-digits"], "reads the image view"),
+])
+def test_cli_errors_are_one_line(argv, needle, capsys, out):
+    assert main(argv + ["--seeds", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and "\n" not in err
+    if "cannot be diagnosed" in err:
+        assert "diagnosable: convnet, mlp, transformer" in err
+    assert not (out / DIAGNOSTICS_DIR).exists()
+
+
+def test_tag_probe_records_csv_plot_resume_and_determinism(out):
+    requests = plan("tag-probe", "mlp", "synthetic-defs", [0, 1], TINY_PARAMS, {"variables": 8})
+    records, paths = diagnose(requests, out)
+    assert all(r["status"] == "ok" for r in records), [r.get("error") for r in records]
+    frame = pd.read_csv(out / DIAGNOSTICS_DIR / "tag-probe.csv")
+    assert set(frame["point"]) == {"after_stage1", "at_point"} and set(frame["seed"]) == {0, 1}
+    assert set(frame["layer"]) == {0, 1} and frame["accuracy"].between(0, 1).all()
+    assert (out / DIAGNOSTICS_DIR / "diagnostic-tag-probe.png").exists()
+    again, _ = diagnose(requests, out)
+    assert [r["rows"] for r in again] == [r["rows"] for r in records]  # reused from the records
+    fresh, _ = diagnose(requests[:1], out, force=True)
+    assert fresh[0]["rows"] == records[0]["rows"]  # recomputed: same seed, same numbers
+    files = list((out / DIAGNOSTICS_DIR / "records" / "tag-probe").rglob("*.json"))
+    assert len(files) == 2 and json.loads(files[0].read_text())["diagnostic"] == "tag-probe"
+
+
+def test_gradient_alignment_measures_each_tag_at_each_checkpoint(out):
+    requests = plan("gradient-alignment", "mlp", "synthetic-defs", [0], TINY_PARAMS, {"variables": 4, "every": 1})
+    (record,), _ = diagnose(requests, out)
+    assert record["status"] == "ok", record.get("error")
+    rows = pd.DataFrame(record["rows"])
+    assert sorted(rows["checkpoint"].unique()) == [1, 2] and set(rows["tag"]) == {"tag1", "tag2", "tag3"}
+    assert rows["cosine"].between(-1, 1).all() and (rows["n_variables"] == 4).all()
+    assert record["seconds"]["per_measured_checkpoint"] > 0
+
+
+def test_in_context_compares_with_out_of_context(out):
+    params = ["n_entities=60", "learner.epochs=2", "learner.stage2_epochs=2", "learner.d_model=16",
+              "learner.n_layers=1", "learner.n_heads=2"]
+    (record,), _ = diagnose(plan("in-context", "transformer", "synthetic-defs", [0], params, {}), out)
+    assert record["status"] == "ok", record.get("error")
+    rows = pd.DataFrame(record["rows"])
+    assert set(rows["tag"]) == {"tag1", "tag2", "tag3"}
+    assert rows[["in_context", "out_of_context"]].stack().between(0, 1).all()
+
+
+# -- three-stage -----------------------------------------------------------------------------
+
+def test_stage1_parts_split_definitions_from_questions():
+    data = SyntheticDefs(n_entities=60).generate(0)
+    assert stage1_parts(data.stage1, "two-stage")[0] is data.stage1
+    defs, rest = stage1_parts(data.stage1, "three-stage")
+    assert (defs.kind == DEFINITION).all() and (rest.kind == QUESTION).all()
+    assert len(defs) + len(rest) == len(data.stage1) and len(defs) > 0
+
+
+def test_stage1b_trains_with_stage1_settings_and_restores_them():
+    learner = MLP(epochs=3, stage2_epochs=7, lr=1e-3, stage2_lr=1e-4, device="cpu")
+    task = SyntheticDefs(n_entities=60)
+    data = task.generate(0)
+    a, b = (task.encode(get_view("table"), data, part, "stage1") for part in stage1_parts(data.stage1, "three-stage"))
+    assert exhaust(learner.fit(a)) == 3
+    seen = []
+    for _ in continue_as_stage1(learner, b):
+        seen.append((learner.stage2_epochs, learner.stage2_lr))
+    assert seen == [(3, 1e-3)] * 3
+    assert (learner.stage2_epochs, learner.stage2_lr) == (7, 1e-4)
+
+
+def test_three_stage_pipeline_runs_and_scores_like_two_stage(out):
+    task = resolve("task", "synthetic-defs", {"n_entities": 60})
+    learner = resolve("learner", "mlp", {"epochs": 2, "stage2_epochs": 2, "hidden": 16, "embedding_dim": 8})
+    record, _ = run_one(RunRequest(task, learner, 0, "three-stage"), out)
+    assert record["status"] == "ok", record.get("error")
+    assert record["stage1_checkpoints"] == 4  # 1a and 1b, two epochs each
+    assert np.isfinite(record["scores"]["effect_before_stage2"])
+    with pytest.raises(ImlbenchError, match="cannot run the three-stage pipeline"):
+        check_pipeline(resolve("learner", "testplugins:NoContinue").build(), "NoContinue", "three-stage")
