@@ -22,7 +22,7 @@ import pandas as pd
 from imlbench.diagnostics_measures import gradient_alignment_rows, in_context_rows, probe_rows, sample_variables
 from imlbench.protocol import PROTOCOL_VERSION, TAGS
 from imlbench.evaluation import Evaluator
-from imlbench.records import read_record, run_key, versions, write_record
+from imlbench.records import read_json, run_key, versions, write_record
 from imlbench.registry import ImlbenchError, Spec, available, target_class
 from imlbench.runner import DEFAULT_THRESHOLD, choose_view, derive_seed, exhaust, fit_until_point
 from imlbench.util import safe_name
@@ -177,7 +177,7 @@ def diagnose_one(request: DiagnoseRequest, out_dir: Path, force: bool = False,
     """Run or load one record. A learner's exception becomes an error record, retried on rerun."""
     path = request.path(out_dir)
     if path.exists() and not force:
-        record = read_record(path)
+        record = read_json(path)
         if record["status"] == "ok":
             return record, True
     identity = request.identity()
@@ -207,7 +207,7 @@ def diagnostic_table(out_dir: Path, diagnostic: str) -> pd.DataFrame:
     for path in sorted(folder.rglob("*.json")) if folder.is_dir() else []:
         if path.name.startswith(".tmp-"):
             continue
-        record = read_record(path)
+        record = read_json(path)
         if record["status"] != "ok":
             continue
         base = {"diagnostic": diagnostic, "group": group_label(record), "task": record["task"]["name"],

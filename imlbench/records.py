@@ -145,18 +145,26 @@ def write_record(path: Path, record: dict[str, Any]) -> None:
     write_atomic(path, lambda f: json.dump(record, f, indent=1, sort_keys=True, allow_nan=True))
 
 
-def read_record(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from a record file, or one ImlbenchError line naming the file."""
     try:
         record = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ImlbenchError(f"unreadable record file {path}: {type(exc).__name__}: {exc}; "
                             f"delete it or rerun with --force") from exc
-    if not isinstance(record, dict) or record.get("status") not in REQUIRED:
+    if not isinstance(record, dict) or "status" not in record:
         raise ImlbenchError(f"unreadable record file {path}: not an imlbench record; "
                             f"delete it or rerun with --force")
-    missing = [k for k in REQUIRED[record["status"]] if k not in record]
-    if not missing:
-        missing = _malformed(record)
+    return record
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """A run record, checked to hold what the summary, leaderboard and report read."""
+    record = read_json(path)
+    if record["status"] not in REQUIRED:
+        raise ImlbenchError(f"unreadable record file {path}: not an imlbench record; "
+                            f"delete it or rerun with --force")
+    missing = [k for k in REQUIRED[record["status"]] if k not in record] or _malformed(record)
     if missing:
         raise ImlbenchError(f"unreadable record file {path}: missing or malformed {', '.join(missing)}; "
                             f"delete it or rerun with --force")

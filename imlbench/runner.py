@@ -109,11 +109,13 @@ def timed(fit: Iterator[None], seconds: dict[str, float]) -> Iterator[None]:
         fit.close()
 
 
-def exhaust(fit: Iterator[None], stage: str, progress: Progress) -> int:
+def exhaust(fit: Iterator[None], stage: str = "", progress: Progress | None = None) -> int:
+    """Drive a fit to its end (a stage with no evaluation point); returns its checkpoint count."""
     count = 0
     for _ in fit:
         count += 1
-        progress(stage, count, "")
+        if progress:
+            progress(stage, count, "")
     return count
 
 

@@ -40,7 +40,7 @@ def _fitted(name: str):
     task = task_cls(n_entities=60, **({"n_renders": 2} if task_cls is TaggedDigits else {}))
     data = task.generate(0)
     learner = make()
-    exhaust(learner.fit(task.encode(view, data, data.stage1, "stage1")))
+    exhaust(learner.fit(task.encode(get_view(view), data, data.stage1, "stage1")))
     return learner, task, data, view
 
 
@@ -50,7 +50,7 @@ def test_vmapped_gradients_equal_a_plain_loop(name):
     learner, task, data, view = _fitted(name)
     learner.model_.eval()
     examples = Examples_about(data)
-    batch = learner.tensors(task.encode(view, data, examples, "test"))
+    batch = learner.tensors(task.encode(get_view(view), data, examples, "test"))
     reference = per_example_grads_loop(learner, batch)
     vmapped = per_example_grads(learner, batch)
     assert vmapped.shape == reference.shape and reference.abs().max() > 0
