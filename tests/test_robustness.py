@@ -396,3 +396,33 @@ def test_accelerator_is_recorded_when_cuda_was_used(monkeypatch):
 def test_spec_timeout_is_not_part_of_the_key(tmp_path):
     spec = write(tmp_path / "rf.toml", 'name = "rf"\nlearner = "rf"\ntimeout = 60\n')
     assert resolve("learner", spec).to_dict() == resolve("learner", "rf").to_dict()
+
+
+def test_concurrent_leaderboard_rebuilds_never_collide(tmp_path):
+    """Each rebuild writes its own uniquely named temporary file, so rebuilds racing in threads (or
+    processes) neither fail nor leave a half-written leaderboard for a reader."""
+    import threading
+
+    from imlbench.scoring import write_leaderboard
+
+    record = {"key": "k", "task": {"name": "t"}, "learner": {"name": "l"}, "pipeline": "two-stage", "protocol": {},
+              "seed": 0, "status": "ok", "definitions_learned": True, "curve": [],
+              "evaluation_point": {"stage": "stage2", "checkpoint": 1},
+              "accuracy": {"d1consis": 0.9, "d2consis": 0.1}, "accuracy_after_stage1": {},
+              "scores": {"iml_effect": 80.0}, "measurements": {"seconds": {"total": 1.0}}, "versions": {}}
+    path, errors = tmp_path / "leaderboard.csv", []
+
+    def rebuild():
+        try:
+            for _ in range(30):
+                write_leaderboard([record], path)
+                assert path.read_text().startswith("task,")
+        except BaseException as exc:  # noqa: BLE001 - report any failure from the thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=rebuild) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and not list(tmp_path.glob(".tmp-*"))
