@@ -44,13 +44,17 @@ def diagnostic_names() -> list[str]:
 
 
 def has_interface(cls: type, diagnostic: str) -> bool:
-    """Whether a learner class overrides the torch base's diagnostics method this diagnostic needs."""
+    """Whether a learner class implements the diagnostics method this diagnostic needs: a torch base
+    subclass that overrides it, or any learner that defines it (the Hugging Face learner's
+    `hidden_states`)."""
     from imlbench.learners.torch_base import TorchLearner
 
-    if not (isinstance(cls, type) and issubclass(cls, TorchLearner)):
+    if not isinstance(cls, type):
         return False
     method = NEEDS[diagnostic][0]
-    return method == "predict" or getattr(cls, method) is not getattr(TorchLearner, method)
+    if issubclass(cls, TorchLearner):
+        return method == "predict" or getattr(cls, method) is not getattr(TorchLearner, method)
+    return method != "predict" and callable(getattr(cls, method, None))
 
 
 def diagnosable(diagnostic: str) -> list[str]:

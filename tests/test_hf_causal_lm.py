@@ -265,3 +265,20 @@ def test_synthetic_defs_text_shows_iml(tmp_path):
     records = summary.attrs["records"]
     assert all(r["status"] == "ok" and r["definitions_learned"] for r in records)
     assert summary["effect_mean"].iloc[0] >= 20
+
+
+def test_hidden_states_feed_the_tag_probe(task_data):
+    """The diagnostics interface: one (n, width) array per layer, embeddings first, at the last prompt
+    token; `imlbench diagnose tag-probe` accepts the learner, gradient-alignment does not."""
+    from imlbench.diagnostics import has_interface
+
+    task, data, encode = task_data
+    learner = HFCausalLM(**TINY)
+    for _ in learner.fit(encode("stage1")):
+        pass
+    queries = encode("test", query=True)
+    layers = learner.hidden_states(queries)
+    assert len(layers) == TINY["n_layers"] + 1
+    assert all(h.shape == (len(data.test), TINY["d_model"]) and np.isfinite(h).all() for h in layers)
+    assert np.allclose(learner.hidden_states(queries)[-1], layers[-1])  # batching does not change it
+    assert has_interface(HFCausalLM, "tag-probe") and not has_interface(HFCausalLM, "gradient-alignment")

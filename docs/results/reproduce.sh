@@ -24,6 +24,7 @@ run diagnose gradient-alignment --learner mlp --task synthetic-defs --every 10 -
 run diagnose gradient-alignment --learner mlp --task synthetic-defs --every 10 --param batch_size=256
 run diagnose tag-probe --learner transformer,mlp --task synthetic-defs
 run diagnose tag-probe --learner convnet --task tagged-digits
+run diagnose tag-probe --learner hf-causal-lm --task synthetic-defs-text
 run diagnose in-context --learner transformer --task synthetic-defs
 
 imlbench leaderboard "$out"

@@ -334,6 +334,27 @@ class HFCausalLM(Learner):
                     predicted[row] = queries.label_space[keys[text]]
         return predicted
 
+    @torch.no_grad()
+    def hidden_states(self, queries: TextQueries) -> list[np.ndarray]:
+        """The diagnostics interface: per layer (embeddings first), the hidden state at each prompt's
+        last token, the position whose output starts the answer. Left padding puts it last."""
+        torch.set_num_threads(self.n_threads)
+        self.model_.eval()
+        prompts = self._encode(queries.prompts, special=True)
+        layers: list[list[np.ndarray]] = []
+        for start in range(0, len(prompts), self.eval_batch_size):
+            batch = prompts[start: start + self.eval_batch_size]
+            width = max(len(p) for p in batch)
+            ids = torch.tensor([[self.pad_id_] * (width - len(p)) + p for p in batch], device=self.device_)
+            attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch], device=self.device_)
+            with self._autocast():
+                out = self.model_(input_ids=ids, attention_mask=attention, output_hidden_states=True)
+            for i, h in enumerate(out.hidden_states):
+                if len(layers) <= i:
+                    layers.append([])
+                layers[i].append(h[:, -1].float().cpu().numpy())
+        return [np.concatenate(parts) for parts in layers]
+
     def generate(self, prompts: list[list[int]], max_new_tokens: int) -> list[str]:
         """Greedy continuations of left-padded prompts, cut at end-of-text, decoded and stripped."""
         width = max(len(p) for p in prompts)
