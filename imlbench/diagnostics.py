@@ -75,7 +75,7 @@ def check(diagnostic: str, learner_spec: Spec, task_spec: Spec) -> str:
         raise ImlbenchError(f"unknown diagnostic {diagnostic!r}; valid: {', '.join(diagnostic_names())}")
     learner = learner_spec.build()
     if not has_interface(type(learner), diagnostic):
-        raise ImlbenchError(f"learner {learner_spec.name!r} cannot be diagnosed: {diagnostic} needs a torch "
+        raise ImlbenchError(f"learner {learner_spec.name!r} cannot be diagnosed: {diagnostic} needs a "
                             f"learner with {NEEDS[diagnostic][1]}; diagnosable: {', '.join(diagnosable(diagnostic))}")
     if not learner.supports("continue_training"):
         raise ImlbenchError(f"learner {learner_spec.name!r} cannot continue training, which {diagnostic} needs")

@@ -111,7 +111,8 @@ def test_cli_errors_are_one_line(argv, needle, capsys, out):
     err = capsys.readouterr().err.strip()
     assert needle in err and "\n" not in err
     if "cannot be diagnosed" in err:
-        assert "diagnosable: convnet, mlp, transformer" in err
+        diagnosable = err.split("diagnosable: ")[1].split(", ")
+        assert {"convnet", "mlp", "transformer", "hf-causal-lm"} <= set(diagnosable) and "rf" not in diagnosable
     assert not (out / DIAGNOSTICS_DIR).exists()
 
 
