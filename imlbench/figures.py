@@ -280,10 +280,10 @@ def plot_sweep(csv: Path, out_dir: Path, margin: float = DEFAULT_MARGIN,
 
 
 def plot(results_dir: str | Path, out_dir: str | Path, margin: float = DEFAULT_MARGIN,
-         formats: Iterable[str] = FORMATS) -> list[Path]:
+         formats: Iterable[str] = FORMATS, records: list[Record] | None = None) -> list[Path]:
     """Every figure for a results directory: the leaderboard chart, one learning-curve figure per
     run group, one figure per sweep CSV. Returns the files written (PNG and SVG by default)."""
-    records = load_results(results_dir)
+    records = load_results(results_dir) if records is None else records  # the report has read them already
     formats = tuple(formats)
     if not formats or set(formats) - set(FORMATS):
         raise ImlbenchError(f"formats must be among {', '.join(FORMATS)}, got {', '.join(formats) or 'none'}")

@@ -112,7 +112,7 @@ def report(results_dir: str | Path, out_path: str | Path, margin: float = DEFAUL
     out_path = Path(out_path)
     if out_path.suffix.lower() not in (".md", ".markdown"):
         raise ImlbenchError(f"report path {out_path} must end in .md")
-    figures = plot(root, out_path.parent / "figures", margin, formats=("png",))
+    figures = plot(root, out_path.parent / "figures", margin, formats=("png",), records=records)
     rel = {p.name: p.relative_to(out_path.parent).as_posix() for p in figures}
     ok = [r for r in records if r.ok]
     board = summarize(ok, margin)

@@ -6,6 +6,7 @@ leaderboard's: identity minus the seed) is used everywhere and a malformed file 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from pathlib import Path
@@ -72,9 +73,15 @@ def run_groups(records: list[Record]) -> dict[str, list[Record]]:
 
 def is_control(record: Record) -> bool:
     """Whether the record's learner is a control (declared on its class; False if it cannot load)."""
+    return _is_control_target(str(record.learner.get("target", "")))
+
+
+@functools.lru_cache(maxsize=None)
+def _is_control_target(target: str) -> bool:
+    """Loaded once per learner class, not once per record (a folder holds hundreds of records)."""
     try:
-        return bool(getattr(load_target("learner", record.learner["target"]), "is_control", False))
-    except (ImlbenchError, KeyError):
+        return bool(getattr(load_target("learner", target), "is_control", False))
+    except ImlbenchError:
         return False
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import ClassVar
 
 import numpy as np
 
@@ -46,7 +45,6 @@ class TextData:
     label_texts: tuple[str, ...]
     tag_texts: tuple[str, ...]
     lexicon: tuple[str, ...] = ()
-    view: ClassVar[str] = "text"
 
     def __post_init__(self) -> None:
         check_labels(self.label_space, self.label_texts)
@@ -64,7 +62,6 @@ class TextQueries:
     label_texts: tuple[str, ...]
     tag_texts: tuple[str, ...]
     lexicon: tuple[str, ...] = ()
-    view: ClassVar[str] = "text"
 
     def __post_init__(self) -> None:
         check_labels(self.label_space, self.label_texts)

@@ -286,10 +286,7 @@ class HFCausalLM(Learner):
         prompts = self._encode(queries.prompts, special=True)
         layers: list[list[np.ndarray]] = []
         for start in range(0, len(prompts), self.eval_batch_size):
-            batch = prompts[start: start + self.eval_batch_size]
-            width = max(len(p) for p in batch)
-            ids = torch.tensor([[self.pad_id_] * (width - len(p)) + p for p in batch], device=self.device_)
-            attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch], device=self.device_)
+            ids, attention = self._left_padded(prompts[start: start + self.eval_batch_size])
             with self._autocast():
                 out = self.model_(input_ids=ids, attention_mask=attention, output_hidden_states=True)
             for i, h in enumerate(out.hidden_states):
@@ -298,11 +295,17 @@ class HFCausalLM(Learner):
                 layers[i].append(h[:, -1].float().cpu().numpy())
         return [np.concatenate(parts) for parts in layers]
 
-    def generate(self, prompts: list[list[int]], max_new_tokens: int) -> list[str]:
-        """Greedy continuations of left-padded prompts, cut at end-of-text, decoded and stripped."""
+    def _left_padded(self, prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids padded on the left and their attention mask: every prompt ends in the last column."""
         width = max(len(p) for p in prompts)
         ids = torch.tensor([[self.pad_id_] * (width - len(p)) + p for p in prompts], device=self.device_)
         attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device_)
+        return ids, attention
+
+    def generate(self, prompts: list[list[int]], max_new_tokens: int) -> list[str]:
+        """Greedy continuations of left-padded prompts, cut at end-of-text, decoded and stripped."""
+        ids, attention = self._left_padded(prompts)
+        width = ids.shape[1]
         with self._autocast():
             out = self.model_.generate(input_ids=ids, attention_mask=attention, max_new_tokens=max_new_tokens,
                                        do_sample=False, pad_token_id=self.pad_id_, eos_token_id=self.eos_id_)
