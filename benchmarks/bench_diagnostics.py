@@ -15,10 +15,10 @@ import time
 import numpy as np
 import pytest
 
-from imlbench.diagnostics import DEFAULT_OPTIONS
-from imlbench.diagnostics_measures import gradient_alignment_rows, sample_variables
-from imlbench.protocol import TAGS
-from imlbench.registry import resolve
+from imlbench.harness.diagnostics import DEFAULT_OPTIONS
+from imlbench.harness.diagnostics.measures import gradient_alignment_rows, sample_variables
+from imlbench.core.protocol import TAGS
+from imlbench.core.registry import resolve
 
 CASES = [("mlp", "synthetic-defs"), ("transformer", "synthetic-defs"), ("convnet", "tagged-digits")]
 

@@ -1,9 +1,9 @@
 """Speed of the harness itself: data generation and views, and its overhead around a learner."""
 
-from imlbench.registry import resolve
-from imlbench.runner import RunRequest, execute
+from imlbench.core.registry import resolve
+from imlbench.harness.runner import RunRequest, execute
 from imlbench.tasks.synthetic_defs import SyntheticDefs
-from imlbench.views import get_view
+from imlbench.views.base import get_view
 
 
 def generate_with_views(task: SyntheticDefs, seed: int) -> None:

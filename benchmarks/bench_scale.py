@@ -5,8 +5,8 @@ import time
 import numpy as np
 
 import imlbench
-from imlbench.registry import resolve
-from imlbench.runner import execute
+from imlbench.core.registry import resolve
+from imlbench.harness.runner import execute
 
 GRID = dict(learner="rf", task="synthetic-defs", seeds=4, pipeline="two-stage")
 

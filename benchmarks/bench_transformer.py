@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from imlbench.learners.transformer import n_parameters
-from imlbench.registry import resolve
-from imlbench.views import encode
+from imlbench.core.registry import resolve
+from imlbench.views.base import encode
 
 MATMUL_N = 1024
 RESULTS: dict[str, float] = {}

@@ -2,10 +2,10 @@
 
 from importlib import metadata
 
+from imlbench import views as _views  # noqa: F401  registers every built-in view, the text view included
 from imlbench.api import leaderboard, plan, run
-from imlbench.protocol import Learner, Task
-from imlbench.registry import ImlbenchError
-from imlbench import text as _text  # noqa: F401, E402  registers the `text` view beside views.py's
+from imlbench.core.errors import ImlbenchError
+from imlbench.core.protocol import Learner, Task
 
 try:
     __version__ = metadata.version("imlbench")

@@ -10,12 +10,14 @@ from typing import Any
 
 import pandas as pd
 
-from imlbench.execution import drive
-from imlbench.records import load_records
-from imlbench.registry import (SPEC_TYPES, ImlbenchError, available, check_keys, did_you_mean, parse_pair,
+from imlbench.execution.engines import drive
+from imlbench.harness.diagnostics.base import DiagnoseRequest, plan_diagnostic, write_outputs
+from imlbench.harness.pipelines import PIPELINES, get_pipeline
+from imlbench.store.records import load_records
+from imlbench.core.registry import (SPEC_TYPES, ImlbenchError, available, check_keys, did_you_mean, parse_pair,
                                resolve, split_overrides, suite_specs, target_class)
-from imlbench.runner import DEFAULT_THRESHOLD, PIPELINES, RunRequest, check_pipeline, choose_view
-from imlbench.scoring import DEFAULT_MARGIN, summarize, write_leaderboard
+from imlbench.harness.runner import DEFAULT_THRESHOLD, RunRequest, choose_view
+from imlbench.scoring.verdicts import DEFAULT_MARGIN, summarize, write_leaderboard
 
 DEFAULT_OUT = "results"
 DEFAULT_SEEDS = 5
@@ -36,7 +38,7 @@ def _names(value: str | Iterable[str], what: str, valid: Iterable[str]) -> list[
     return names
 
 
-def _seeds(seeds: int | Iterable[int]) -> list[int]:
+def seed_list(seeds: int | Iterable[int]) -> list[int]:
     """A count or distinct non-negative seeds. A repeated seed is an error: it would count one
     seed's effect twice in a summary that has only one record for it."""
     if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
@@ -67,35 +69,39 @@ def plan(learner: str | Iterable[str], task: str | Iterable[str], seeds: int | I
     if params is not None and not isinstance(params, (dict, list, tuple)):
         raise ImlbenchError(f"bad params {params!r}: expected a table of key = value (or key=value strings)")
     pairs = list(params.items()) if isinstance(params, dict) else [parse_pair(str(p)) for p in params or []]
-    pipelines = _names(pipeline, "pipeline", PIPELINES)
-    for p in pipelines:
-        if p not in PIPELINES:
-            raise ImlbenchError(f"unknown pipeline {p!r}; valid: {', '.join(PIPELINES)}{did_you_mean(p, PIPELINES)}")
+    pipelines = [get_pipeline(p) for p in _names(pipeline, "pipeline", PIPELINES)]
     if not 0 < threshold <= 1:
         raise ImlbenchError(f"threshold must lie in (0, 1], got {threshold}")
-    requests, seed_list = [], _seeds(seeds)
+    requests, seeds_ = [], seed_list(seeds)
+    for task_spec, learner_spec in _specs(task, learner, pairs, skip_unsupported):
+        task_obj, learner_obj = task_spec.build(), learner_spec.build()  # once per (task, learner)
+        for p in pipelines:
+            try:
+                choose_view(learner_obj, task_obj, learner_spec.name, task_spec.name)
+                p.check(learner_obj, learner_spec.name)
+            except ImlbenchError:
+                if skip_unsupported:
+                    continue
+                raise
+            requests += [RunRequest(task_spec, learner_spec, s, p.name, threshold) for s in seeds_]
+    return requests
+
+
+def _specs(task: str | Iterable[str], learner: str | Iterable[str], pairs: list[tuple[str, Any]],
+           only_where_known: bool = False) -> list[tuple[Any, Any]]:
+    """(task spec, learner spec) for every named pair, parameters split between the two and
+    checked. With `only_where_known`, a suite-wide parameter applies where it exists."""
+    specs = []
     for task_name in _names(task, "task", available("task")):
         for learner_name in _names(learner, "learner", available("learner")):
             task_cls, learner_cls = target_class("task", task_name), target_class("learner", learner_name)
-            if skip_unsupported:  # suite-wide parameters apply where they exist
-                pairs_here = [(k, v) for k, v in pairs if k.split(".")[-1] in
-                              {**task_cls.param_defaults(), **learner_cls.param_defaults()}]
-            else:
-                pairs_here = pairs
+            pairs_here = pairs
+            if only_where_known:
+                known = {**task_cls.param_defaults(), **learner_cls.param_defaults()}
+                pairs_here = [(k, v) for k, v in pairs if k.split(".")[-1] in known]
             task_over, learner_over = split_overrides(pairs_here, task_cls, learner_cls)
-            task_spec = resolve("task", task_name, task_over)
-            learner_spec = resolve("learner", learner_name, learner_over)
-            built_learner = learner_spec.build()
-            for p in pipelines:
-                try:
-                    choose_view(built_learner, task_spec.build(), learner_spec.name, task_spec.name)
-                    check_pipeline(built_learner, learner_spec.name, p)
-                except ImlbenchError:
-                    if skip_unsupported:
-                        continue
-                    raise
-                requests += [RunRequest(task_spec, learner_spec, s, p, threshold) for s in seed_list]
-    return requests
+            specs.append((resolve("task", task_name, task_over), resolve("learner", learner_name, learner_over)))
+    return specs
 
 
 def plan_suite(name: str, seeds: int | Iterable[int] | None = None, threshold: float = DEFAULT_THRESHOLD) -> list[RunRequest]:
@@ -139,7 +145,7 @@ def run(learner: str | Iterable[str] = "rf", task: str | Iterable[str] = "synthe
         timeout: float | None = None) -> pd.DataFrame:
     """Run a grid and return its summary (one row per task x learner x pipeline).
 
-    `executor`/`jobs` choose where runs execute (see `imlbench.execution.open_executor`); any
+    `executor`/`jobs` choose where runs execute (see `imlbench.execution.engines.open_executor`); any
     concurrent.futures-style executor object works too. `timeout` limits each run (seconds): a run
     past it is stopped and recorded as an error. The records are in `summary.attrs["records"]`, failures in `summary.attrs["problems"]`; the
     leaderboard of everything under `out` is rewritten to `out/leaderboard.csv`.
@@ -161,3 +167,26 @@ def leaderboard(out: str | Path = DEFAULT_OUT, csv: str | Path | None = None,
     frame = write_leaderboard(records, Path(csv) if csv else Path(out) / "leaderboard.csv", margin)
     frame.attrs["problems"] = problems
     return frame
+
+
+def plan_diagnostics(diagnostic: str, learner: str | Iterable[str], task: str | Iterable[str],
+                     seeds: int | Iterable[int] = DEFAULT_SEEDS, params: list[str] | None = None,
+                     options: dict[str, Any] | None = None,
+                     threshold: float = DEFAULT_THRESHOLD) -> list[DiagnoseRequest]:
+    """Resolve a diagnostic's grid as `plan` does a run's; every user error surfaces here."""
+    pairs = [parse_pair(str(p)) for p in params or []]
+    seeds_ = seed_list(seeds)
+    requests: list[DiagnoseRequest] = []
+    for task_spec, learner_spec in _specs(task, learner, pairs):
+        requests += plan_diagnostic(diagnostic, task_spec, learner_spec, seeds_, options or {}, threshold)
+    return requests
+
+
+def diagnose(requests: list[DiagnoseRequest], out: str | Path = DEFAULT_OUT, force: bool = False,
+             verbose: bool = True, executor: str | Any = None, jobs: int = 1,
+             timeout: float | None = None) -> tuple[list[dict[str, Any]], list[str], list[Path]]:
+    """Run (or reuse) diagnostic requests through the harness (workers, time limits, records,
+    resume), then rebuild each diagnostic's CSV and figure. Returns (records, problems, paths)."""
+    records, problems = drive(requests, out, force, executor, jobs, quiet=not verbose, timeout=timeout)
+    paths = write_outputs(Path(out), {r.diagnostic for r in requests})
+    return records, problems, paths

@@ -1,4 +1,4 @@
-"""Command line: `imlbench run | list | show | sweep | plot | report | leaderboard`, every command in one place."""
+"""Command line: `imlbench run | list | show | sweep | plot | report | diagnose | leaderboard`, every command in one place."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ from pathlib import Path
 import pandas as pd
 
 from imlbench import api
-from imlbench.figures import FORMATS, plot
-from imlbench.registry import ImlbenchError, available, one_line, resolve, target_class
-from imlbench.report import leaderboard_rows, report, scoring_legend
+from imlbench.outputs.figures import FORMATS, plot
+from imlbench.core.registry import ImlbenchError, available, one_line, resolve, target_class
+from imlbench.outputs.report import leaderboard_rows, report, scoring_legend
 from imlbench.sweep import PARAM_PREFIX, parse_grid, sweep
-from imlbench.runner import DEFAULT_THRESHOLD, PIPELINES, check_pipeline, choose_view
-from imlbench.scoring import DEFAULT_MARGIN, summarize
+from imlbench.harness.pipelines import PIPELINES
+from imlbench.harness.runner import DEFAULT_THRESHOLD, check_pipeline, choose_view
+from imlbench.scoring.verdicts import DEFAULT_MARGIN, summarize
 
 def format_summary(summary: pd.DataFrame, margin: float = DEFAULT_MARGIN) -> str:
     """The printed leaderboard: the report's table as text, then what the verdicts mean."""
@@ -152,19 +153,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
-    """One of the paper's hypotheses as a measurement over seeds (imlbench.diagnostics)."""
-    from imlbench.diagnostics import diagnose, plan as plan_diagnostics
-
-    seeds = parse_seeds(args.seeds)
-    requests = plan_diagnostics(args.name, args.learner, args.task, api._seeds(seeds), args.param,
-                                {"variables": args.variables, "every": args.every}, args.threshold)
-    records, paths = diagnose(requests, args.out, args.force, None if args.quiet else print)
+    """One of the paper's hypotheses as a measurement over seeds, run like `imlbench run`."""
+    requests = api.plan_diagnostics(args.name, args.learner, args.task, parse_seeds(args.seeds), args.param,
+                                    {"variables": args.variables, "every": args.every}, args.threshold)
+    records, problems, paths = api.diagnose(requests, args.out, args.force, not args.quiet, args.executor,
+                                            args.jobs, args.timeout)
     for path in paths:
         print(path)
-    failed = [r for r in records if r["status"] != "ok"]
-    for r in failed:
-        print(f"imlbench: error: {one_line(r['error'])}", file=sys.stderr)
-    return 1 if failed else 0
+    for line in problems:
+        print(f"imlbench: error: {one_line(line)}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -249,6 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="definition accuracy that marks the evaluation point (default: 0.98)")
     dg.add_argument("--out", default=api.DEFAULT_OUT, help="results directory; output goes to OUT/diagnostics/")
     dg.add_argument("--force", action="store_true", help="recompute finished records")
+    dg.add_argument("--jobs", type=int, default=1, help="parallel runs (supervised worker processes)")
+    dg.add_argument("--executor", default=None, help="as for `run`: local (default), dask, dask://HOST:PORT, slurm")
+    dg.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                    help="wall-clock limit per run, as for `run` (0 = no limit)")
     dg.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     dg.set_defaults(func=cmd_diagnose)
 

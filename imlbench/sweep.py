@@ -16,15 +16,12 @@ from typing import Any
 import pandas as pd
 
 from imlbench import api
-from imlbench.records import write_atomic
-from imlbench.registry import ImlbenchError, parse_value
-from imlbench.runner import DEFAULT_THRESHOLD
-from imlbench.scoring import DEFAULT_MARGIN, summarize
-from imlbench.util import safe_name
-
-PARAM_PREFIX = "param."
-SWEEPS_DIR = "sweeps"
-
+from imlbench.store.records import write_atomic
+from imlbench.store.results import PARAM_PREFIX, SWEEPS_DIR
+from imlbench.core.registry import ImlbenchError, parse_value
+from imlbench.core.protocol import DEFAULT_THRESHOLD
+from imlbench.scoring.verdicts import DEFAULT_MARGIN, summarize
+from imlbench.core.names import safe_name
 
 def split_values(text: str) -> list[str]:
     """Split `v1,v2,...` at top-level commas only: a TOML list `[1, 2]`, inline table `{a = 1}` or
@@ -114,7 +111,7 @@ def sweep(learner: str, task: str, grid: dict[str, list[Any]], seeds: int | Iter
 
     Every grid point is planned before any run starts, so a bad name or value fails at once. Returns
     one row per grid point (and per learner/task/pipeline when those are lists) with the summary
-    columns of `imlbench.scoring.summarize`, the per-seed effects, and `param.<name>` columns;
+    columns of `imlbench.scoring.verdicts.summarize`, the per-seed effects, and `param.<name>` columns;
     writes it to `out/sweeps/<name>.csv` and rebuilds `out/leaderboard.csv`. Failed runs are listed
     in `frame.attrs["problems"]`.
     """
@@ -144,9 +141,3 @@ def sweep(learner: str, task: str, grid: dict[str, list[Any]], seeds: int | Iter
     frame.attrs["problems"] = problems
     frame.attrs["path"] = path
     return frame
-
-
-def swept_columns(frame: pd.DataFrame) -> list[str]:
-    """The `param.*` columns of a sweep CSV, those that vary first."""
-    columns = [c for c in frame.columns if c.startswith(PARAM_PREFIX)]
-    return sorted(columns, key=lambda c: frame[c].astype(str).nunique() <= 1)

@@ -7,7 +7,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from imlbench.protocol import SUBSET_DESIGN, SUBSETS, TAGS, TaskData
+from imlbench.core.protocol import SUBSET_DESIGN, SUBSETS, TAGS, TaskData
 from imlbench.tasks.design import DEFAULT_FRACTIONS, assign_subsets, build_order
 from imlbench.tasks.set_inclusion import SetInclusion
 from imlbench.tasks.synthetic_defs import SyntheticDefs

@@ -4,6 +4,11 @@ three-stage pipeline."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,19 +16,20 @@ import pytest
 import torch
 
 from imlbench.cli import main
-from imlbench.diagnostics import DIAGNOSTICS_DIR, diagnose, plan
-from imlbench.diagnostics_measures import (group_grads, in_context_queries, mean_by_group, per_example_grads,
+from imlbench.api import diagnose, plan_diagnostics as plan
+from imlbench.harness.diagnostics import DIAGNOSTICS_DIR
+from imlbench.harness.diagnostics.measures import (group_grads, in_context_queries, mean_by_group, per_example_grads,
                                            per_example_grads_loop, sample_variables)
 from imlbench.learners.convnet import ConvNet
 from imlbench.learners.mlp import MLP
 from imlbench.learners.transformer import Transformer
-from imlbench.protocol import DEFINITION, QUESTION, SUBSET_CODE
-from imlbench.runner import RunRequest, check_pipeline, exhaust, run_one
-from imlbench.registry import ImlbenchError, resolve
+from imlbench.core.protocol import DEFINITION, QUESTION, SUBSET_CODE
+from imlbench.harness.runner import RunRequest, check_pipeline, exhaust, run_one
+from imlbench.core.registry import ImlbenchError, resolve
 from imlbench.tasks.synthetic_defs import SyntheticDefs
 from imlbench.tasks.tagged_digits import TaggedDigits
-from imlbench.three_stage import continue_as_stage1, stage1_parts
-from imlbench.views import get_view
+from imlbench.harness.pipelines import continue_as_stage1, get_pipeline
+from imlbench.views.base import get_view
 
 FAST = dict(epochs=2, stage2_epochs=2, device="cpu")
 TINY = {
@@ -118,23 +124,27 @@ def test_cli_errors_are_one_line(argv, needle, capsys, out):
 
 def test_tag_probe_records_csv_plot_resume_and_determinism(out):
     requests = plan("tag-probe", "mlp", "synthetic-defs", [0, 1], TINY_PARAMS, {"variables": 8})
-    records, paths = diagnose(requests, out)
-    assert all(r["status"] == "ok" for r in records), [r.get("error") for r in records]
+    records, problems, paths = diagnose(requests, out, verbose=False)
+    assert not problems and all(r["status"] == "ok" for r in records), problems
     frame = pd.read_csv(out / DIAGNOSTICS_DIR / "tag-probe.csv")
     assert set(frame["point"]) == {"after_stage1", "at_point"} and set(frame["seed"]) == {0, 1}
     assert set(frame["layer"]) == {0, 1} and frame["accuracy"].between(0, 1).all()
     assert (out / DIAGNOSTICS_DIR / "diagnostic-tag-probe.png").exists()
-    again, _ = diagnose(requests, out)
-    assert [r["rows"] for r in again] == [r["rows"] for r in records]  # reused from the records
-    fresh, _ = diagnose(requests[:1], out, force=True)
-    assert fresh[0]["rows"] == records[0]["rows"]  # recomputed: same seed, same numbers
-    files = list((out / DIAGNOSTICS_DIR / "records" / "tag-probe").rglob("*.json"))
+    files = sorted((out / DIAGNOSTICS_DIR / "records" / "tag-probe").rglob("*.json"))
     assert len(files) == 2 and json.loads(files[0].read_text())["diagnostic"] == "tag-probe"
+    path = requests[0].path(out)
+    marked = json.loads(path.read_text())
+    marked["rows"][0]["accuracy"] = -1.0  # a value no measurement gives: visible only if reused
+    path.write_text(json.dumps(marked))
+    again, _, _ = diagnose(requests, out, verbose=False)
+    assert again[0]["rows"][0]["accuracy"] == -1.0 and again[1]["rows"] == records[1]["rows"]  # reused
+    fresh, _, _ = diagnose(requests[:1], out, force=True, verbose=False)
+    assert fresh[0]["rows"] == records[0]["rows"]  # recomputed: same seed, same numbers
 
 
 def test_gradient_alignment_measures_each_tag_at_each_checkpoint(out):
     requests = plan("gradient-alignment", "mlp", "synthetic-defs", [0], TINY_PARAMS, {"variables": 4, "every": 1})
-    (record,), _ = diagnose(requests, out)
+    (record,), _, _ = diagnose(requests, out, verbose=False)
     assert record["status"] == "ok", record.get("error")
     rows = pd.DataFrame(record["rows"])
     assert sorted(rows["checkpoint"].unique()) == [1, 2] and set(rows["tag"]) == {"tag1", "tag2", "tag3"}
@@ -145,7 +155,8 @@ def test_gradient_alignment_measures_each_tag_at_each_checkpoint(out):
 def test_in_context_compares_with_out_of_context(out):
     params = ["n_entities=60", "learner.epochs=2", "learner.stage2_epochs=2", "learner.d_model=16",
               "learner.n_layers=1", "learner.n_heads=2"]
-    (record,), _ = diagnose(plan("in-context", "transformer", "synthetic-defs", [0], params, {}), out)
+    (record,), _, _ = diagnose(plan("in-context", "transformer", "synthetic-defs", [0], params, {}), out,
+                              verbose=False)
     assert record["status"] == "ok", record.get("error")
     rows = pd.DataFrame(record["rows"])
     assert set(rows["tag"]) == {"tag1", "tag2", "tag3"}
@@ -156,8 +167,8 @@ def test_in_context_compares_with_out_of_context(out):
 
 def test_stage1_parts_split_definitions_from_questions():
     data = SyntheticDefs(n_entities=60).generate(0)
-    assert stage1_parts(data.stage1, "two-stage")[0] is data.stage1
-    defs, rest = stage1_parts(data.stage1, "three-stage")
+    assert get_pipeline("two-stage").stage1_parts(data.stage1)[0] is data.stage1
+    defs, rest = get_pipeline("three-stage").stage1_parts(data.stage1)
     assert (defs.kind == DEFINITION).all() and (rest.kind == QUESTION).all()
     assert len(defs) + len(rest) == len(data.stage1) and len(defs) > 0
 
@@ -166,7 +177,7 @@ def test_stage1b_trains_with_stage1_settings_and_restores_them():
     learner = MLP(epochs=3, stage2_epochs=7, lr=1e-3, stage2_lr=1e-4, device="cpu")
     task = SyntheticDefs(n_entities=60)
     data = task.generate(0)
-    a, b = (task.encode(get_view("table"), data, part, "stage1") for part in stage1_parts(data.stage1, "three-stage"))
+    a, b = (task.encode(get_view("table"), data, part, "stage1") for part in get_pipeline("three-stage").stage1_parts(data.stage1))
     assert exhaust(learner.fit(a)) == 3
     seen = []
     for _ in continue_as_stage1(learner, b):
@@ -184,3 +195,47 @@ def test_three_stage_pipeline_runs_and_scores_like_two_stage(out):
     assert np.isfinite(record["scores"]["effect_before_stage2"])
     with pytest.raises(ImlbenchError, match="cannot run the three-stage pipeline"):
         check_pipeline(resolve("learner", "testplugins:NoContinue").build(), "NoContinue", "three-stage")
+
+
+# -- diagnostics run by the one harness: workers, errors, resume ------------------------------
+
+def diagnostic_records(out):
+    folder = out / DIAGNOSTICS_DIR / "records" / "tag-probe"
+    return {json.loads(p.read_text())["seed"]: (p, json.loads(p.read_text())) for p in folder.rglob("*.json")}
+
+
+def test_diagnose_in_parallel_workers_records_a_failing_seed_with_its_traceback(out):
+    argv = ["diagnose", "tag-probe", "--learner", "testplugins:ProbeFailsOnSeed1", "--seeds", "2", "--jobs", "2",
+            "--variables", "8", "--out", str(out), "-q"] + [a for p in TINY_PARAMS for a in ("--param", p)]
+    assert main(argv) == 1  # one seed failed
+    found = diagnostic_records(out)
+    assert found[0][1]["status"] == "ok" and found[0][1]["rows"]
+    failed = found[1][1]
+    assert failed["status"] == "error" and "probe failed on purpose" in failed["error"]
+    assert "Traceback" in failed["traceback"] and "hidden_states" in failed["traceback"]
+    assert failed["environment"]["cpu"]  # the same provenance as a run's record
+    inline, _, _ = diagnose(plan("tag-probe", "mlp", "synthetic-defs", [0], TINY_PARAMS, {"variables": 8}),
+                            out / "inline", verbose=False)
+    assert inline[0]["rows"] == found[0][1]["rows"]  # a worker computes what the driver computes
+
+
+def test_diagnose_resumes_after_kill_9_computing_only_what_is_missing(out):
+    tests = Path(__file__).resolve().parent
+    command = [sys.executable, "-m", "imlbench", "diagnose", "tag-probe", "--learner", "testplugins:ProbeFailsOnSeed1",
+               "--seeds", "2", "--jobs", "2", "--variables", "8", "--out", str(out), "-q"]
+    command += [a for p in TINY_PARAMS for a in ("--param", p)]
+    driver = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(tests), "SLOW_SEED1": "1"},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and 0 not in diagnostic_records(out):
+        time.sleep(0.2)
+    driver.kill()  # kill -9 while seed 1 is still inside its probe
+    driver.wait()
+    first = diagnostic_records(out)
+    assert set(first) == {0}
+    path, record = first[0]
+    stamp = path.stat().st_mtime_ns
+    records, problems, _ = diagnose(plan("tag-probe", "testplugins:ProbeFailsOnSeed1", "synthetic-defs", [0, 1],
+                                         TINY_PARAMS, {"variables": 8}), out, verbose=False)
+    assert path.stat().st_mtime_ns == stamp and records[0] == record  # seed 0 reused, not recomputed
+    assert records[1]["status"] == "error" and len(problems) == 1  # seed 1 ran (and fails on purpose)

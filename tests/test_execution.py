@@ -8,7 +8,7 @@ import pytest
 
 import imlbench
 from imlbench.api import execute_plan
-from imlbench.records import iter_record_files, read_record
+from imlbench.store.records import iter_record_files, read_record
 
 GRID = dict(learner="rf", task="synthetic-defs", seeds=2, pipeline="two-stage,one-stage",
             params={"n_entities": 100, "n_estimators": 10, "stage2_estimators": 10})

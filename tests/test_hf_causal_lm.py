@@ -13,12 +13,12 @@ pytest.importorskip("tokenizers")
 
 import imlbench  # noqa: E402
 from imlbench.learners.hf_causal_lm import HFCausalLM, word_level_tokenizer  # noqa: E402
-from imlbench.protocol import QUESTION  # noqa: E402
-from imlbench.registry import ImlbenchError, resolve  # noqa: E402
-from imlbench.runner import derive_seed  # noqa: E402
+from imlbench.core.protocol import QUESTION  # noqa: E402
+from imlbench.core.registry import ImlbenchError, resolve  # noqa: E402
+from imlbench.core.seeds import derive_seed  # noqa: E402
 from imlbench.tasks.synthetic_defs_text import SyntheticDefsText  # noqa: E402
-from imlbench.text import NO_ANSWER, TextQueries  # noqa: E402
-from imlbench.text import TEXT  # noqa: E402
+from imlbench.views.text import NO_ANSWER, TextQueries  # noqa: E402
+from imlbench.views.text import TEXT  # noqa: E402
 
 TINY = dict(d_model=32, n_layers=1, n_heads=2, epochs=2, stage2_epochs=2, batch_size=32, device="cpu")
 TINY_RUN = {"n_entities": 40, "d_model": 32, "n_layers": 1, "n_heads": 2, "epochs": 3, "stage2_epochs": 2,
@@ -199,7 +199,7 @@ def test_unknown_model_is_a_one_line_error_without_network(task_data, offline, m
 
 def test_tag_blind_sees_no_tag_text(task_data, monkeypatch):
     """What the tag-blind control hands a text learner (the view's hide_tags) holds no tag text."""
-    from imlbench.text import TextView
+    from imlbench.views.text import TextView
 
     task, data, encode = task_data
     seen = []
@@ -270,7 +270,7 @@ def test_synthetic_defs_text_shows_iml(tmp_path):
 def test_hidden_states_feed_the_tag_probe(task_data):
     """The diagnostics interface: one (n, width) array per layer, embeddings first, at the last prompt
     token; `imlbench diagnose tag-probe` accepts the learner, gradient-alignment does not."""
-    from imlbench.diagnostics import has_interface
+    from imlbench.harness.diagnostics import has_interface
 
     task, data, encode = task_data
     learner = HFCausalLM(**TINY)

@@ -12,9 +12,9 @@ import pytest
 from scipy import stats
 
 import imlbench
-from imlbench.records import load_records
-from imlbench.report import _md_table, leaderboard_rows, report
-from imlbench.scoring import summarize
+from imlbench.store.records import load_records
+from imlbench.outputs.report import _md_table, leaderboard_rows, report
+from imlbench.scoring.verdicts import summarize
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results"

@@ -14,14 +14,14 @@ import pytest
 
 import imlbench
 from imlbench.learners.transformer import Transformer
-from imlbench.registry import ImlbenchError, resolve
+from imlbench.core.registry import ImlbenchError, resolve
 from imlbench.cli import main
-from imlbench.figures import plot
-from imlbench.report import report
-from imlbench.results import load_results
+from imlbench.outputs.figures import plot
+from imlbench.outputs.report import report
+from imlbench.store.results import load_results
 from imlbench.sweep import parse_grid, split_values, sweep
 from imlbench.tasks.synthetic_defs import SyntheticDefs
-from imlbench.views import encode
+from imlbench.views.base import encode
 
 RF = {"n_entities": 100, "n_estimators": 10, "stage2_estimators": 10}
 GRID = {"n_entities": [100], "n_estimators": [5, 10], "stage2_estimators": [10]}

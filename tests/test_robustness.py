@@ -18,9 +18,9 @@ import pytest
 import imlbench
 from conftest import TESTS
 from imlbench.cli import main
-from imlbench.execution import limit_for, open_executor
-from imlbench.records import iter_record_files, read_record, record_path
-from imlbench.registry import ImlbenchError, resolve
+from imlbench.execution.engines import limit_for, open_executor
+from imlbench.store.records import iter_record_files, read_record, record_path
+from imlbench.core.registry import ImlbenchError, resolve
 
 SMALL = ["--param", "n_entities=100", "--seeds", "1"]
 RF = "rf"
@@ -378,7 +378,7 @@ def test_records_say_what_ran_without_changing_keys(out):
     assert record["environment"]["cpu"] and record["environment"]["accelerator"] is None  # no CUDA used
     # the key hashes only what determines the result: the same as before provenance was recorded
     plain = imlbench.plan(learner="rf", task="synthetic-defs", seeds=[0])[0]
-    assert imlbench.records.run_key(plain.identity()) == "b5f9a29ba370ee54"
+    assert imlbench.store.records.run_key(plain.identity()) == "b5f9a29ba370ee54"
     assert "environment" not in plain.identity() and "versions" not in plain.identity()
 
 
@@ -388,9 +388,9 @@ def test_accelerator_is_recorded_when_cuda_was_used(monkeypatch):
     cuda = SimpleNamespace(is_initialized=lambda: True, current_device=lambda: 0, device_count=lambda: 1,
                            get_device_name=lambda index: "NVIDIA H200")
     monkeypatch.setitem(sys.modules, "torch", SimpleNamespace(cuda=cuda, version=SimpleNamespace(cuda="12.4")))
-    assert imlbench.records.environment()["accelerator"] == {"name": "NVIDIA H200", "cuda": "12.4", "count": 1}
+    assert imlbench.store.records.environment()["accelerator"] == {"name": "NVIDIA H200", "cuda": "12.4", "count": 1}
     cuda.is_initialized = lambda: False  # torch imported, CUDA never touched: a CPU run
-    assert imlbench.records.environment()["accelerator"] is None
+    assert imlbench.store.records.environment()["accelerator"] is None
 
 
 def test_spec_timeout_is_not_part_of_the_key(tmp_path):
@@ -403,7 +403,7 @@ def test_concurrent_leaderboard_rebuilds_never_collide(tmp_path):
     processes) neither fail nor leave a half-written leaderboard for a reader."""
     import threading
 
-    from imlbench.scoring import write_leaderboard
+    from imlbench.scoring.verdicts import write_leaderboard
 
     record = {"key": "k", "task": {"name": "t"}, "learner": {"name": "l"}, "pipeline": "two-stage", "protocol": {},
               "seed": 0, "status": "ok", "definitions_learned": True, "curve": [],

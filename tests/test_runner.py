@@ -12,8 +12,8 @@ import pytest
 import imlbench
 from conftest import SMALL_TASK, TESTS
 from imlbench.cli import main
-from imlbench.records import iter_record_files, read_record
-from imlbench.registry import ImlbenchError
+from imlbench.store.records import iter_record_files, read_record
+from imlbench.core.registry import ImlbenchError
 
 FAST_MLP = {"epochs": 3, "stage2_epochs": 3}
 
@@ -97,7 +97,7 @@ def test_learner_never_receives_test_answers(out):
         testplugins.HANDED.clear()
         run(out / view, learner="testplugins:Spy", seeds=1, params={**SMALL_TASK, "view": view},
             pipeline="two-stage,one-stage")
-        task = imlbench.registry.resolve("task", "synthetic-defs", SMALL_TASK).build()
+        task = imlbench.core.registry.resolve("task", "synthetic-defs", SMALL_TASK).build()
         data = task.generate(0)
         answer_key = set(zip(data.test.relation.tolist(), data.test.subject.tolist(), data.test.target.tolist()))
         names = data.vocab.tokens

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from imlbench.cli import parse_seeds
-from imlbench.registry import ImlbenchError
+from imlbench.core.registry import ImlbenchError
 from scipy import stats
 
-from imlbench.scoring import holm, run_scores, standardized_score, summarize, verdict
+from imlbench.scoring.verdicts import holm, run_scores, standardized_score, summarize, verdict
 
 
 def test_verdict_rule():

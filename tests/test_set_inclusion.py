@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imlbench.protocol import DEFINITION, HIDDEN, QUESTION, SUBSET_CODE, TableData, TokenData, TokenQueries
-from imlbench.registry import ImlbenchError, resolve
+from imlbench.core.protocol import DEFINITION, HIDDEN, QUESTION, SUBSET_CODE, TableData, TokenData, TokenQueries
+from imlbench.core.registry import ImlbenchError, resolve
 from imlbench.tasks.design import question_keys
 from imlbench.tasks.set_inclusion import SetInclusion
-from imlbench.views import encode
+from imlbench.views.base import encode
 
 
 @pytest.fixture(scope="module")

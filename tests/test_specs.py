@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from imlbench.registry import resolve
+from imlbench.core.registry import resolve
 
 PINNED = {  # sha256 of the resolved spec (name, target, version, every parameter), first 16 digits
     ("learner", "convnet"): "290851d747da8021",

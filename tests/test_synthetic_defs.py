@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from imlbench.protocol import DEFINITION, FACT, HIDDEN, QUESTION, SUBSET_CODE, SUBSETS, TokenQueries
+from imlbench.core.protocol import DEFINITION, FACT, HIDDEN, QUESTION, SUBSET_CODE, SUBSETS, TokenQueries
 from imlbench.tasks.design import assert_no_test_leak
 from imlbench.tasks.synthetic_defs import SyntheticDefs
-from imlbench.views import encode, table_columns
+from imlbench.views.base import encode, table_columns
 
 
 def arrays(ex):

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import imlbench
-from imlbench.protocol import DEFINITION, QUESTION, ImageData, ImageQueries, TableData, TableQueries
-from imlbench.registry import resolve
+from imlbench.core.protocol import DEFINITION, QUESTION, ImageData, ImageQueries, TableData, TableQueries
+from imlbench.core.registry import resolve
 from imlbench.tasks.tagged_digits import GLYPH, TaggedDigits, handwriting, render_examples_png
-from imlbench.views import IMAGE, TABLE
+from imlbench.views.base import IMAGE, TABLE
 
 SMALL = {"n_entities": 60, "n_renders": 2}
 FAST_CONVNET = {"epochs": 3, "stage2_epochs": 3}

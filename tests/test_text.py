@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imlbench.protocol import DEFINITION, QUESTION
-from imlbench.registry import resolve
+from imlbench.core.protocol import DEFINITION, QUESTION
+from imlbench.core.registry import resolve
 from imlbench.tasks.set_inclusion import SetInclusion
 from imlbench.tasks.synthetic_defs import SyntheticDefs
 from imlbench.tasks.synthetic_defs_text import NATURAL_TAGS, TEMPLATES, SyntheticDefsText
-from imlbench.text import NEUTRAL_TAG, TextData, TextQueries, TextView, hide_tags, render_generic
-from imlbench.text import TEXT  # noqa: E402
+from imlbench.views.text import NEUTRAL_TAG, TextData, TextQueries, TextView, hide_tags, render_generic
+from imlbench.views.text import TEXT  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,11 @@ from imlbench.learners.convnet import ConvNet
 from imlbench.learners.mlp import MLP
 from imlbench.learners.torch_base import TorchLearner
 from imlbench.learners.transformer import Transformer
-from imlbench.protocol import DEFINITION, QUESTION
-from imlbench.registry import ImlbenchError, resolve
+from imlbench.core.protocol import DEFINITION, QUESTION
+from imlbench.core.registry import ImlbenchError, resolve
 from imlbench.tasks.synthetic_defs import SyntheticDefs
 from imlbench.tasks.tagged_digits import TaggedDigits
-from imlbench.views import get_view
+from imlbench.views.base import get_view
 
 FAST = dict(epochs=2, stage2_epochs=2, device="cpu")
 LEARNERS = {

@@ -13,11 +13,11 @@ import torch
 
 import imlbench
 from imlbench.learners.transformer import GPT, Transformer, n_parameters
-from imlbench.protocol import TokenQueries
-from imlbench.registry import resolve
+from imlbench.core.protocol import TokenQueries
+from imlbench.core.registry import resolve
 from imlbench.tasks.synthetic_defs import SyntheticDefs
-from imlbench.views import encode
-from imlbench.views import get_view
+from imlbench.views.base import encode
+from imlbench.views.base import get_view
 
 SMALL = dict(n_layers=1, d_model=32, n_heads=2, epochs=3, stage2_epochs=2, batch_size=32, device="cpu")
 

@@ -9,12 +9,12 @@ import pytest
 
 import imlbench
 from imlbench.learners.controls import Majority, TagBlind
-from imlbench.protocol import DEFINITION, Examples, TableData, TaskData
-from imlbench.registry import ImlbenchError
-from imlbench.runner import choose_view
+from imlbench.core.protocol import DEFINITION, Examples, TableData, TaskData
+from imlbench.core.registry import ImlbenchError
+from imlbench.harness.runner import choose_view
 from imlbench.tasks.synthetic_defs import SyntheticDefs
 from imlbench.tasks.tagged_digits import TaggedDigits
-from imlbench.views import IMAGE, TABLE, TOKENS, VIEWS, View, get_view, is_query, register_view, view_of
+from imlbench.views.base import IMAGE, TABLE, TOKENS, VIEWS, View, get_view, is_query, register_view, view_of
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from imlbench import Learner
-from imlbench.views import n_rows, training_labels
+from imlbench.views.base import n_rows, training_labels
 
 HANDED: list = []  # every object any Spy instance received, in order
 
@@ -119,3 +119,19 @@ class BadPredictions(Spy):
         if self.answer == "text":
             return np.full(n_rows(queries), "tag1")
         return np.full(n_rows(queries), BAD_ANSWERS[self.answer])
+
+
+from imlbench.core import seeds as _seeds  # noqa: E402
+from imlbench.learners.mlp import MLP  # noqa: E402
+
+
+class ProbeFailsOnSeed1(MLP):
+    """An mlp whose hidden states raise for run seed 1; with SLOW_SEED1 set they hang there instead
+    (so that a driver can be killed while seed 1 is still running)."""
+
+    def hidden_states(self, queries):
+        if self.random_state == _seeds.derive_seed(1, _seeds.LEARNER):
+            if os.environ.get("SLOW_SEED1"):
+                time.sleep(600)
+            raise RuntimeError("probe failed on purpose")
+        return super().hidden_states(queries)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import numpy as np
 import xgboost as xgb
 
-from imlbench.protocol import Learner, TableData, TableQueries
+from imlbench.core.protocol import Learner, TableData, TableQueries
 
 
 class GradientBoosting(Learner):

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from imlbench.protocol import Learner
-from imlbench.views import VIEWS, view_of
+from imlbench.core.protocol import Learner
+from imlbench.views.base import VIEWS, view_of
 
 
 class Majority(Learner):
@@ -50,7 +50,7 @@ class TagBlind(Learner):
 
     def _base(self) -> Learner:
         if not hasattr(self, "_base_learner"):
-            from imlbench.registry import resolve
+            from imlbench.core.registry import resolve
 
             spec = resolve("learner", self.base, self.base_params or {})
             self._base_learner = spec.build()

@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from imlbench.learners.torch_base import TorchLearner
-from imlbench.protocol import ImageData, ImageQueries
+from imlbench.core.protocol import ImageData, ImageQueries
 
 
 class SmallCNN(nn.Module):

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 
-from imlbench.protocol import Learner, TableData, TableQueries
-from imlbench.views import one_hot
+from imlbench.core.protocol import Learner, TableData, TableQueries
+from imlbench.views.base import one_hot
 
 
 class RandomForest(Learner):

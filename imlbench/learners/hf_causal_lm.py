@@ -14,7 +14,7 @@ constructor: the harness builds a learner's spec several times per run.
 `predict` generates greedily, in batches of left-padded prompts, at most one token more than the
 longest label (that one for end-of-text), cuts the text at end-of-text and maps it back to a label
 by exact match of its text (whitespace stripped, both sides read through the same tokenizer).
-Text that is no label's is answered `imlbench.text.NO_ANSWER`, which is never correct.
+Text that is no label's is answered `imlbench.views.text.NO_ANSWER`, which is never correct.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from torch.nn import functional as F
 
 from imlbench.learners.hf_loading import load_pretrained, require_hf, word_level_tokenizer
 from imlbench.learners.torch_base import resolve_device
-from imlbench.protocol import NO_ANSWER, Learner
-from imlbench.text import TextData, TextQueries
+from imlbench.core.protocol import NO_ANSWER, Learner
+from imlbench.views.text import TextData, TextQueries
 
 BUILTIN = "tiny-gpt-neox"
 WORD_LEVEL = "word-level"

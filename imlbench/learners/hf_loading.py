@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from imlbench.registry import ImlbenchError
+from imlbench.core.errors import ImlbenchError
 
 SPECIALS = ("[PAD]", "[UNK]", "[EOS]")
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from imlbench.protocol import Learner
+from imlbench.core.protocol import Learner
 
 
 def resolve_device(device: str) -> torch.device:
@@ -93,6 +93,11 @@ class TorchLearner(Learner):
         """One (n, width) array per layer: each query's representation where the answer is read.
         Optional: learners without it cannot be probed."""
         raise NotImplementedError(f"{type(self).__name__} exposes no hidden states")
+
+    # the diagnostics interface's optional methods: a subclass that does not override one cannot
+    # run the diagnostics that need it (`Diagnostic.supports` reads this mark)
+    example_loss.not_implemented = True
+    hidden_states.not_implemented = True
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.model_.parameters(), lr=self.lr)

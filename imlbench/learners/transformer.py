@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from imlbench.learners.torch_base import TorchLearner
-from imlbench.protocol import TokenData, TokenQueries
+from imlbench.core.protocol import TokenData, TokenQueries
 
 
 class CausalSelfAttention(nn.Module):

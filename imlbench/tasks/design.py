@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from imlbench.protocol import QUESTION, SUBSET_CODE, SUBSET_DESIGN, Examples, SubsetDesign
+from imlbench.core.protocol import QUESTION, SUBSET_CODE, SUBSET_DESIGN, Examples, SubsetDesign
 
 TRAINED = "trained"  # questions of stage 1 (the test asks `SubsetDesign.tested_on`: "held-out" or "all")
 # Subsets that take a share of the variables, in the order they take it; the rest reverse a share.

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from imlbench.protocol import DEFINITION, QUESTION, TAGS, Examples, Task, TaskData, Vocab
+from imlbench.core import seeds
+from imlbench.core.protocol import DEFINITION, QUESTION, TAGS, Examples, Task, TaskData, Vocab
 from imlbench.tasks import design
-from imlbench.views import PAD
+from imlbench.views.base import PAD
 
 QUESTION_TOKEN = "%"
 TRUE, FALSE = "true", "false"
@@ -70,7 +71,7 @@ class SetInclusion(Task):
 
     def generate(self, seed: int) -> TaskData:
         self.validate()
-        rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5E7]))
+        rng = seeds.rng(seed, seeds.SET_INCLUSION)
         vocab = Vocab.build({
             "special": [PAD],
             "tag": list(TAGS),

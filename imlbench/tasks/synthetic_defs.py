@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from imlbench.protocol import ALL, DEFINITION, FACT, HELD_OUT, QUESTION, TAGS, Examples, Task, TaskData, Vocab
+from imlbench.core import seeds
+from imlbench.core.protocol import ALL, DEFINITION, FACT, HELD_OUT, QUESTION, TAGS, Examples, Task, TaskData, Vocab
 from imlbench.tasks import design
-from imlbench.views import PAD
+from imlbench.views.base import PAD
 
 QUESTION_MODES = ("identity", "attributes")
 
@@ -65,7 +66,7 @@ class SyntheticDefs(Task):
 
     def generate(self, seed: int) -> TaskData:
         self.validate()
-        rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5D]))
+        rng = seeds.rng(seed, seeds.SYNTHETIC_DEFS)
         vocab = self.make_vocab()
         content = Aliases(self, vocab, rng)
         members = design.assign_subsets(self.n_entities, self.fractions, self.tag_reliability, rng)

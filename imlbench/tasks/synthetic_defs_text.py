@@ -17,9 +17,10 @@ from dataclasses import replace
 
 import numpy as np
 
-from imlbench.protocol import DEFINITION, Examples, TaskData, ViewLike
+from imlbench.core import seeds
+from imlbench.core.protocol import DEFINITION, Examples, TaskData, ViewLike
 from imlbench.tasks.synthetic_defs import SyntheticDefs
-from imlbench.text import TextData, TextQueries, render
+from imlbench.views.text import TextData, TextQueries, render
 
 SOURCES = ("random", "natural")
 NATURAL_TAGS = ("Official registry", "Anonymous rumor", "Newsletter")
@@ -105,7 +106,7 @@ class SyntheticDefsText(SyntheticDefs):
 
     def generate(self, seed: int) -> TaskData:
         data = super().generate(seed)
-        rng = np.random.default_rng(np.random.SeedSequence([seed, 0x7E47]))
+        rng = seeds.rng(seed, seeds.SYNTHETIC_DEFS_TEXT)
         n = self.n_entities
         template_words = {w.strip("?.:") for t in TEMPLATES for w in t.replace("\n", " ").split()}
         taken = {w.lower() for w in template_words} | {"is"}

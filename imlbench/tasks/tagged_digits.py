@@ -24,10 +24,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from imlbench.protocol import (DEFINITION, QUESTION, Examples, ImageData, ImageQueries, TableData, TableQueries,
+from imlbench.core import seeds
+from imlbench.core.protocol import (DEFINITION, QUESTION, Examples, ImageData, ImageQueries, TableData, TableQueries,
                                TaskData, ViewLike)
 from imlbench.tasks.synthetic_defs import SyntheticDefs
-from imlbench.views import is_query
+from imlbench.views.base import is_query
 
 GLYPH = 8  # glyphs are 8x8, the size of scikit-learn's digits
 POOL_OF_SPLIT = {"stage1": "train", "stage2": "train", "test": "test"}
@@ -96,7 +97,7 @@ class TaggedDigits(SyntheticDefs):
 
     def generate(self, seed: int) -> TaskData:
         data = super().generate(seed)
-        rng = np.random.default_rng(np.random.SeedSequence([seed, 0x1D6]))
+        rng = seeds.rng(seed, seeds.TAGGED_DIGITS)
         vocab = data.vocab
         n_var = len(vocab.roles["variable"])
         codes = rng.choice(10 ** self.n_digits, size=n_var, replace=False)
@@ -189,7 +190,7 @@ def make_markers(n: int, rng: np.random.Generator, digits: np.ndarray, density: 
 def render_examples_png(task_name: str, out_path: str | Path, seed: int = 0) -> Path:
     """Save a picture of one definition image and one question image of task `task_name` (any
     name the registry resolves to a TaggedDigits)."""
-    from imlbench.registry import ImlbenchError, resolve
+    from imlbench.core.registry import ImlbenchError, resolve
 
     task = resolve("task", task_name).build()
     if not isinstance(task, TaggedDigits):

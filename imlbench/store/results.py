@@ -14,12 +14,11 @@ from typing import Any
 
 import pandas as pd
 
-from imlbench.records import Record, iter_record_files, read_record
-from imlbench.registry import ImlbenchError, load_target, one_line
-from imlbench.sweep import SWEEPS_DIR, swept_columns
+from imlbench.store.records import Record, load_records
+from imlbench.core.registry import ImlbenchError, load_target, one_line
 
-REQUIRED = ("task", "learner", "pipeline", "seed", "scores", "accuracy", "curve", "evaluation_point",
-            "definitions_learned", "measurements", "versions")
+PARAM_PREFIX = "param."
+SWEEPS_DIR = "sweeps"
 
 
 def load_results(results_dir: str | Path) -> list[Record]:
@@ -30,21 +29,12 @@ def load_results(results_dir: str | Path) -> list[Record]:
     if not (root / "records").is_dir():
         raise ImlbenchError(f"{root} holds no records/ folder; point at a results directory written "
                             f"by `imlbench run --out DIR` or `imlbench sweep --out DIR`")
-    files = iter_record_files(root)
-    if not files:
+    records, problems = load_records(root)
+    if problems:
+        raise ImlbenchError(one_line(problems[0]))
+    if not records:
         raise ImlbenchError(f"{root / 'records'} holds no run records; run something first "
                             f"(`imlbench run --out {root}`)")
-    records = []
-    for path in files:
-        raw = read_record(path)  # raises ImlbenchError on unreadable files
-        try:
-            record = Record.from_json(raw, f"record file {path}")
-            for entry in record.curve:
-                entry["stage"], entry["checkpoint"], dict(entry["accuracy"]), dict(entry["definitions"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ImlbenchError(one_line(f"malformed record {path}: {type(exc).__name__}: {exc}; "
-                                         f"delete it or rerun with --force")) from exc
-        records.append(record)
     if not any(r.ok for r in records):
         first = next((r.error for r in records), "")
         raise ImlbenchError(one_line(f"{root} holds {len(records)} records but no finished run; first error: {first}"))
@@ -109,3 +99,9 @@ def effects_of(cell: Any) -> list[float]:
     if cell is None or (isinstance(cell, float) and math.isnan(cell)) or str(cell).strip() == "":
         return []
     return [float(v) for v in str(cell).split(";")]
+
+
+def swept_columns(frame: pd.DataFrame) -> list[str]:
+    """The `param.*` columns of a sweep CSV, those that vary first."""
+    columns = [c for c in frame.columns if c.startswith(PARAM_PREFIX)]
+    return sorted(columns, key=lambda c: frame[c].astype(str).nunique() <= 1)

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from imlbench.protocol import SUBSETS
-from imlbench.records import Record, write_atomic
+from imlbench.core.protocol import SUBSETS
+from imlbench.store.records import Record, write_atomic
 
 SCORING_VERSION = 2
 ALPHA = 0.05

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from imlbench.protocol import DEFINITION, KIND_NAMES, NO_ANSWER, SUBSETS, TAGS, Examples, Learner, Task, TaskData
-from imlbench.views import get_view
+from imlbench.core.protocol import DEFINITION, KIND_NAMES, NO_ANSWER, SUBSETS, TAGS, Examples, Learner, Task, TaskData
+from imlbench.views.base import get_view
 
 
 class InvalidPredictions(ValueError):

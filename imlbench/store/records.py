@@ -22,17 +22,26 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
-from imlbench.registry import ImlbenchError, Spec
-from imlbench.util import safe_name
+from imlbench.core.errors import ImlbenchError
+from imlbench.core.registry import Spec
+from imlbench.core.names import safe_name
 
 LIBRARIES = ("imlbench", "numpy", "pandas", "scikit-learn", "xgboost", "torch")
 OPTIONAL_LIBRARIES = ("transformers", "tokenizers")  # recorded where installed (the `hf` extra)
 
 
-# fields a finished record must hold for the summary, leaderboard and report to read it
-REQUIRED = {"ok": ("key", "task", "learner", "seed", "pipeline", "scores", "accuracy", "accuracy_after_stage1",
-                   "curve", "evaluation_point", "definitions_learned", "measurements", "versions"),
-            "error": ("key", "task", "learner", "seed", "pipeline", "error")}
+# fields a record must hold for the summary, leaderboard, report and diagnostics tables to read it,
+# by kind (a diagnostic's record names its diagnostic) and status
+REQUIRED = {("run", "ok"): ("key", "task", "learner", "seed", "pipeline", "scores", "accuracy",
+                            "accuracy_after_stage1", "curve", "evaluation_point", "definitions_learned",
+                            "measurements", "versions"),
+            ("run", "error"): ("key", "task", "learner", "seed", "pipeline", "error"),
+            ("diagnostic", "ok"): ("key", "diagnostic", "options", "task", "learner", "seed", "rows"),
+            ("diagnostic", "error"): ("key", "diagnostic", "options", "task", "learner", "seed", "error")}
+
+
+def record_kind(record: dict[str, Any]) -> str:
+    return "diagnostic" if "diagnostic" in record else "run"
 
 
 def versions() -> dict[str, str]:
@@ -145,35 +154,37 @@ def write_record(path: Path, record: dict[str, Any]) -> None:
     write_atomic(path, lambda f: json.dump(record, f, indent=1, sort_keys=True, allow_nan=True))
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from a record file, or one ImlbenchError line naming the file."""
+def read_record(path: Path) -> dict[str, Any]:
+    """A record file's JSON object, checked (`problems`), or one ImlbenchError line naming the file."""
     try:
         record = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ImlbenchError(f"unreadable record file {path}: {type(exc).__name__}: {exc}; "
                             f"delete it or rerun with --force") from exc
-    if not isinstance(record, dict) or "status" not in record:
-        raise ImlbenchError(f"unreadable record file {path}: not an imlbench record; "
-                            f"delete it or rerun with --force")
+    check(record, f"record file {path}")
     return record
 
 
-def read_record(path: Path) -> dict[str, Any]:
-    """A run record, checked to hold what the summary, leaderboard and report read."""
-    record = read_json(path)
-    if record["status"] not in REQUIRED:
-        raise ImlbenchError(f"unreadable record file {path}: not an imlbench record; "
-                            f"delete it or rerun with --force")
-    missing = [k for k in REQUIRED[record["status"]] if k not in record] or _malformed(record)
+
+
+def check(record: Any, source: str) -> None:
+    """The one validation of a record (ImlbenchError naming `source` and what is wrong)."""
+    if not isinstance(record, dict) or (record_kind(record), record.get("status")) not in REQUIRED:
+        raise ImlbenchError(f"unreadable {source}: not an imlbench record; delete it or rerun with --force")
+    missing = [k for k in REQUIRED[record_kind(record), record["status"]] if k not in record] or problems(record)
     if missing:
-        raise ImlbenchError(f"unreadable record file {path}: missing or malformed {', '.join(missing)}; "
+        raise ImlbenchError(f"unreadable {source}: missing or malformed {', '.join(missing)}; "
                             f"delete it or rerun with --force")
-    return record
 
 
-def _malformed(record: dict[str, Any]) -> list[str]:
-    """The fields the summary reads that do not have the shape a run writes."""
+def problems(record: dict[str, Any]) -> list[str]:
+    """The fields a reader reads that do not have the shape a run writes."""
     bad = [k for k in ("task", "learner") if not isinstance(record[k], dict) or "name" not in record[k]]
+    if record_kind(record) == "diagnostic":
+        if record["status"] == "ok" and not (isinstance(record["rows"], list)
+                                             and all(isinstance(r, dict) for r in record["rows"])):
+            bad.append("rows")
+        return bad
     if record["status"] == "ok":
         bad += [k for k in ("scores", "accuracy", "accuracy_after_stage1", "measurements", "versions")
                 if not isinstance(record[k], dict)]
@@ -183,6 +194,10 @@ def _malformed(record: dict[str, Any]) -> list[str]:
             float(record["measurements"]["seconds"]["total"])
         except (KeyError, TypeError, ValueError):
             bad.append("measurements.seconds.total")
+        if not isinstance(record["curve"], list) or not all(
+                isinstance(e, dict) and {"stage", "checkpoint"} <= set(e) and isinstance(e.get("accuracy"), dict)
+                and isinstance(e.get("definitions"), dict) for e in record["curve"]):
+            bad.append("curve")
     return bad
 
 
@@ -203,20 +218,26 @@ def prepare_out(out_dir: str | Path) -> Path:
     return out
 
 
+def iter_json_files(folder: Path) -> list[Path]:
+    """The record files under a folder (none when it is missing), temporary files left out."""
+    folder = Path(folder)
+    return sorted(p for p in folder.rglob("*.json") if not p.name.startswith(".tmp-")) if folder.is_dir() else []
+
+
 def iter_record_files(out_dir: Path) -> list[Path]:
-    root = Path(out_dir) / "records"
-    return sorted(p for p in root.rglob("*.json") if not p.name.startswith(".tmp-"))
+    return iter_json_files(Path(out_dir) / "records")
 
 
 def load_records(out_dir: Path) -> tuple[list[Record], list[str]]:
-    """Every readable record under out_dir, plus one error line per unreadable file."""
-    records, problems = [], []
+    """The one loader: every readable run record under out_dir, plus one error line per unreadable
+    file (the strict reading for reports is `store.results.load_results`)."""
+    records, found = [], []
     for path in iter_record_files(out_dir):
         try:
             records.append(Record.from_json(read_record(path)))
         except ImlbenchError as exc:
-            problems.append(str(exc))
-    return records, problems
+            found.append(str(exc))
+    return records, found
 
 
 @dataclass(frozen=True)
@@ -249,11 +270,9 @@ class Record:
         """A record from its JSON form, checked (ImlbenchError naming `source` and what is wrong)."""
         if isinstance(data, Record):
             return data
-        if not isinstance(data, dict) or data.get("status") not in REQUIRED:
-            raise ImlbenchError(f"unreadable {source}: not an imlbench record")
-        missing = [k for k in REQUIRED[data["status"]] if k not in data] or _malformed(data)
-        if missing:
-            raise ImlbenchError(f"unreadable {source}: missing or malformed {', '.join(missing)}")
+        check(data, source)
+        if record_kind(data) != "run":
+            raise ImlbenchError(f"unreadable {source}: a diagnostic's record, not a run's")
         ok = data["status"] == "ok"
         return cls(key=data["key"], task=data["task"], learner=data["learner"], seed=int(data["seed"]),
                    pipeline=data["pipeline"], protocol=data.get("protocol") or {}, status=data["status"],

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from imlbench.protocol import (
+from imlbench.core.protocol import (
     DEFINITION,
     HIDDEN,
     KIND_NAMES,
@@ -32,7 +32,7 @@ from imlbench.protocol import (
     TokenData,
     TokenQueries,
 )
-from imlbench.registry import ImlbenchError
+from imlbench.core.errors import ImlbenchError
 
 PAD = "<pad>"
 NONE = "none"

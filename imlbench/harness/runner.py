@@ -17,26 +17,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from imlbench.evaluation import Evaluator
-from imlbench.protocol import PROTOCOL_VERSION, Examples, Learner, Task
-from imlbench.records import environment, read_record, record_path, run_identity, run_key, versions, write_record
-from imlbench.registry import ImlbenchError, Spec
-from imlbench.scoring import run_scores
-from imlbench.views import get_view
-from imlbench.three_stage import continue_as_stage1, stage1_parts
-
-PIPELINES = ("two-stage", "one-stage", "three-stage")
-DEFAULT_THRESHOLD = 0.98
+from imlbench.harness.evaluation import Evaluator
+from imlbench.core.protocol import DEFAULT_THRESHOLD, PROTOCOL_VERSION, Learner, Task
+from imlbench.store.records import environment, read_record, record_path, run_identity, run_key, versions, write_record
+from imlbench.core.errors import ImlbenchError
+from imlbench.core.registry import Spec
+from imlbench.scoring.verdicts import run_scores
+from imlbench.core import seeds
+from imlbench.views.base import get_view
+from imlbench.harness.pipelines import PIPELINES, Pipeline, continue_as_stage1, get_pipeline
 # progress(stage, checkpoint, detail): where a run is ("data", "stage1", "stage2", "single",
 # "final evaluation") and how many checkpoints of that stage have passed; a time limit names it
 Progress = Callable[[str, int, str], None]
-
-
-def derive_seed(seed: int, purpose: int) -> int:
-    """Independent streams from one run seed: 0 = task data (in the task), 1 = learner, 2 = harness."""
-    return int(np.random.SeedSequence([seed, purpose]).generate_state(1)[0])
 
 
 def choose_view(learner: Learner, task: Task, learner_name: str, task_name: str) -> str:
@@ -52,12 +44,14 @@ def choose_view(learner: Learner, task: Task, learner_name: str, task_name: str)
                         f"but task {task_name!r} offers {', '.join(offered) or 'none it can use'}")
 
 
-def check_pipeline(learner: Learner, learner_name: str, pipeline: str) -> None:
-    if pipeline not in PIPELINES:
-        raise ImlbenchError(f"unknown pipeline {pipeline!r}; valid: {', '.join(PIPELINES)}")
-    if pipeline != "one-stage" and not learner.supports("continue_training"):
-        raise ImlbenchError(f"learner {learner_name!r} cannot continue training, so it cannot run the "
-                            f"{pipeline} pipeline; use --pipeline one-stage")
+def check_pipeline(learner: Learner, learner_name: str, pipeline: str | Pipeline) -> None:
+    get_pipeline(pipeline).check(learner, learner_name)
+
+
+def seed_learner(learner: Learner, seed: int) -> None:
+    """The learner's own randomness from the run seed's learner stream."""
+    if "random_state" in learner.get_params():
+        learner.set_params(random_state=seeds.derive_seed(seed, seeds.LEARNER))
 
 
 @dataclass
@@ -123,30 +117,43 @@ def _quiet(stage: str, checkpoint: int, detail: str) -> None:
     pass
 
 
-def execute(task_spec: Spec, learner_spec: Spec, seed: int, pipeline: str, threshold: float,
+def prepare(task_spec: Spec, learner_spec: Spec, seed: int, pipeline: Pipeline) -> tuple[Task, Learner, str]:
+    """The task and learner of a run, each built and validated once, and the view the learner reads."""
+    task, learner = task_spec.build(), learner_spec.build()
+    view = choose_view(learner, task, learner_spec.name, task_spec.name)
+    pipeline.check(learner, learner_spec.name)
+    seed_learner(learner, seed)
+    return task, learner, view
+
+
+def train_stage1(pipeline: Pipeline, learner: Learner, task: Task, view: str, data: Any,
+                 seconds: dict[str, float], progress: Progress) -> int:
+    """Stage 1 as the pipeline splits it, to its end; returns its checkpoint count."""
+    count = 0
+    for i, part in enumerate(pipeline.stage1_parts(data.stage1)):
+        encoded = task.encode(get_view(view), data, part, "stage1")
+        progress("stage1", count, "fitting")
+        fit = learner.fit(encoded) if i == 0 else continue_as_stage1(learner, encoded)
+        count += exhaust(timed(fit, seconds), "stage1", progress)
+    return count
+
+
+def execute(task_spec: Spec, learner_spec: Spec, seed: int, pipeline: str | Pipeline, threshold: float,
             progress: Progress | None = None) -> dict[str, Any]:
     """Run one (task, learner, seed, pipeline); return the result part of its record."""
     progress = progress or _quiet
+    pipeline = get_pipeline(pipeline)
     progress("data", 0, "building the task and learner")
-    task, learner = task_spec.build(), learner_spec.build()
-    view = choose_view(learner, task, learner_spec.name, task_spec.name)
-    check_pipeline(learner, learner_spec.name, pipeline)
-    if "random_state" in learner.get_params():
-        learner.set_params(random_state=derive_seed(seed, 1))
+    task, learner, view = prepare(task_spec, learner_spec, seed, pipeline)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     data = task.generate(seed)
     evaluator = Evaluator(task, data, view)
     seconds["data"] = time.perf_counter() - t0
 
-    if pipeline != "one-stage":  # two-stage, or three-stage: stage 1 in two parts (1a, 1b)
+    if pipeline.separate_stage2:
         t = time.perf_counter()
-        n_stage1_checkpoints = 0
-        for i, part in enumerate(stage1_parts(data.stage1, pipeline)):
-            stage1 = task.encode(get_view(view), data, part, "stage1")
-            progress("stage1", n_stage1_checkpoints, "fitting")
-            fit = learner.fit(stage1) if i == 0 else continue_as_stage1(learner, stage1)
-            n_stage1_checkpoints += exhaust(timed(fit, seconds), "stage1", progress)
+        n_stage1_checkpoints = train_stage1(pipeline, learner, task, view, data, seconds, progress)
         seconds["stage1"] = time.perf_counter() - t
         after_stage1 = evaluator.test(learner)
         train_after_stage1 = evaluator.train(learner)
@@ -160,11 +167,10 @@ def execute(task_spec: Spec, learner_spec: Spec, seed: int, pipeline: str, thres
         seconds["stage2"] = time.perf_counter() - t
     else:
         t = time.perf_counter()
-        union = Examples.concat([data.stage1, data.stage2])
-        union = union.select(np.random.default_rng(derive_seed(seed, 2)).permutation(len(union)))
         progress("single", 0, "fitting")
-        outcome = fit_until_point(timed(learner.fit(task.encode(get_view(view), data, union, "stage1")), seconds), learner,
-                                  evaluator, "single", threshold, progress)
+        single = task.encode(get_view(view), data, pipeline.single_fit(data, seed), "stage1")
+        outcome = fit_until_point(timed(learner.fit(single), seconds), learner, evaluator, "single", threshold,
+                                  progress)
         seconds["stage1"] = time.perf_counter() - t
         n_stage1_checkpoints = len(outcome.curve)
         after_stage1, train_after_stage1 = outcome.point["accuracy"], None
@@ -187,7 +193,7 @@ def execute(task_spec: Spec, learner_spec: Spec, seed: int, pipeline: str, thres
         "definitions_learned": outcome.definitions_learned,
         "stage1_checkpoints": n_stage1_checkpoints,
         "curve": outcome.curve,
-        "scores": run_scores(at_point, after_stage1, two_stage=pipeline != "one-stage"),
+        "scores": run_scores(at_point, after_stage1, two_stage=pipeline.separate_stage2),
         "sizes": {"stage1": len(data.stage1), "stage2": len(data.stage2), "test": len(data.test),
                   **{f"variables_{k}": v for k, v in data.info.get("variables_per_subset", {}).items()}},
         "measurements": {"seconds": seconds,
@@ -197,6 +203,10 @@ def execute(task_spec: Spec, learner_spec: Spec, seed: int, pipeline: str, thres
 
 @dataclass(frozen=True)
 class RunRequest:
+    """One (task, learner, seed, pipeline). The harness runs anything with this interface
+    (`identity`, `path`, `label`, `summary`, `execute`, and `learner` for its time limit): a
+    diagnostic's request too."""
+
     task: Spec
     learner: Spec
     seed: int
@@ -207,29 +217,42 @@ class RunRequest:
         protocol = {"version": PROTOCOL_VERSION, "definition_threshold": self.threshold}
         return run_identity(self.task, self.learner, self.seed, self.pipeline, protocol)
 
+    def path(self, out_dir: Path) -> Path:
+        return record_path(out_dir, self.identity())
+
     def label(self) -> str:
         return f"{self.learner.name} x {self.task.name} {self.pipeline} seed {self.seed}"
+
+    def summary(self, record: dict[str, Any]) -> str:
+        return f"effect {record['scores']['iml_effect']:+.1f}"
+
+    def execute(self, progress: Progress | None = None) -> dict[str, Any]:
+        return execute(self.task, self.learner, self.seed, self.pipeline, self.threshold, progress)
 
 
 def cached_record(request: RunRequest, out_dir: Path) -> dict[str, Any] | None:
     """The finished record of a request, or None when it must run (no record, or an error record,
     which a rerun retries). An unreadable record file raises ImlbenchError."""
-    path = record_path(out_dir, request.identity())
+    path = request.path(out_dir)
     if not path.exists():
         return None
     record = read_record(path)
     return record if record["status"] == "ok" else None
 
 
+def new_record(request: RunRequest, fields: dict[str, Any]) -> dict[str, Any]:
+    """A record: the request's identity and key, what ran it, then `fields` (result or error)."""
+    identity = request.identity()
+    return {"key": run_key(identity), **identity, "versions": versions(), "environment": environment(), **fields}
+
+
 def failure_record(request: RunRequest, out_dir: Path, error: str, trace: str | None = None,
                    seconds: float | None = None) -> dict[str, Any]:
     """Write and return the error record of a run that did not finish (a rerun retries it)."""
-    identity = request.identity()
-    record = {"key": run_key(identity), **identity, "versions": versions(), "environment": environment(),
-              "status": "error", "error": " ".join(error.split()), "traceback": trace}
+    record = new_record(request, {"status": "error", "error": " ".join(error.split()), "traceback": trace})
     if seconds is not None:
         record["measurements"] = {"seconds": {"total": seconds}}
-    write_record(record_path(out_dir, identity), record)
+    write_record(request.path(out_dir), record)
     return record
 
 
@@ -264,11 +287,9 @@ def run_one(request: RunRequest, out_dir: Path, force: bool = False,
         record = cached_record(request, out_dir)
         if record is not None:
             return record, True
-    identity = request.identity()
     with sigint_watch() as interrupt:
         try:
-            result = execute(request.task, request.learner, request.seed, request.pipeline,
-                             request.threshold, progress)
+            result = request.execute(progress)
         except ImlbenchError:
             raise
         except BaseException as exc:  # noqa: BLE001 - one learner must never take down the grid
@@ -276,7 +297,6 @@ def run_one(request: RunRequest, out_dir: Path, force: bool = False,
                 raise
             return failure_record(request, out_dir, f"{type(exc).__name__}: {exc}",
                                   "".join(traceback.format_exception(exc))), False
-    record = {"key": run_key(identity), **identity, "versions": versions(), "environment": environment(),
-              **result, "status": "ok", "error": None}
-    write_record(record_path(out_dir, identity), record)
+    record = new_record(request, {**result, "status": "ok", "error": None})
+    write_record(request.path(out_dir), record)
     return record, False

@@ -18,13 +18,13 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 from scipy import stats
 
-from imlbench.records import Record
-from imlbench.registry import ImlbenchError
-from imlbench.results import effects_of, is_control, load_results, read_sweep, run_groups, sweep_files
-from imlbench.runner import DEFAULT_THRESHOLD
-from imlbench.scoring import DEFAULT_MARGIN, summarize
-from imlbench.sweep import PARAM_PREFIX, swept_columns
-from imlbench.util import safe_name
+from imlbench.store.records import Record
+from imlbench.core.errors import ImlbenchError
+from imlbench.store.results import effects_of, is_control, load_results, read_sweep, run_groups, sweep_files
+from imlbench.core.protocol import DEFAULT_THRESHOLD
+from imlbench.scoring.verdicts import DEFAULT_MARGIN, summarize
+from imlbench.store.results import PARAM_PREFIX, swept_columns
+from imlbench.core.names import safe_name
 
 FORMATS = ("png", "svg")
 # The subsets of the paper's figures, in drawing order, with a colour and a line style each:
@@ -42,7 +42,7 @@ CURVE_SUBSETS = {
 }
 TAG_COLOURS = {"tag1": "#1b7837", "tag2": "#c51b7d", "tag3": "#2166ac"}
 
-def _save(fig: Figure, stem: Path, formats: Iterable[str]) -> list[Path]:
+def save_figure(fig: Figure, stem: Path, formats: Iterable[str]) -> list[Path]:
     FigureCanvasAgg(fig)
     paths = []
     for fmt in formats:
@@ -110,7 +110,7 @@ def plot_leaderboard(records: list[Record], out_dir: Path, margin: float = DEFAU
     ax.set_title("Leaderboard: IML effect, mean over seeds with 95% Student-t CI", fontsize=11)
     ax.grid(axis="x", alpha=0.3)
     fig.legend(loc="outside lower center", ncol=3, fontsize=8, frameon=False)
-    return _save(fig, out_dir / "leaderboard", formats)
+    return save_figure(fig, out_dir / "leaderboard", formats)
 
 
 def _curve_table(group: list[Record]) -> tuple[str, dict[int, list[Record]]]:
@@ -193,7 +193,7 @@ def plot_curves(group: list[Record], out_dir: Path, group_name: str, threshold: 
                title=f"Lines: mean over the seeds still training at each checkpoint (at least {need} of {n}); "
                      f"bands: 95% t-based CI over seeds. A seed stops at its evaluation point (first "
                      f"checkpoint with every tag ≥ {100 * threshold:g}%).")
-    return _save(fig, out_dir / f"curves-{safe_name(group_name)}", formats)
+    return save_figure(fig, out_dir / f"curves-{safe_name(group_name)}", formats)
 
 
 def _axis_values(frame: pd.DataFrame, column: str) -> tuple[np.ndarray, list[str], bool]:
@@ -276,7 +276,7 @@ def plot_sweep(csv: Path, out_dir: Path, margin: float = DEFAULT_MARGIN,
     ax.legend(fontsize=8, loc="best", framealpha=0.85)
     ax_acc.legend(fontsize=8, loc="best", framealpha=0.85)
     fig.tight_layout()
-    return _save(fig, out_dir / f"sweep-{safe_name(csv.stem)}", formats)
+    return save_figure(fig, out_dir / f"sweep-{safe_name(csv.stem)}", formats)
 
 
 def plot(results_dir: str | Path, out_dir: str | Path, margin: float = DEFAULT_MARGIN,

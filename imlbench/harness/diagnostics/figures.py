@@ -1,4 +1,4 @@
-"""Summaries and figures of the diagnostics: means over seeds with Student-t 95% CIs (as the
+"""Summaries, tables and figures of the built-in diagnostics: means over seeds with Student-t 95% CIs (as the
 leaderboard's), one panel per (learner, task) group."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from imlbench.figures import TAG_COLOURS, _save, t_interval
+from imlbench.outputs.figures import TAG_COLOURS, save_figure, t_interval
 
 POINT_STYLE = {"after_stage1": ("after stage 1", "--"), "at_point": ("at the evaluation point", "-")}
 CHANCE = 0.5
@@ -50,7 +50,7 @@ def plot_gradient_alignment(frame: pd.DataFrame, stem: Path, formats: Iterable[s
         ax.set_title(group.replace(" on ", "\non ", 1), fontsize=9)
         ax.set(xlabel="stage-1 epoch", ylabel="cos(definition grad, questions grad)")
     axes[0].legend(fontsize=8)
-    return _save(fig, stem, formats)
+    return save_figure(fig, stem, formats)
 
 
 def plot_tag_probe(frame: pd.DataFrame, stem: Path, formats: Iterable[str]) -> list[Path]:
@@ -66,7 +66,7 @@ def plot_tag_probe(frame: pd.DataFrame, stem: Path, formats: Iterable[str]) -> l
         ax.set_title(group.replace(" on ", "\non ", 1), fontsize=9)
         ax.set(xlabel="layer (0 = embedding)", ylabel="probe accuracy (tag 1 vs 2)", ylim=(0.3, 1.02))
     axes[0].legend(fontsize=8)
-    return _save(fig, stem, formats)
+    return save_figure(fig, stem, formats)
 
 
 def plot_in_context(frame: pd.DataFrame, stem: Path, formats: Iterable[str]) -> list[Path]:
@@ -89,15 +89,7 @@ def plot_in_context(frame: pd.DataFrame, stem: Path, formats: Iterable[str]) -> 
         ax.set_title(group.replace(" on ", "\non ", 1), fontsize=9)
         ax.set(ylabel="accuracy (%)", ylim=(0, 105))
     axes[0].legend(fontsize=7, loc="upper right")
-    return _save(fig, stem, formats)
-
-
-PLOTS = {"gradient-alignment": plot_gradient_alignment, "tag-probe": plot_tag_probe, "in-context": plot_in_context}
-
-
-def plot_diagnostic(name: str, frame: pd.DataFrame, out_dir: Path, formats: Iterable[str] = ("png", "svg")) -> list[Path]:
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    return PLOTS[name](frame, Path(out_dir) / f"diagnostic-{name}", formats)
+    return save_figure(fig, stem, formats)
 
 
 def _ci(row: pd.Series, scale: float = 1.0, fmt: str = "{:+.3f}") -> str:
@@ -105,23 +97,7 @@ def _ci(row: pd.Series, scale: float = 1.0, fmt: str = "{:+.3f}") -> str:
             + fmt.format(scale * row["ci_high"]) + f"] (n={int(row['n_seeds'])})")
 
 
-def report_lines(results_dir: Path, figures_dir: Path, rel_to: Path) -> list[str]:
-    """The report's "Diagnostics" section: one table per diagnostic CSV in RESULTS/diagnostics/,
-    means over seeds with 95% t CIs, and its figure. Empty when there are none."""
-    folder = Path(results_dir) / "diagnostics"
-    lines: list[str] = []
-    for name in PLOTS:
-        csv = folder / f"{name}.csv"
-        if not csv.exists():
-            continue
-        frame = pd.read_csv(csv)
-        figure = plot_diagnostic(name, frame, figures_dir, ("png",))[0]
-        lines += [f"### {name}", "", *TABLES[name](frame), "",
-                  f"![{name}]({figure.relative_to(rel_to).as_posix()})", ""]
-    return ["## Diagnostics", "", "Means over seeds with 95% Student-t CIs; n = seeds.", "", *lines] if lines else []
-
-
-def _alignment_table(frame: pd.DataFrame) -> list[str]:
+def alignment_table(frame: pd.DataFrame) -> list[str]:
     last = frame[frame["checkpoint"] == frame.groupby("group")["checkpoint"].transform("max")]
     rows = []
     for group, part in last.groupby("group"):
@@ -133,14 +109,14 @@ def _alignment_table(frame: pd.DataFrame) -> list[str]:
             "| group | epoch | tag1 | tag2 | tag3 | tag1 − tag2 (paired) |", "|---|---|---|---|---|---|", *rows]
 
 
-def _probe_table(frame: pd.DataFrame) -> list[str]:
+def probe_table(frame: pd.DataFrame) -> list[str]:
     s = summarize(frame, ["group", "point", "layer"], "accuracy")
     rows = [f"| {r['group']} | {r['point']} | {r['layer']} | {_ci(r, 100, '{:.1f}')} |" for _, r in s.iterrows()]
     return ["Cross-validated probe accuracy (%) for the defining tag (1 vs 2) of the variable a question asks "
             "about; chance 50.", "", "| group | point | layer | accuracy |", "|---|---|---|---|", *rows]
 
 
-def _in_context_table(frame: pd.DataFrame) -> list[str]:
+def in_context_table(frame: pd.DataFrame) -> list[str]:
     rows = []
     for (group, point), part in frame.groupby(["group", "point"]):
         for where in ("out_of_context", "in_context"):
@@ -151,6 +127,3 @@ def _in_context_table(frame: pd.DataFrame) -> list[str]:
     return ["Accuracy (%) on questions about stage-2 variables, with the definition in the context or not.", "",
             "| group | point | context | tag1 | tag2 | tag3 | tag1 − tag2 (paired) |", "|---|---|---|---|---|---|---|",
             *rows]
-
-
-TABLES = {"gradient-alignment": _alignment_table, "tag-probe": _probe_table, "in-context": _in_context_table}

@@ -19,8 +19,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from imlbench.protocol import DEFINITION, HIDDEN, NO_ANSWER, Examples, TaskData  # noqa: F401 (NO_ANSWER re-exported)
-from imlbench.views import View, register_view
+from imlbench.core.protocol import DEFINITION, HIDDEN, NO_ANSWER, Examples, TaskData  # noqa: F401 (NO_ANSWER re-exported)
+from imlbench.views.base import View, register_view
 
 # What `hide_tags` writes in place of every tag: one string for all sources.
 NEUTRAL_TAG = "Source"
@@ -114,7 +114,7 @@ def render(examples: Examples, layout: Layout, label_space: np.ndarray, label_te
 def render_generic(data: TaskData, examples: Examples) -> TextData | TextQueries:
     """Token names joined by spaces: definitions `tag` + ` variable value`, questions and facts
     `phrasing variable [operands]` + ` answer` (the loss falls where the tokens view puts it)."""
-    from imlbench.views import PAD
+    from imlbench.views.base import PAD
 
     names = data.vocab.tokens
 

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from imlbench.protocol import DEFINITION, SUBSET_CODE, TAGS, Examples, TaskData, TokenQueries
-from imlbench.views import PAD, get_view, token_layout
+from imlbench.core.protocol import DEFINITION, SUBSET_CODE, TAGS, Examples, TaskData, TokenQueries
+from imlbench.views.base import PAD, get_view, token_layout
 
 
 def flat_params(model: torch.nn.Module) -> dict[str, torch.Tensor]:

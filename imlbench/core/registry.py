@@ -8,7 +8,6 @@ defaults; or `package.module:Class`.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import tomllib
 from collections.abc import Iterable
@@ -17,22 +16,14 @@ from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
-from imlbench.protocol import Learner, Task
+from imlbench.core.errors import ImlbenchError, did_you_mean, one_line  # noqa: F401  (re-exported)
+from imlbench.core.protocol import Learner, Task
 
 KINDS = {"learner": Learner, "task": Task}
 # Keys a learner/task spec file may hold. `timeout` (seconds) is a learner's default wall-clock limit
 # per run; like `description` it is not part of a run's identity.
 SPEC_KEYS = {"learner": ("name", "version", "description", "learner", "params", "timeout"),
              "task": ("name", "version", "description", "task", "params")}
-
-
-class ImlbenchError(Exception):
-    """A user-facing error: one line naming what was wrong and what is valid."""
-
-
-def one_line(text: object) -> str:
-    """Any message as one line (error messages and exceptions may span several)."""
-    return " ".join(str(text).split())
 
 
 @dataclass(frozen=True)
@@ -54,12 +45,6 @@ class Spec:
         return {"name": self.name, "target": self.target, "version": self.version, "params": self.params}
 
 
-def did_you_mean(name: str, valid: Iterable[str]) -> str:
-    """"; did you mean rf?" for a near miss (difflib), else "": the end of an unknown-name error."""
-    close = difflib.get_close_matches(str(name), [str(v) for v in valid], n=1, cutoff=0.6)
-    return f"; did you mean {close[0]}?" if close else ""
-
-
 def check_keys(what: str, raw: dict[str, Any], valid: Iterable[str]) -> None:
     """A key the reader does not know is a typo that would silently run defaults: reject it."""
     valid = list(valid)
@@ -71,7 +56,7 @@ def check_keys(what: str, raw: dict[str, Any], valid: Iterable[str]) -> None:
 def suite_dirs(kind: str) -> list[Path]:
     """Folders holding the suite's .toml specs: the checkout's, then the copy inside the wheel."""
     folder = f"{kind}s"
-    candidates = [Path(__file__).resolve().parent.parent / folder]
+    candidates = [Path(__file__).resolve().parents[2] / folder]
     try:
         candidates.append(Path(str(resources.files("imlbench") / "suite" / folder)))
     except (ModuleNotFoundError, TypeError):

@@ -1,5 +1,5 @@
 """The Markdown report of a results directory: verdicts in words, the leaderboard, sweeps, curves,
-sizes and versions. Figures come from `imlbench.figures` and sit beside the report."""
+sizes and versions. Figures come from `imlbench.outputs.figures` and sit beside the report."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from typing import Any
 import pandas as pd
 from scipy import stats
 
-from imlbench.figures import plot
-from imlbench.records import Record
-from imlbench.registry import ImlbenchError
-from imlbench.results import effects_of, is_control, load_results, read_sweep, run_groups, sweep_files
-from imlbench.scoring import ALPHA, DEFAULT_MARGIN, SCORING_VERSION, summarize
-from imlbench.sweep import PARAM_PREFIX, swept_columns
-from imlbench.util import safe_name
+from imlbench.outputs.figures import plot
+from imlbench.store.records import Record
+from imlbench.core.errors import ImlbenchError
+from imlbench.store.results import effects_of, is_control, load_results, read_sweep, run_groups, sweep_files
+from imlbench.scoring.verdicts import ALPHA, DEFAULT_MARGIN, SCORING_VERSION, summarize
+from imlbench.store.results import PARAM_PREFIX, swept_columns
+from imlbench.core.names import safe_name
 
 SHOWN_SUBSETS = (("qd1", "qd1consis"), ("qd2x", "qd2incons"), ("q", "q"), ("d1", "d1consis"),
                  ("d2", "d2consis"), ("d3", "d3consis"), ("base", "no_qd_baseline"))
@@ -137,7 +137,7 @@ def report(results_dir: str | Path, out_path: str | Path, margin: float = DEFAUL
         first = group[0]
         lines += [f"### {first.learner_name} on {first.task_name} ({first.pipeline})", "",
                   f"![curves]({rel[f'curves-{safe_name(label)}.png']})", ""]
-    from imlbench.diagnostics_plots import report_lines  # the diagnostics section, if any were run
+    from imlbench.harness.diagnostics.base import report_lines  # the diagnostics section, if any were run
     lines += report_lines(root, out_path.parent / "figures", out_path.parent)
     lines += _sizes_and_versions(ok, groups)
     out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,7 @@
 
 The driver reads the existing records first and hands only missing runs to an engine, so a rerun of a
 finished grid costs no job. Local parallel runs go to supervised worker processes
-(`imlbench.workers`); every other engine is used through the same `submit(fn, *args) -> future` call,
+(`imlbench.execution.workers`); every other engine is used through the same `submit(fn, *args) -> future` call,
 and the driver polls `future.done()` (`as_completed` does not accept foreign futures). Each job writes
 its own record, so a driver that dies loses nothing: a rerun reuses every finished record.
 
@@ -22,10 +22,10 @@ from typing import Any, Iterator
 
 from tqdm.auto import tqdm
 
-from imlbench.records import prepare_out
-from imlbench.registry import ImlbenchError, did_you_mean
-from imlbench.runner import RunRequest, cached_record
-from imlbench.workers import job_outcome, run_limited, run_supervised
+from imlbench.store.records import prepare_out
+from imlbench.core.registry import ImlbenchError, did_you_mean
+from imlbench.harness.runner import RunRequest, cached_record
+from imlbench.execution.workers import job_outcome, run_limited, run_supervised
 
 EXECUTORS = ("local", "dask", "dask://HOST:PORT", "slurm", "submitit-local")
 POLL_SECONDS = 0.2
@@ -140,7 +140,7 @@ def drive(requests: list[RunRequest], out: str | Path, force: bool = False, exec
                 problems.append(f"{request.label()}: {record['error']}")
             elif not quiet:
                 how = "cached" if outcome["cached"] else f"{record['measurements']['seconds']['total']:.1f}s"
-                bar.write(f"{request.label()}: effect {record['scores']['iml_effect']:+.1f} ({how})", file=sys.stderr)
+                bar.write(f"{request.label()}: {request.summary(record)} ({how})", file=sys.stderr)
         bar.set_postfix(failed=len(problems), refresh=False)
         bar.update(1)
 

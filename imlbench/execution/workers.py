@@ -24,11 +24,11 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from imlbench.registry import ImlbenchError
-from imlbench.runner import RunRequest, failure_record, run_one
+from imlbench.core.errors import ImlbenchError
+from imlbench.harness.runner import RunRequest, failure_record, run_one
 
 BOOT = ("import json, sys; sys.path[:] = json.loads(sys.argv[1]); "
-        "from imlbench.workers import serve; serve(int(sys.argv[2]))")
+        "from imlbench.execution.workers import serve; serve(int(sys.argv[2]))")
 PROGRESS_EVERY = 0.2  # seconds between a worker's progress messages (a stage change is sent at once)
 PARENT_CHECK = 0.5  # seconds between a worker's checks that its parent is alive
 

@@ -1,0 +1,1 @@
+"""Where runs execute: supervised worker processes, dask, Slurm. Reading results never imports this."""

@@ -1,0 +1,1 @@
+"""What a person reads: the console table, figures, the Markdown report."""
