@@ -15,8 +15,8 @@ import time
 import numpy as np
 import pytest
 
-from imlbench.harness.diagnostics import DEFAULT_OPTIONS
-from imlbench.harness.diagnostics.measures import gradient_alignment_rows, sample_variables
+from imlbench.diagnostics.builtin import GradientAlignment
+from imlbench.diagnostics.measures import gradient_alignment_rows, sample_variables
 from imlbench.core.protocol import TAGS
 from imlbench.core.registry import resolve
 
@@ -34,7 +34,7 @@ def checkpoint_cost(learner_name: str, task_name: str) -> dict[str, float]:
     next(fit)
     epoch = time.perf_counter() - start
     rng = np.random.default_rng(0)
-    samples = {t: sample_variables(data, s, DEFAULT_OPTIONS["variables"], rng)
+    samples = {t: sample_variables(data, s, GradientAlignment.options["variables"], rng)
                for t, s in zip(TAGS, ("d1consis", "d2consis", "d3consis"))}
     start = time.perf_counter()
     gradient_alignment_rows(learner, task, view, data, samples, 2)

@@ -1,7 +1,8 @@
 """Speed of the harness itself: data generation and views, and its overhead around a learner."""
 
 from imlbench.core.registry import resolve
-from imlbench.harness.runner import RunRequest, execute
+from imlbench.harness.runner import RunRequest
+from imlbench.harness.stages import execute
 from imlbench.tasks.synthetic_defs import SyntheticDefs
 from imlbench.views.base import get_view
 

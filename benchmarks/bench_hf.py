@@ -24,7 +24,7 @@ pytest.importorskip("transformers")
 
 from imlbench.learners.hf_causal_lm import HFCausalLM  # noqa: E402
 from imlbench.core.registry import resolve  # noqa: E402
-from imlbench.harness.runner import execute  # noqa: E402
+from imlbench.harness.stages import execute  # noqa: E402
 
 EPOCHS = 3
 NOISE = 1.10  # a shared machine: the adapter may be up to 10% slower by chance before the check fails

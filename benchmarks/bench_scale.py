@@ -6,7 +6,7 @@ import numpy as np
 
 import imlbench
 from imlbench.core.registry import resolve
-from imlbench.harness.runner import execute
+from imlbench.harness.stages import execute
 
 GRID = dict(learner="rf", task="synthetic-defs", seeds=4, pipeline="two-stage")
 

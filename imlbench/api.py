@@ -11,16 +11,18 @@ from typing import Any
 import pandas as pd
 
 from imlbench.execution.engines import drive
-from imlbench.harness.diagnostics.base import DiagnoseRequest, plan_diagnostic, write_outputs
+from imlbench.harness.diagnostics import DiagnoseRequest, plan_diagnostic, write_outputs
 from imlbench.harness.pipelines import PIPELINES, get_pipeline
 from imlbench.store.records import load_records
 from imlbench.core.registry import (SPEC_TYPES, ImlbenchError, available, check_keys, did_you_mean, parse_pair,
                                resolve, split_overrides, suite_specs, target_class)
-from imlbench.harness.runner import DEFAULT_THRESHOLD, RunRequest, choose_view
+from imlbench.core.protocol import DEFAULT_THRESHOLD
+from imlbench.harness.runner import RunRequest
+from imlbench.harness.stages import choose_view
 from imlbench.scoring.verdicts import DEFAULT_MARGIN, summarize, write_leaderboard
 
 DEFAULT_OUT = "results"
-DEFAULT_SEEDS = 5
+DEFAULT_SEEDS = 10
 SUITE_KEYS = ("name", "version", "description", "seeds", "pipelines", "tasks", "learners", "params")
 
 
@@ -130,19 +132,21 @@ def plan_suite(name: str, seeds: int | Iterable[int] | None = None, threshold: f
 
 def execute_plan(requests: list[RunRequest], out: str | Path = DEFAULT_OUT, force: bool = False,
                  verbose: bool = True, executor: str | Any = None, jobs: int = 1,
-                 timeout: float | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+                 timeout: float | None = None,
+                 memory_limit: str | int | None = None) -> tuple[list[dict[str, Any]], list[str]]:
     """Run (or load) every request. Returns (records, one-line problems). A failing run never
     stops the others: its error is recorded and reported. `timeout` (seconds; 0 = none) limits
-    each run's wall clock and overrides a learner spec's `timeout`."""
-    return drive(requests, out, force, executor, jobs, quiet=not verbose, timeout=timeout)
+    each run's wall clock and overrides a learner spec's `timeout`. `memory_limit` ("4G", "512M";
+    0 = none; default: the machine's memory / jobs) bounds each run's learner process."""
+    return drive(requests, out, force, executor, jobs, quiet=not verbose, timeout=timeout, memory_limit=memory_limit)
 
 
 def run(learner: str | Iterable[str] = "rf", task: str | Iterable[str] = "synthetic-defs",
         seeds: int | Iterable[int] = DEFAULT_SEEDS, pipeline: str | Iterable[str] = "two-stage",
         params: dict[str, Any] | list[str] | None = None, out: str | Path = DEFAULT_OUT,
-        force: bool = False, threshold: float = DEFAULT_THRESHOLD, margin: float = DEFAULT_MARGIN,
+        force: bool = False, threshold: float = DEFAULT_THRESHOLD, margin: float | None = None,
         verbose: bool = False, executor: str | Any = None, jobs: int = 1,
-        timeout: float | None = None) -> pd.DataFrame:
+        timeout: float | None = None, memory_limit: str | int | None = None) -> pd.DataFrame:
     """Run a grid and return its summary (one row per task x learner x pipeline).
 
     `executor`/`jobs` choose where runs execute (see `imlbench.execution.engines.open_executor`); any
@@ -151,7 +155,7 @@ def run(learner: str | Iterable[str] = "rf", task: str | Iterable[str] = "synthe
     leaderboard of everything under `out` is rewritten to `out/leaderboard.csv`.
     """
     requests = plan(learner, task, seeds, pipeline, params, threshold)
-    records, problems = execute_plan(requests, out, force, verbose, executor, jobs, timeout)
+    records, problems = execute_plan(requests, out, force, verbose, executor, jobs, timeout, memory_limit)
     summary = summarize(records, margin)
     leaderboard(out, margin=margin)
     summary.attrs["records"] = records
@@ -160,7 +164,7 @@ def run(learner: str | Iterable[str] = "rf", task: str | Iterable[str] = "synthe
 
 
 def leaderboard(out: str | Path = DEFAULT_OUT, csv: str | Path | None = None,
-                margin: float = DEFAULT_MARGIN) -> pd.DataFrame:
+                margin: float | None = None) -> pd.DataFrame:
     """Rebuild the leaderboard from every record under `out`; unreadable files are listed in
     `attrs["problems"]` and left untouched."""
     records, problems = load_records(Path(out))
@@ -184,9 +188,11 @@ def plan_diagnostics(diagnostic: str, learner: str | Iterable[str], task: str | 
 
 def diagnose(requests: list[DiagnoseRequest], out: str | Path = DEFAULT_OUT, force: bool = False,
              verbose: bool = True, executor: str | Any = None, jobs: int = 1,
-             timeout: float | None = None) -> tuple[list[dict[str, Any]], list[str], list[Path]]:
+             timeout: float | None = None,
+             memory_limit: str | int | None = None) -> tuple[list[dict[str, Any]], list[str], list[Path]]:
     """Run (or reuse) diagnostic requests through the harness (workers, time limits, records,
     resume), then rebuild each diagnostic's CSV and figure. Returns (records, problems, paths)."""
-    records, problems = drive(requests, out, force, executor, jobs, quiet=not verbose, timeout=timeout)
+    records, problems = drive(requests, out, force, executor, jobs, quiet=not verbose, timeout=timeout,
+                              memory_limit=memory_limit)
     paths = write_outputs(Path(out), {r.diagnostic for r in requests})
     return records, problems, paths

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -14,10 +18,15 @@ from imlbench.core.registry import ImlbenchError, available, one_line, resolve, 
 from imlbench.outputs.report import leaderboard_rows, report, scoring_legend
 from imlbench.sweep import PARAM_PREFIX, parse_grid, sweep
 from imlbench.harness.pipelines import PIPELINES
-from imlbench.harness.runner import DEFAULT_THRESHOLD, check_pipeline, choose_view
-from imlbench.scoring.verdicts import DEFAULT_MARGIN, summarize
+from imlbench.core.protocol import DEFAULT_THRESHOLD
+from imlbench.harness.stages import check_pipeline, choose_view
+from imlbench.scoring.verdicts import DEFAULT_MARGIN, check_margin, summarize
 
-def format_summary(summary: pd.DataFrame, margin: float = DEFAULT_MARGIN) -> str:
+MEMORY_HELP = ("resident memory per run's learner, e.g. 4G or 512M: a run past it is stopped and recorded as "
+               "an error (default: the machine's memory divided by --jobs; 0 = no limit)")
+
+
+def format_summary(summary: pd.DataFrame, margin: float | None = None) -> str:
     """The printed leaderboard: the report's table as text, then what the verdicts mean."""
     if summary.empty:
         return "(no finished runs)"
@@ -52,7 +61,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                             "synthetic-defs" if args.task is None else args.task,
                             api.DEFAULT_SEEDS if seeds is None else seeds, args.pipeline, args.param, args.threshold)
     records, problems = api.execute_plan(requests, args.out, args.force, not args.quiet, args.executor, args.jobs,
-                                         args.timeout)
+                                         args.timeout, args.memory_limit)
     board = api.leaderboard(args.out, margin=args.margin)
     print(format_summary(summarize(records, args.margin), args.margin))
     print(f"records: {Path(args.out) / 'records'}  leaderboard: {Path(args.out) / 'leaderboard.csv'}")
@@ -157,7 +166,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     requests = api.plan_diagnostics(args.name, args.learner, args.task, parse_seeds(args.seeds), args.param,
                                     {"variables": args.variables, "every": args.every}, args.threshold)
     records, problems, paths = api.diagnose(requests, args.out, args.force, not args.quiet, args.executor,
-                                            args.jobs, args.timeout)
+                                            args.jobs, args.timeout, args.memory_limit)
     for path in paths:
         print(path)
     for line in problems:
@@ -173,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--learner", default=None, help="name(s), comma-separated (default: rf)")
     run.add_argument("--task", default=None, help="name(s), comma-separated (default: synthetic-defs)")
     run.add_argument("--suite", default=None, help="run a suite (suites/NAME.toml: default, smoke, gpu) instead")
-    run.add_argument("--seeds", default=None, help="a count N (seeds 0..N-1), a list 0,3,7 or a range 2-4 (default: 5)")
+    run.add_argument("--seeds", default=None, help="a count N (seeds 0..N-1), a list 0,3,7 or a range 2-4 (default: 10)")
     run.add_argument("--pipeline", default="two-stage", help=f"{' | '.join(PIPELINES)}, or both comma-separated")
     run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                      help="override a parameter (prefix task. or learner. if ambiguous); repeatable")
@@ -181,8 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="recompute runs that already have records")
     run.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                      help="definition accuracy that marks the evaluation point (default: 0.98)")
-    run.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
-                     help="equivalence margin in points for the verdict 'none' (default: 10)")
+    run.add_argument("--margin", type=float, default=None,
+                     help="equivalence margin in points for the verdict 'none' (default: each task's own, 10 for the built-ins)")
     run.add_argument("--jobs", type=int, default=1, help="parallel runs (worker processes or dask workers)")
     run.add_argument("--executor", default=None,
                      help="local (default), dask (a LocalCluster of --jobs workers), dask://HOST:PORT, "
@@ -190,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                      help="wall-clock limit per run: a run past it is stopped and recorded as an error "
                           "(default: the learner spec's `timeout`, else none; 0 = no limit)")
+    run.add_argument("--memory-limit", default=None, metavar="SIZE", help=MEMORY_HELP)
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar or per-run lines")
     run.set_defaults(func=cmd_run)
 
@@ -208,13 +218,13 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--param", action="append", default=[], metavar="NAME=V1,V2,...",
                     help="a swept parameter and its values (TOML, top-level commas split); repeatable: "
                          "the grid is the cartesian product; one value = a fixed setting")
-    sw.add_argument("--seeds", default="5", help="a count N (seeds 0..N-1), a list 0,3,7 or a range 2-4 (default: 5)")
+    sw.add_argument("--seeds", default="10", help="a count N (seeds 0..N-1), a list 0,3,7 or a range 2-4 (default: 10)")
     sw.add_argument("--pipeline", default="two-stage", help="two-stage | one-stage (default: two-stage)")
     sw.add_argument("--out", default=api.DEFAULT_OUT, help="results directory (default: results); the CSV "
                                                         "goes to OUT/sweeps/")
     sw.add_argument("--name", default=None, help="sweep CSV name (default: from learner, task and parameters)")
     sw.add_argument("--force", action="store_true", help="recompute runs that already have records")
-    sw.add_argument("--margin", type=float, default=DEFAULT_MARGIN, help="equivalence margin in points")
+    sw.add_argument("--margin", type=float, default=None, help="equivalence margin in points (default: each task's own)")
     sw.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     sw.set_defaults(func=cmd_sweep)
 
@@ -222,13 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("results", help="results directory (holds records/, maybe sweeps/)")
     pl.add_argument("--out", default="figures", help="folder for the figures (default: figures)")
     pl.add_argument("--formats", default=",".join(FORMATS), help=f"comma list of {', '.join(FORMATS)} (default: all)")
-    pl.add_argument("--margin", type=float, default=DEFAULT_MARGIN, help="equivalence margin in points")
+    pl.add_argument("--margin", type=float, default=None, help="equivalence margin in points (default: each task's own)")
     pl.set_defaults(func=cmd_plot)
 
     rp = sub.add_parser("report", help="a Markdown report of a results directory, figures beside it")
     rp.add_argument("results", help="results directory (holds records/, maybe sweeps/)")
     rp.add_argument("--out", default="report.md", help="Markdown path; figures go to figures/ beside it")
-    rp.add_argument("--margin", type=float, default=DEFAULT_MARGIN, help="equivalence margin in points")
+    rp.add_argument("--margin", type=float, default=None, help="equivalence margin in points (default: each task's own)")
     rp.set_defaults(func=cmd_report)
 
 
@@ -238,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     dg.add_argument("name", help="gradient-alignment | tag-probe | in-context")
     dg.add_argument("--learner", required=True, help="torch learner name(s), comma-separated")
     dg.add_argument("--task", default="synthetic-defs", help="task name(s), comma-separated")
-    dg.add_argument("--seeds", default="5", help="a count N (seeds 0..N-1), a list 0,3,7 or a range 2-4 (default: 5)")
+    dg.add_argument("--seeds", default="10", help="a count N (seeds 0..N-1), a list 0,3,7 or a range 2-4 (default: 10)")
     dg.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                     help="override a task or learner parameter, as in `run` (e.g. batch_size=16); repeatable")
     dg.add_argument("--variables", type=int, default=32, help="variables sampled per tag (default: 32)")
@@ -249,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     dg.add_argument("--force", action="store_true", help="recompute finished records")
     dg.add_argument("--jobs", type=int, default=1, help="parallel runs (supervised worker processes)")
     dg.add_argument("--executor", default=None, help="as for `run`: local (default), dask, dask://HOST:PORT, slurm")
+    dg.add_argument("--memory-limit", default=None, metavar="SIZE", help=MEMORY_HELP)
     dg.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                     help="wall-clock limit per run, as for `run` (0 = no limit)")
     dg.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
@@ -257,24 +268,60 @@ def build_parser() -> argparse.ArgumentParser:
     board = sub.add_parser("leaderboard", help="rebuild the leaderboard CSV from a results directory")
     board.add_argument("results", help="results directory (holds records/)")
     board.add_argument("-o", "--output", default=None, help="CSV path (default: RESULTS/leaderboard.csv)")
-    board.add_argument("--margin", type=float, default=DEFAULT_MARGIN)
+    board.add_argument("--margin", type=float, default=None, help="equivalence margin in points (default: each task's own)")
     board.set_defaults(func=cmd_leaderboard)
     return parser
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Values argparse accepts that no command can use, refused before any run starts."""
+    for name in ("out", "output"):
+        value = getattr(args, name, None)
+        if value is not None and not str(value).strip():
+            raise ImlbenchError(f"--{name} is empty; name a path")
+    if hasattr(args, "margin"):
+        check_margin(args.margin)
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[dict[str, bool]]:
+    """SIGTERM (`kill`, a scheduler's stop) ends a command as Ctrl-C does, through the SIGINT
+    handler, so that a run in progress tells it from a KeyboardInterrupt a learner raised."""
+    state = {"terminated": False}
+
+    def stop(signum, frame):
+        state["terminated"] = True
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield state
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except ImlbenchError as exc:
-        print(f"imlbench: error: {one_line(str(exc))}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\nimlbench: interrupted; finished runs are saved and will be reused", file=sys.stderr)
-        return 130
-    except OSError as exc:  # a full disk, a folder that became unwritable: one line, not a traceback
-        print(f"imlbench: error: {one_line(f'{type(exc).__name__}: {exc}')}", file=sys.stderr)
-        return 2
+    with sigterm_as_interrupt() as signalled:
+        try:
+            check_args(args)
+            return args.func(args)
+        except ImlbenchError as exc:
+            print(f"imlbench: error: {one_line(str(exc))}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            how = "terminated (SIGTERM)" if signalled["terminated"] else "interrupted"
+            print(f"\nimlbench: {how}; finished runs are saved and will be reused", file=sys.stderr)
+            return 143 if signalled["terminated"] else 130
+        except OSError as exc:  # a full disk, a folder that became unwritable: one line, not a traceback
+            print(f"imlbench: error: {one_line(f'{type(exc).__name__}: {exc}')}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

@@ -103,10 +103,10 @@ def _value_text(value: Any) -> str:
     return value if isinstance(value, str) else repr(value)
 
 
-def sweep(learner: str, task: str, grid: dict[str, list[Any]], seeds: int | Iterable[int] = 5,
+def sweep(learner: str, task: str, grid: dict[str, list[Any]], seeds: int | Iterable[int] = 10,
           pipeline: str = "two-stage", out: str | Path = "results", force: bool = False,
           verbose: bool = False, name: str | None = None, threshold: float = DEFAULT_THRESHOLD,
-          margin: float = DEFAULT_MARGIN) -> pd.DataFrame:
+          margin: float | None = None) -> pd.DataFrame:
     """Run every point of the cartesian `grid` (param overrides) and score each one.
 
     Every grid point is planned before any run starts, so a bad name or value fails at once. Returns

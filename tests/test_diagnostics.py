@@ -18,13 +18,14 @@ import torch
 from imlbench.cli import main
 from imlbench.api import diagnose, plan_diagnostics as plan
 from imlbench.harness.diagnostics import DIAGNOSTICS_DIR
-from imlbench.harness.diagnostics.measures import (group_grads, in_context_queries, mean_by_group, per_example_grads,
+from imlbench.diagnostics.measures import (group_grads, in_context_queries, mean_by_group, per_example_grads,
                                            per_example_grads_loop, sample_variables)
 from imlbench.learners.convnet import ConvNet
 from imlbench.learners.mlp import MLP
 from imlbench.learners.transformer import Transformer
 from imlbench.core.protocol import DEFINITION, QUESTION, SUBSET_CODE
-from imlbench.harness.runner import RunRequest, check_pipeline, exhaust, run_one
+from imlbench.harness.runner import RunRequest, run_one
+from imlbench.harness.stages import check_pipeline, exhaust
 from imlbench.core.registry import ImlbenchError, resolve
 from imlbench.tasks.synthetic_defs import SyntheticDefs
 from imlbench.tasks.tagged_digits import TaggedDigits
@@ -205,7 +206,7 @@ def diagnostic_records(out):
 
 
 def test_diagnose_in_parallel_workers_records_a_failing_seed_with_its_traceback(out):
-    argv = ["diagnose", "tag-probe", "--learner", "testplugins:ProbeFailsOnSeed1", "--seeds", "2", "--jobs", "2",
+    argv = ["diagnose", "tag-probe", "--learner", "diagplugins:ProbeFailsOnSeed1", "--seeds", "2", "--jobs", "2",
             "--variables", "8", "--out", str(out), "-q"] + [a for p in TINY_PARAMS for a in ("--param", p)]
     assert main(argv) == 1  # one seed failed
     found = diagnostic_records(out)
@@ -221,7 +222,7 @@ def test_diagnose_in_parallel_workers_records_a_failing_seed_with_its_traceback(
 
 def test_diagnose_resumes_after_kill_9_computing_only_what_is_missing(out):
     tests = Path(__file__).resolve().parent
-    command = [sys.executable, "-m", "imlbench", "diagnose", "tag-probe", "--learner", "testplugins:ProbeFailsOnSeed1",
+    command = [sys.executable, "-m", "imlbench", "diagnose", "tag-probe", "--learner", "diagplugins:ProbeFailsOnSeed1",
                "--seeds", "2", "--jobs", "2", "--variables", "8", "--out", str(out), "-q"]
     command += [a for p in TINY_PARAMS for a in ("--param", p)]
     driver = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(tests), "SLOW_SEED1": "1"},
@@ -235,7 +236,39 @@ def test_diagnose_resumes_after_kill_9_computing_only_what_is_missing(out):
     assert set(first) == {0}
     path, record = first[0]
     stamp = path.stat().st_mtime_ns
-    records, problems, _ = diagnose(plan("tag-probe", "testplugins:ProbeFailsOnSeed1", "synthetic-defs", [0, 1],
+    records, problems, _ = diagnose(plan("tag-probe", "diagplugins:ProbeFailsOnSeed1", "synthetic-defs", [0, 1],
                                          TINY_PARAMS, {"variables": 8}), out, verbose=False)
     assert path.stat().st_mtime_ns == stamp and records[0] == record  # seed 0 reused, not recomputed
     assert records[1]["status"] == "error" and len(problems) == 1  # seed 1 ran (and fails on purpose)
+
+
+def test_a_plugin_diagnostic_is_one_class_and_one_entry_point(out, monkeypatch):
+    """The README's sketch, registered as an entry point would register it, run through `diagnose`."""
+    from imlbench.harness import diagnostics as harness_diagnostics
+    from imlbench.harness.diagnostics import Context, Diagnostic
+
+    class DefinitionFit(Diagnostic):
+        needs, needs_text = "predict", "predictions"
+
+        def measure(self, ctx: Context) -> dict:
+            def rows_at(point, evaluator):
+                return [{"point": point, "tag": tag, "accuracy": acc}
+                        for tag, acc in evaluator.definitions(ctx.learner).items()]
+            return self.train_two_stages(ctx, rows_at)
+
+    class Point:  # what an installed entry point gives: a name whose load() is the class
+        def load(self):
+            return DefinitionFit
+
+    real = harness_diagnostics.entry_points
+    monkeypatch.setattr(harness_diagnostics, "entry_points",
+                        lambda kind: {**real(kind), "definition-fit": Point()} if kind == "diagnostic" else real(kind))
+    (record,), problems, paths = diagnose(plan("definition-fit", "mlp", "synthetic-defs", [0], TINY_PARAMS), out,
+                                          verbose=False)
+    assert not problems and record["status"] == "ok"
+    rows = pd.DataFrame(record["rows"])
+    assert set(rows["point"]) == {"after_stage1", "at_point"} and set(rows["tag"]) == {"tag1", "tag2", "tag3"}
+    at_point = rows[rows["point"] == "at_point"]["accuracy"]
+    assert record["definitions_learned"] == bool(at_point.min() >= 0.98)  # the point as the runner finds it
+    assert (out / DIAGNOSTICS_DIR / "definition-fit.csv").exists()
+

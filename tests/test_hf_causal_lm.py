@@ -42,7 +42,11 @@ def offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
 
-    def no_network(*args, **kwargs):
+    real_connect = socket.socket.connect
+
+    def no_network(sock, address, *args, **kwargs):
+        if sock.family == socket.AF_UNIX:  # the fork server a learner process starts from: local
+            return real_connect(sock, address, *args, **kwargs)
         raise AssertionError("the test tried to reach the network")
 
     monkeypatch.setattr(socket.socket, "connect", no_network)
@@ -135,12 +139,17 @@ def test_stage2_continues_weights_and_optimizer(task_data):
 
 
 def test_bfloat16_autocast_runs_on_cpu(task_data):
+    import torch
+
     task, data, encode = task_data
     learner = HFCausalLM(**{**TINY, "epochs": 1, "dtype": "bfloat16"})
     for _ in learner.fit(encode("stage1")):
         pass
     assert learner.run_info_["dtype"] == "bfloat16"
-    assert next(learner.model_.parameters()).dtype.is_floating_point  # weights stay float32
+    # autocast computes in bfloat16, but the weights and AdamW's moments stay float32
+    assert {p.dtype for p in learner.model_.parameters()} == {torch.float32}
+    assert {v.dtype for state in learner.optimizer_.state.values() for k, v in state.items() if k != "step"} \
+        == {torch.float32}
     assert len(learner.predict(encode("stage2", query=True))) == len(data.stage2)
 
 
@@ -269,8 +278,8 @@ def test_synthetic_defs_text_shows_iml(tmp_path):
 
 def test_hidden_states_feed_the_tag_probe(task_data):
     """The diagnostics interface: one (n, width) array per layer, embeddings first, at the last prompt
-    token; `imlbench diagnose tag-probe` accepts the learner, gradient-alignment does not."""
-    from imlbench.harness.diagnostics import has_interface
+    token; `imlbench diagnose` accepts the learner for the tag probe and for gradient alignment."""
+    from imlbench.harness.diagnostics import get_diagnostic
 
     task, data, encode = task_data
     learner = HFCausalLM(**TINY)
@@ -280,5 +289,35 @@ def test_hidden_states_feed_the_tag_probe(task_data):
     layers = learner.hidden_states(queries)
     assert len(layers) == TINY["n_layers"] + 1
     assert all(h.shape == (len(data.test), TINY["d_model"]) and np.isfinite(h).all() for h in layers)
-    assert np.allclose(learner.hidden_states(queries)[-1], layers[-1])  # batching does not change it
-    assert has_interface(HFCausalLM, "tag-probe") and not has_interface(HFCausalLM, "gradient-alignment")
+    # batching and left padding change nothing: one query at a time gives the same states
+    few = replace(queries, prompts=queries.prompts[:16])
+    assert len({len(learner.tokenizer_(p)["input_ids"]) for p in few.prompts}) > 1  # so padding differs
+    alone = learner.set_params(eval_batch_size=1).hidden_states(few)
+    for one, batched in zip(alone, layers):
+        np.testing.assert_allclose(one, batched[:16], rtol=1e-4, atol=1e-5)
+    assert get_diagnostic("tag-probe").supports(HFCausalLM)
+    assert get_diagnostic("gradient-alignment").supports(HFCausalLM)
+
+
+def test_per_example_loss_feeds_gradient_alignment(task_data):
+    """`example_loss` ignores padding, agrees with the training loss (weighted by loss tokens), and
+    vmapped per-example gradients through `functional_call` equal a plain autograd loop."""
+    import torch
+
+    from imlbench.diagnostics.measures import per_example_grads, per_example_grads_loop
+
+    task, data, encode = task_data
+    learner = HFCausalLM(**{**TINY, "epochs": 1})
+    for _ in learner.fit(encode("stage1")):
+        pass
+    tensors = learner.tensors(encode("stage1"))  # questions and definitions: lengths differ
+    rows = torch.argsort(tensors[1], stable=True)[:6]  # the shortest documents: the batch has padding to cut
+    full, cropped = tuple(t[rows] for t in tensors), learner.make_batch(tensors, rows)
+    assert cropped[0].shape[1] < full[0].shape[1]  # the batch was cut to its longest document
+    losses = learner.example_loss(cropped)
+    assert losses.shape == (6,) and torch.allclose(learner.example_loss(full), losses, atol=1e-6)
+    tokens = cropped[2][:, 1:].sum(dim=1)
+    assert torch.allclose(learner.batch_loss(cropped), (losses * tokens).sum() / tokens.sum(), atol=1e-6)
+    vmapped, looped = per_example_grads(learner, full), per_example_grads_loop(learner, full)
+    assert vmapped.shape == (6, sum(p.numel() for p in learner.model_.parameters()))
+    torch.testing.assert_close(vmapped, looped, rtol=1e-4, atol=1e-5)

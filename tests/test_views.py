@@ -11,7 +11,7 @@ import imlbench
 from imlbench.learners.controls import Majority, TagBlind
 from imlbench.core.protocol import DEFINITION, Examples, TableData, TaskData
 from imlbench.core.registry import ImlbenchError
-from imlbench.harness.runner import choose_view
+from imlbench.harness.stages import choose_view
 from imlbench.tasks.synthetic_defs import SyntheticDefs
 from imlbench.tasks.tagged_digits import TaggedDigits
 from imlbench.views.base import IMAGE, TABLE, TOKENS, VIEWS, View, get_view, is_query, register_view, view_of
@@ -85,42 +85,20 @@ def test_tag_blind_runs_only_where_a_view_keeps_the_tag_apart():
 # -- adding a view: one View subclass (plus its plain data classes) and register_view ---------------
 
 
-@dataclass(frozen=True)
-class TripleData:
-    triples: np.ndarray  # (n, 3): kind, relation, subject
-    y: np.ndarray
-
-
-@dataclass(frozen=True)
-class TripleQueries:
-    triples: np.ndarray
-
-
-class TripleView(View):
-    name, data_class, queries_class = "triples", TripleData, TripleQueries
-    tagged = False
-
-    def encode(self, data: TaskData, examples: Examples) -> TripleData | TripleQueries:
-        triples = np.stack([examples.kind, examples.relation, examples.subject], axis=1)
-        return TripleQueries(triples) if is_query(examples) else TripleData(triples, examples.target)
-
-
-class TripleTask(SyntheticDefs):
-    views = ("triples",)
-
-
 @pytest.fixture
 def triples():
-    view = register_view(TripleView())
-    yield view
-    del VIEWS[view.name]
+    """A plugin's view, registered when its module is imported (in the learner's process too)."""
+    import viewplugins
+
+    yield register_view(viewplugins.TripleView())
+    del VIEWS["triples"]
 
 
 def test_a_new_view_is_one_class(triples, tmp_path):
-    summary = imlbench.run(learner="majority", task="test_views:TripleTask", seeds=1, out=tmp_path,
+    summary = imlbench.run(learner="majority", task="viewplugins:TripleTask", seeds=1, out=tmp_path,
                            params={"n_entities": 60})
     record = summary.attrs["records"][0]
     assert record["status"] == "ok", record["error"]
     assert record["view"] == "triples"
     with pytest.raises(ImlbenchError, match="offers none it can use"):  # the view keeps no tag apart
-        imlbench.plan(learner="tag-blind", task="test_views:TripleTask", params={"base": "majority"})
+        imlbench.plan(learner="tag-blind", task="viewplugins:TripleTask", params={"base": "majority"})

@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 import pandas as pd
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 DEFAULT_THRESHOLD = 0.98  # definition accuracy that marks the evaluation point (PROTOCOL §3)
 
 # Example kinds.
@@ -271,6 +271,9 @@ class Task(Parameterized, ABC):
     # False where the task draws the tag into its input in every view (pixels), so that no view
     # keeps it apart and a tag-blind control cannot run on the task.
     separable_tags: ClassVar[bool] = True
+    # The equivalence margin (points) of its verdict `none` (PROTOCOL §5): a task whose subsets hold
+    # few variables, so that one answer moves accuracy by several points, declares a larger one.
+    margin: ClassVar[float] = 10.0
     has_pictures: ClassVar[bool] = False  # `show` saves a picture of what a learner is given
 
     @abstractmethod
@@ -297,15 +300,23 @@ class Learner(Parameterized, ABC):
     """A learner consumes one view and trains in stages.
 
     `fit` and `continue_fit` are generators: they `yield` at every checkpoint (after an epoch, a
-    boosting round, a batch of trees) so the harness can evaluate between yields and close the
-    generator at the evaluation point (PROTOCOL §3). Between yields the learner must be able to
-    `predict`. Seeded learners take a `random_state` hyperparameter; the harness sets it per run.
+    boosting round, a batch of trees) so the harness can evaluate between yields; a fit runs its
+    whole budget (PROTOCOL §3). Between yields the learner must be able to `predict`. Seeded
+    learners take a `random_state` hyperparameter; the harness sets it per run.
+
+    Optional: `predict_scores(queries, candidates) -> (n, len(candidates))` log-probabilities (or
+    log-scores) of each candidate label id per query, for the continuous effect (PROTOCOL §5). The
+    learner scores every candidate; the harness alone knows which one is correct.
     """
 
     views: ClassVar[tuple[str, ...]] = ()
     capabilities: ClassVar[frozenset[str]] = frozenset()  # e.g. {"continue_training"}
     hides_tags: ClassVar[bool] = False  # runs only on views where the task keeps the tag separate
     is_control: ClassVar[bool] = False  # a control, whose verdict must be `none` (reports mark it)
+    # False where stage 2 cannot depend on what stage 1 taught (a forest that grows new trees on the
+    # stage-2 data alone): its two-stage verdict is then a null by construction (PROTOCOL §5)
+    stage2_uses_stage1: ClassVar[bool] = True
+    relative_cost: ClassVar[float] = 1.0  # seconds per run relative to rf: parallel grids start long runs first
 
     def supported_views(self) -> tuple[str, ...]:
         return self.views

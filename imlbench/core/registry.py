@@ -8,7 +8,11 @@ defaults; or `package.module:Class`.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import inspect
+import math
+import sys
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -37,6 +41,7 @@ class Spec:
     version: int = 1
     source: str = field(default="", compare=False)
     timeout: float | None = field(default=None, compare=False)  # seconds; a learner spec's default limit
+    code: str = ""  # the version of its class's code (`code_version`): part of a run's key, not of to_dict
 
     def build(self):
         return load_target(self.kind, self.target)(**self.params)
@@ -104,6 +109,21 @@ def load_target(kind: str, target: str) -> type:
     return cls
 
 
+def code_version(kind: str, target: str, cls: type) -> str:
+    """What version of a class's code runs: an entry point's distribution and version (for the
+    built-ins, imlbench's own package version, which an editable install never bumps), else a hash
+    of the source file of the class's module (`package.module:Class`)."""
+    point = entry_points(kind).get(target)
+    if point is not None:
+        dist = getattr(point, "dist", None)
+        return f"{dist.name}=={dist.version}" if dist is not None else "unknown"
+    try:
+        source = Path(inspect.getfile(sys.modules[cls.__module__])).read_bytes()
+    except (KeyError, TypeError, OSError):  # a class without a source file (built in a notebook)
+        return "unknown"
+    return "sha256:" + hashlib.sha256(source).hexdigest()[:16]
+
+
 def _read_toml(kind: str, path: Path) -> dict[str, Any]:
     try:
         spec = tomllib.loads(path.read_text())
@@ -129,7 +149,7 @@ SPEC_TYPES = {
     "description": (lambda v: isinstance(v, str), "a string"),
     "version": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "a positive integer"),
     "params": (lambda v: isinstance(v, dict), "a table ([params])"),
-    "timeout": (lambda v: _number(v) and v > 0, "a positive number of seconds"),
+    "timeout": (lambda v: _number(v) and 0 < v < math.inf, "a positive, finite number of seconds"),
     "learner": (_text, "a non-empty string"),
     "task": (_text, "a non-empty string"),
 }
@@ -179,7 +199,8 @@ def resolve(kind: str, name: str, overrides: dict[str, Any] | None = None) -> Sp
     params.update(check_params(kind, display, cls, overrides or {}))
     if overrides:  # a variant is its own leaderboard row: name it by what was changed
         display += "[" + ",".join(f"{k}={v}" for k, v in sorted(overrides.items())) + "]"
-    spec = Spec(kind, display, target, params, raw.get("version", 1), source, raw.get("timeout"))
+    spec = Spec(kind, display, target, params, raw.get("version", 1), source, raw.get("timeout"),
+                code_version(kind, target, cls))
     validate(spec)
     return spec
 

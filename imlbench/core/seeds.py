@@ -26,8 +26,14 @@ def stream(seed: int, purpose: int) -> np.random.SeedSequence:
 
 
 def rng(seed: int, purpose: int) -> np.random.Generator:
-    """The generator of one named stream of a run's seed."""
+    """The generator of one named stream of a run's seed, as the tasks draw their data."""
     return np.random.default_rng(stream(seed, purpose))
+
+
+def harness_rng(seed: int, purpose: int) -> np.random.Generator:
+    """The generator of one of the harness's streams (one-stage order, diagnostics): seeded with
+    `derive_seed`, as the published records were (a different generator than `rng`'s)."""
+    return np.random.default_rng(derive_seed(seed, purpose))
 
 
 def derive_seed(seed: int, purpose: int) -> int:

@@ -8,6 +8,9 @@ its own record, so a driver that dies loses nothing: a rerun reuses every finish
 
 A time limit (`timeout`, or a learner spec's `timeout`) moves a run into a supervised worker
 wherever it executes: the worker is killed at the limit and the run gets an error record.
+
+Every run's learner executes in a process of its own (`imlbench.harness.remote`), killed with its
+process group when the run ends; `memory_limit` bounds that process group's resident memory.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from typing import Any, Iterator
 from tqdm.auto import tqdm
 
 from imlbench.store.records import prepare_out
-from imlbench.core.registry import ImlbenchError, did_you_mean
+from imlbench.core.registry import load_target, ImlbenchError, did_you_mean
+from imlbench.harness.processes import parse_memory, preload
 from imlbench.harness.runner import RunRequest, cached_record
 from imlbench.execution.workers import job_outcome, run_limited, run_supervised
 
@@ -33,12 +37,13 @@ DASK_CONNECT_SECONDS = 10
 SLURM_MARGIN_MINUTES = 5  # Slurm's own limit is a backstop: the job stops the run at its limit first
 
 
-def run_job(request: RunRequest, out: str, force: bool, limit: float | None = None) -> dict[str, Any]:
+def run_job(request: RunRequest, out: str, force: bool, limit: float | None = None,
+            memory_limit: int | None = None) -> dict[str, Any]:
     """One run, as a picklable job for any engine. Returns {"record", "cached"} or {"problem"}.
     With a limit the run executes in a supervised child process of the job."""
     if limit is None:
-        return job_outcome(request, out, force)
-    return run_limited(request, out, force, limit)
+        return job_outcome(request, out, force, memory_limit=memory_limit)
+    return run_limited(request, out, force, limit, memory_limit)
 
 
 def check_timeout(timeout: float | None) -> None:
@@ -113,15 +118,18 @@ def _reachable(spec: str) -> str:
 
 
 def drive(requests: list[RunRequest], out: str | Path, force: bool = False, executor: str | Any = None,
-          jobs: int = 1, quiet: bool = False, timeout: float | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+          jobs: int = 1, quiet: bool = False, timeout: float | None = None,
+          memory_limit: str | int | None = None) -> tuple[list[dict[str, Any]], list[str]]:
     """Load finished runs, execute the missing ones, and show one progress bar (runs done / total,
     failures, ETA; the current run's stage and checkpoint where known). Returns (records, problems).
     `executor` is a name ("local": in this process with one job and no time limit, else `jobs`
     supervised workers; see `open_executor` for the others) or any object with a
-    concurrent.futures-style `submit`. `timeout` (seconds, 0 = none) limits every run."""
+    concurrent.futures-style `submit`. `timeout` (seconds, 0 = none) limits every run; `memory_limit`
+    ("4G", "512M", bytes; 0 = none; None = the machine's memory / jobs) every run's learner."""
     if jobs < 1:
         raise ImlbenchError(f"--jobs must be at least 1, got {jobs}")
     check_timeout(timeout)
+    memory = parse_memory(memory_limit, jobs)
     if isinstance(executor, str):
         check_executor(executor)
     prepare_out(out)
@@ -152,12 +160,32 @@ def drive(requests: list[RunRequest], out: str | Path, force: bool = False, exec
             shown[0] = time.monotonic()
 
     try:
-        todo = _missing(requests, out, force, finish)
+        todo = longest_first(_missing(requests, out, force, finish))
+        preload(sorted({module for module in map(learner_module, todo) if module}))
         jobs_ = [(request, limit_for(request, timeout)) for request in todo]
-        _execute(jobs_, str(out), force, executor, jobs, finish, show)
+        _execute(jobs_, str(out), force, executor, jobs, finish, show, memory)
     finally:
         bar.close()
     return [found[id(r)] for r in requests if id(r) in found], problems
+
+
+def learner_module(request) -> str | None:
+    """The module of a request's learner class (the fork servers import it once, not every run)."""
+    try:
+        return load_target("learner", request.learner.target).__module__
+    except ImlbenchError:
+        return None
+
+
+def longest_first(requests: list) -> list:
+    """Runs ordered by their learner's declared `relative_cost`, longest first (stable otherwise), so
+    that parallel workers do not end a grid waiting on one long straggler started last."""
+    def cost(request) -> float:
+        try:
+            return float(getattr(load_target("learner", request.learner.target), "relative_cost", 1.0))
+        except ImlbenchError:
+            return 1.0
+    return sorted(requests, key=cost, reverse=True)
 
 
 def _missing(requests: list[RunRequest], out, force: bool, finish) -> list[RunRequest]:
@@ -179,24 +207,25 @@ def _missing(requests: list[RunRequest], out, force: bool, finish) -> list[RunRe
 
 
 def _execute(jobs_: list[tuple[RunRequest, float | None]], out: str, force: bool, executor, jobs: int,
-             finish, show) -> None:
+             finish, show, memory: int | None = None) -> None:
     if not jobs_:
         return
     if executor is not None and not isinstance(executor, str):
-        _poll(executor, jobs_, out, force, finish)
+        _poll(executor, jobs_, out, force, finish, memory)
     elif (executor or "local") != "local":
         longest = max((limit for _, limit in jobs_ if limit is not None), default=None)
         with open_executor(executor, jobs, out, longest) as engine:
-            _poll(engine, jobs_, out, force, finish)
+            _poll(engine, jobs_, out, force, finish, memory)
     elif jobs == 1 and all(limit is None for _, limit in jobs_):
         for request, _ in jobs_:
-            finish(request, job_outcome(request, out, force, lambda *where, r=request: show(r, *where)))
+            finish(request, job_outcome(request, out, force, lambda *where, r=request: show(r, *where), memory))
     else:
-        run_supervised(jobs_, out, force, jobs, finish, show)
+        run_supervised(jobs_, out, force, jobs, finish, show, memory)
 
 
-def _poll(engine: Any, jobs_: list[tuple[RunRequest, float | None]], out: str, force: bool, finish) -> None:
-    pending = {engine.submit(run_job, request, out, force, limit): request for request, limit in jobs_}
+def _poll(engine: Any, jobs_: list[tuple[RunRequest, float | None]], out: str, force: bool, finish,
+          memory: int | None = None) -> None:
+    pending = {engine.submit(run_job, request, out, force, limit, memory): request for request, limit in jobs_}
     while pending:
         for future in [f for f in pending if f.done()]:
             request = pending.pop(future)

@@ -25,10 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from imlbench.core.errors import ImlbenchError
+from imlbench.harness import processes, remote
 from imlbench.harness.runner import RunRequest, failure_record, run_one
 
-BOOT = ("import json, sys; sys.path[:] = json.loads(sys.argv[1]); "
-        "from imlbench.execution.workers import serve; serve(int(sys.argv[2]))")
+# the parent watch starts before the (slow) imports: a supervisor may die while they run
+BOOT = ("import json, os, sys, threading, time; sys.path[:] = json.loads(sys.argv[1]); "
+        "threading.Thread(target=lambda: [time.sleep(0.5) or os.getppid() == int(sys.argv[3]) or os._exit(1) "
+        "for _ in iter(int, 1)], daemon=True).start(); "
+        "from imlbench.execution.workers import serve; serve(int(sys.argv[2]), int(sys.argv[3]))")
 PROGRESS_EVERY = 0.2  # seconds between a worker's progress messages (a stage change is sent at once)
 PARENT_CHECK = 0.5  # seconds between a worker's checks that its parent is alive
 
@@ -36,10 +40,11 @@ Finish = Callable[[RunRequest, dict[str, Any]], None]
 OnProgress = Callable[[RunRequest, str, int, str], None]
 
 
-def job_outcome(request: RunRequest, out: str, force: bool, progress=None) -> dict[str, Any]:
+def job_outcome(request: RunRequest, out: str, force: bool, progress=None,
+                memory_limit: int | None = None) -> dict[str, Any]:
     """One run. Returns {"record", "cached"} or {"problem"} (a corrupt record, an unwritable folder)."""
     try:
-        record, cached = run_one(request, Path(out), force=force, progress=progress)
+        record, cached = run_one(request, Path(out), force=force, progress=progress, memory_limit=memory_limit)
     except ImlbenchError as exc:
         return {"problem": str(exc)}
     except OSError as exc:
@@ -51,16 +56,20 @@ def job_outcome(request: RunRequest, out: str, force: bool, progress=None) -> di
 # the worker side
 
 
-def serve(fd: int) -> None:
-    """A worker's loop: receive (request, out, force), run it, send the outcome; exit on EOF."""
+def serve(fd: int, parent: int | None = None) -> None:
+    """A worker's loop: receive (request, out, force, memory limit), run it, send the outcome; exit
+    on EOF. It names each learner process group it starts, for the supervisor to kill at a limit.
+    `parent`: the supervisor's pid (it may die while this worker still imports)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     conn = Connection(fd)
-    _exit_with_parent(os.getppid())
+    _exit_with_parent(os.getppid() if parent is None else parent)
+    remote.announce = lambda pgid: conn.send(("learner", pgid))
     try:
+        processes.warm_up()  # before "ready": no run's time limit pays for the fork server's imports
         conn.send(("ready",))
         while True:
-            request, out, force = conn.recv()
-            conn.send(("done", job_outcome(request, out, force, _Reporter(conn))))
+            request, out, force, memory_limit = conn.recv()
+            conn.send(("done", job_outcome(request, out, force, _Reporter(conn), memory_limit)))
     except (EOFError, OSError):  # the supervisor closed the pipe or is gone: nothing left to do
         return
 
@@ -98,15 +107,16 @@ class _Worker:
     def __init__(self) -> None:
         self.conn, child = Pipe()
         path = json.dumps([str(p) for p in sys.path])  # plugins importable here are importable there
-        self.proc = subprocess.Popen([sys.executable, "-c", BOOT, path, str(child.fileno())], pass_fds=[child.fileno()])
+        self.proc = subprocess.Popen([sys.executable, "-c", BOOT, path, str(child.fileno()), str(os.getpid())], pass_fds=[child.fileno()])
         child.close()
         self.ready = False
         self.job: tuple[RunRequest, float | None] | None = None
         self.started = 0.0
         self.where: tuple[str, int] = ("starting", 0)
+        self.learners: set[int] = set()  # process groups of the current run's learner
 
-    def start(self, job: tuple[RunRequest, float | None], out: str, force: bool) -> None:
-        self.conn.send((job[0], out, force))
+    def start(self, job: tuple[RunRequest, float | None], out: str, force: bool, memory_limit: int | None) -> None:
+        self.conn.send((job[0], out, force, memory_limit))
         self.job, self.started, self.where = job, time.monotonic(), ("starting", 0)
 
     def overdue(self, now: float) -> bool:
@@ -123,13 +133,21 @@ class _Worker:
         return found
 
     def kill(self) -> None:
-        """Kill the process; its pipe stays open so what it sent before dying can still be read."""
+        """Kill the process and its learner's group; its pipe stays open so what it sent before dying
+        can still be read."""
         self.proc.kill()
         self.proc.wait()
+        self.kill_learners()
+
+    def kill_learners(self) -> None:
+        for pgid in self.learners:
+            processes.kill_group(pgid)
+        self.learners.clear()
 
     def stop(self, kill: bool) -> None:
         if kill:
             self.proc.kill()
+            self.kill_learners()
         self.conn.close()  # an idle worker exits on EOF
         try:
             self.proc.wait(timeout=5)
@@ -145,7 +163,7 @@ class _Worker:
 
 
 def run_supervised(jobs: list[tuple[RunRequest, float | None]], out: str, force: bool, size: int,
-                   finish: Finish, on_progress: OnProgress | None = None) -> None:
+                   finish: Finish, on_progress: OnProgress | None = None, memory_limit: int | None = None) -> None:
     """Run (request, time limit or None) jobs on `size` workers, calling finish(request, outcome)
     for each; a job past its limit or whose worker died gets an error record naming where it was."""
     queue = deque(jobs)
@@ -155,7 +173,7 @@ def run_supervised(jobs: list[tuple[RunRequest, float | None]], out: str, force:
         while queue or any(w.job for w in workers):
             for worker in workers:
                 if worker.ready and worker.job is None and queue:
-                    worker.start(queue.popleft(), out, force)
+                    worker.start(queue.popleft(), out, force, memory_limit)
             wait([w.conn for w in workers], timeout=_next_deadline(workers))
             alive = []
             for worker in workers:
@@ -201,12 +219,15 @@ def _read(worker: _Worker, messages: list[tuple], finish: Finish, on_progress: O
     for message in messages:
         if message[0] == "ready":
             worker.ready = True
+        elif message[0] == "learner":
+            worker.learners.add(message[1])
         elif message[0] == "progress" and worker.job is not None:
             worker.where = (message[1], message[2])
             if on_progress:
                 on_progress(worker.job[0], *message[1:])
         elif message[0] == "done" and worker.job is not None:
             request, worker.job = worker.job[0], None
+            worker.learners.clear()  # the worker ended its learner's group itself
             finish(request, message[1])
         elif message[0] == "died":
             return False
@@ -225,8 +246,10 @@ def _record_failure(worker: _Worker, out: str, finish: Finish, what: str) -> Non
     finish(request, {"record": record, "cached": False})
 
 
-def run_limited(request: RunRequest, out: str, force: bool, limit: float | None) -> dict[str, Any]:
+def run_limited(request: RunRequest, out: str, force: bool, limit: float | None,
+                memory_limit: int | None = None) -> dict[str, Any]:
     """One run in its own supervised worker: how an engine job (dask, Slurm) enforces a time limit."""
     outcomes: list[dict[str, Any]] = []
-    run_supervised([(request, limit)], out, force, 1, lambda _, outcome: outcomes.append(outcome))
+    run_supervised([(request, limit)], out, force, 1, lambda _, outcome: outcomes.append(outcome),
+                   memory_limit=memory_limit)
     return outcomes[0]

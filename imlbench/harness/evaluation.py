@@ -23,7 +23,9 @@ class InvalidPredictions(ValueError):
 class Evaluator:
     """Holds the targets; predicts through the learner's public `predict` on target-free queries."""
 
-    def __init__(self, task: Task, data: TaskData, view: str):
+    def __init__(self, task: Task, data: TaskData, view: str, stage1_definitions: bool = False):
+        """`stage1_definitions`: the definitions whose fit marks the evaluation point include the
+        stage-1 ones (one-stage fits train on them together with stage 2's, PROTOCOL §3)."""
         self._task, self._data, self._view = task, data, view
         self._vocab_size = len(data.vocab)
         self.seconds = 0.0  # time spent evaluating (learner.predict included)
@@ -31,6 +33,10 @@ class Evaluator:
         stage2_defs = data.stage2.select(data.stage2.kind == DEFINITION)
         self._add("test", data.test, "test", data.test.subset)
         self._add("definitions", stage2_defs, "stage2", stage2_defs.relation)
+        self._stage1_definitions = stage1_definitions
+        if stage1_definitions:
+            stage1_defs = data.stage1.select(data.stage1.kind == DEFINITION)
+            self._add("stage1_definitions", stage1_defs, "stage1", stage1_defs.subset)
         labels = np.array([_train_label(s, k) for s, k in zip(data.stage1.subset, data.stage1.kind)])
         self._add("train", data.stage1, "stage1", labels)
         tag_ids = data.vocab.roles["tag"]
@@ -53,7 +59,29 @@ class Evaluator:
         return {SUBSETS[int(code)]: acc for code, acc in self._accuracy(learner, "test").items()}
 
     def definitions(self, learner: Learner) -> dict[str, float]:
-        return {self._tag_name[int(t)]: acc for t, acc in self._accuracy(learner, "definitions").items()}
+        """Stage-2 definition accuracy per tag, and in single fits the stage-1 definitions' per
+        subset (`qd2incons` among them: the conflict that teaches reliability)."""
+        found = {self._tag_name[int(t)]: acc for t, acc in self._accuracy(learner, "definitions").items()}
+        if self._stage1_definitions:
+            found.update({SUBSETS[int(s)]: acc for s, acc in self._accuracy(learner, "stage1_definitions").items()})
+        return found
+
+    def answer_logprob(self, learner: Learner) -> dict[str, float] | None:
+        """Mean log-probability of the correct answer per test subset, for a learner with
+        `predict_scores` (None otherwise). The learner scores every candidate of the label space;
+        only here, with the answer key, is the correct one picked."""
+        if not callable(getattr(learner, "predict_scores", None)):
+            return None
+        queries, targets, groups = self._sets["test"]
+        start = time.perf_counter()
+        candidates = self._data.label_space
+        scores = check_scores(learner.predict_scores(queries, candidates), len(targets), len(candidates))
+        column = np.searchsorted(candidates, targets)
+        inside = (column < len(candidates)) & (candidates[np.minimum(column, len(candidates) - 1)] == targets)
+        picked = np.where(inside, scores[np.arange(len(targets)), np.minimum(column, len(candidates) - 1)], np.nan)
+        found = {SUBSETS[int(g)]: float(np.nanmean(picked[groups == g])) for g in np.unique(groups)}
+        self.seconds += time.perf_counter() - start
+        return found
 
     def train(self, learner: Learner) -> dict[str, float]:
         return {str(k): v for k, v in self._accuracy(learner, "train").items()}
@@ -79,6 +107,17 @@ def check_predictions(predicted: Any, n: int, vocab_size: int) -> np.ndarray:
             raise InvalidPredictions(f"predict returned {what} for {int(bad.sum())} of {n} queries "
                                      f"(e.g. {array[bad][0].item()!r}); {valid}")
     return array.astype(np.int64)
+
+
+def check_scores(scores: Any, n: int, n_candidates: int) -> np.ndarray:
+    """(n, candidates) finite log-probabilities, or InvalidPredictions naming what is wrong."""
+    array = np.asarray(scores, dtype=float)
+    if array.shape != (n, n_candidates):
+        raise InvalidPredictions(f"predict_scores returned shape {array.shape}; expected ({n}, {n_candidates}): "
+                                 f"one log-probability per query and candidate label")
+    if np.isnan(array).any() or np.isposinf(array).any():
+        raise InvalidPredictions("predict_scores returned NaN or +inf; expected log-probabilities")
+    return array
 
 
 def _train_label(subset: int, kind: int) -> str:

@@ -58,7 +58,7 @@ class OneStage(Pipeline):
 
     def single_fit(self, data: TaskData, seed: int) -> Examples:
         union = Examples.concat([data.stage1, data.stage2])
-        return union.select(seeds.rng(seed, seeds.STAGE2_ORDER).permutation(len(union)))
+        return union.select(seeds.harness_rng(seed, seeds.STAGE2_ORDER).permutation(len(union)))
 
 
 class ThreeStage(Pipeline):

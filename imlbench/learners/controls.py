@@ -13,6 +13,7 @@ from imlbench.views.base import VIEWS, view_of
 
 class Majority(Learner):
     """Always answers the most frequent training label (ties: the smallest id)."""
+    relative_cost = 0.05  # seconds per run relative to rf (longest runs start first)
 
     capabilities = frozenset({"continue_training"})
     is_control = True
@@ -79,6 +80,16 @@ class TagBlind(Learner):
 
     def predict(self, queries) -> np.ndarray:
         return self._base().predict(blind(queries))
+
+    @property
+    def stage2_uses_stage1(self) -> bool:  # as its base learner
+        return getattr(self._base(), "stage2_uses_stage1", True)
+
+    def __getattr__(self, name: str):
+        """`predict_scores` exactly when the base learner has it (answer scores are optional)."""
+        if name == "predict_scores" and callable(getattr(self._base(), "predict_scores", None)):
+            return lambda queries, candidates: self._base().predict_scores(blind(queries), candidates)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
 
 def blind(data):

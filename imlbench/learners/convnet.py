@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from imlbench.learners.torch_base import TorchLearner
+from imlbench.learners.torch_base import TorchLearner, log_softmax_at
 from imlbench.core.protocol import ImageData, ImageQueries
 
 
@@ -44,10 +44,11 @@ class SmallCNN(nn.Module):
 
 
 class ConvNet(TorchLearner):
+    relative_cost = 6  # seconds per run relative to rf (longest runs start first)
     views = ("image",)
 
     def __init__(self, channels1: int = 16, channels2: int = 32, hidden: int = 256, epochs: int = 30,
-                 stage2_epochs: int = 200, batch_size: int = 64, stage2_batch_size: int = 16,
+                 stage2_epochs: int = 112, batch_size: int = 64, stage2_batch_size: int = 16,
                  lr: float = 1e-3, stage2_lr: float = 2e-4, n_threads: int = 1, device: str = "auto",
                  random_state: int = 0):
         self.channels1 = channels1
@@ -81,11 +82,16 @@ class ConvNet(TorchLearner):
         return F.cross_entropy(self._forward(params, images), labels, reduction="none")
 
     @torch.no_grad()
-    def predict(self, queries: ImageQueries) -> np.ndarray:
+    def logits(self, queries: ImageQueries) -> torch.Tensor:
         self._inference()
         images = self._as_tensor(queries.images, np.float32)
-        scores = torch.cat([self.model_(images[i: i + 4096]) for i in range(0, len(images), 4096)])
-        return self.label_space_[scores.argmax(dim=1).cpu().numpy()]
+        return torch.cat([self.model_(images[i: i + 4096]) for i in range(0, len(images), 4096)])
+
+    def predict(self, queries: ImageQueries) -> np.ndarray:
+        return self.label_space_[self.logits(queries).argmax(dim=1).cpu().numpy()]
+
+    def predict_scores(self, queries: ImageQueries, candidates: np.ndarray) -> np.ndarray:
+        return log_softmax_at(self.logits(queries), np.searchsorted(self.label_space_, candidates))
 
     @torch.no_grad()
     def hidden_states(self, queries: ImageQueries) -> list[np.ndarray]:

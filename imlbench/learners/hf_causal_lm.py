@@ -7,9 +7,11 @@ token per word or punctuation mark, built in-process from the task's texts with 
 library), or another hub name or directory.
 
 Training reads each document as prompt + completion + end-of-text, with the cross-entropy loss on
-the completion and the end-of-text token only. Stage 2 continues from the stage-1 weights and AdamW
-state at `stage2_lr`, as the `transformer` learner does. Weights load in `fit`, never in the
-constructor: the harness builds a learner's spec several times per run.
+the completion and the end-of-text token only. The epoch loop, seeding, device and the two stages
+(stage 2 continues the stage-1 weights and AdamW state at `stage2_lr`) are `TorchLearner`'s, as for
+the `transformer` learner; this file holds the tokenizer, the encoding of texts and generation.
+Weights load in `fit`, never in the constructor: the harness builds a learner's spec several times
+per run.
 
 `predict` generates greedily, in batches of left-padded prompts, at most one token more than the
 longest label (that one for end-of-text), cuts the text at end-of-text and maps it back to a label
@@ -30,8 +32,8 @@ import torch
 from torch.nn import functional as F
 
 from imlbench.learners.hf_loading import load_pretrained, require_hf, word_level_tokenizer
-from imlbench.learners.torch_base import resolve_device
-from imlbench.core.protocol import NO_ANSWER, Learner
+from imlbench.learners.torch_base import TorchLearner
+from imlbench.core.protocol import NO_ANSWER
 from imlbench.views.text import TextData, TextQueries
 
 BUILTIN = "tiny-gpt-neox"
@@ -39,7 +41,7 @@ WORD_LEVEL = "word-level"
 DTYPES = ("auto", "float32", "bfloat16")
 
 
-class HFCausalLM(Learner):
+class HFCausalLM(TorchLearner):
     """A causal LM (built-in tiny GPT-NeoX or any pretrained one) on the text view.
 
     `d_model`, `n_layers`, `n_heads` and `max_length` size the built-in model only. `dtype="auto"`
@@ -47,12 +49,12 @@ class HFCausalLM(Learner):
     not rounded away) on CUDA and in float32 elsewhere. After `fit`, `run_info_` holds what a record
     should carry: library versions, the model's name and revision, its size, device and dtype.
     """
+    relative_cost = 20  # seconds per run relative to rf (longest runs start first)
 
     views = ("text",)
-    capabilities = frozenset({"continue_training"})
 
     def __init__(self, model: str = BUILTIN, tokenizer: str = "auto", revision: str = "main",
-                 epochs: int = 30, stage2_epochs: int = 100, batch_size: int = 64, stage2_batch_size: int = 32,
+                 epochs: int = 30, stage2_epochs: int = 46, batch_size: int = 64, stage2_batch_size: int = 32,
                  lr: float = 1e-3, stage2_lr: float = 2e-4, weight_decay: float = 0.0,
                  d_model: int = 128, n_layers: int = 2, n_heads: int = 4, max_length: int = 128,
                  eval_batch_size: int = 512, dtype: str = "auto", device: str = "auto", n_threads: int = 1,
@@ -80,21 +82,16 @@ class HFCausalLM(Learner):
     def validate(self) -> None:
         """Checks values only: without the `hf` extra, `imlbench list` still works and a run says
         what to install (in `prepare`)."""
-        self.require_at_least_one("epochs", "stage2_epochs", "batch_size", "stage2_batch_size", "d_model",
-                                  "n_layers", "n_heads", "max_length", "eval_batch_size", "n_threads")
+        super().validate()
+        self.require_at_least_one("d_model", "n_layers", "n_heads", "max_length", "eval_batch_size")
         if not self.model or not self.tokenizer:
             raise ValueError("model and tokenizer must be non-empty names")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} must be a multiple of n_heads={self.n_heads}")
-        if self.lr <= 0 or self.stage2_lr <= 0 or self.weight_decay < 0:
-            raise ValueError("learning rates must be positive and weight_decay non-negative")
+        if self.weight_decay < 0:
+            raise ValueError("weight_decay must be non-negative")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype={self.dtype!r} is not valid; valid: {', '.join(DTYPES)}")
-        if self.device != "auto":
-            try:
-                torch.device(self.device)
-            except RuntimeError as exc:
-                raise ValueError(f"device={self.device!r}: {exc}") from exc
 
     # --- loading -------------------------------------------------------------------------------
 
@@ -102,8 +99,17 @@ class HFCausalLM(Learner):
         """Load (or build) the tokenizer and the weights for this data. `fit` calls it; it is public
         so that a freshly initialized model can be saved (`save_pretrained`) and rerun as model=DIR."""
         require_hf()
-        torch.set_num_threads(self.n_threads)
-        self.device_ = resolve_device(self.device)
+        super().prepare(data)
+        n_embeddings = self.model_.get_input_embeddings().num_embeddings
+        if len(self.tokenizer_) > n_embeddings:
+            raise ValueError(f"tokenizer {self.tokenizer_name_!r} has {len(self.tokenizer_)} tokens but model "
+                             f"{self.model!r} embeds only {n_embeddings}")
+        self._label_keys(data.label_texts)  # fail now, not at the first evaluation
+        self.run_info_ = self._run_info()
+
+    def build_model(self, data: TextData):
+        """The tokenizer first (the built-in model's vocabulary is its size), then the model; the
+        base calls this under the run's seeded torch RNG, which initializes the built-in model."""
         self.dtype_ = {"auto": torch.bfloat16 if self.device_.type == "cuda" else torch.float32,
                        "float32": torch.float32, "bfloat16": torch.bfloat16}[self.dtype]
         builtin = self.tokenizer == WORD_LEVEL or (self.tokenizer == "auto" and self.model == BUILTIN)
@@ -113,13 +119,7 @@ class HFCausalLM(Learner):
         if self.eos_id_ is None:
             raise ValueError(f"tokenizer {self.tokenizer_name_!r} has no end-of-text token")
         self.pad_id_ = self.tokenizer_.pad_token_id if self.tokenizer_.pad_token_id is not None else self.eos_id_
-        self.model_ = self._load_model().to(self.device_)
-        n_embeddings = self.model_.get_input_embeddings().num_embeddings
-        if len(self.tokenizer_) > n_embeddings:
-            raise ValueError(f"tokenizer {self.tokenizer_name_!r} has {len(self.tokenizer_)} tokens but model "
-                             f"{self.model!r} embeds only {n_embeddings}")
-        self._label_keys(data.label_texts)  # fail now, not at the first evaluation
-        self.run_info_ = self._run_info()
+        return self._load_model()
 
     def _load_tokenizer(self, data: TextData, builtin: bool):
         if builtin:
@@ -138,9 +138,7 @@ class HFCausalLM(Learner):
                                num_hidden_layers=self.n_layers, num_attention_heads=self.n_heads,
                                intermediate_size=4 * self.d_model, max_position_embeddings=self.max_length,
                                bos_token_id=self.eos_id_, eos_token_id=self.eos_id_, pad_token_id=self.pad_id_)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.random_state)
-            return GPTNeoXForCausalLM(config)
+        return GPTNeoXForCausalLM(config)
 
     def _run_info(self) -> dict[str, Any]:
         config = self.model_.config
@@ -188,7 +186,7 @@ class HFCausalLM(Learner):
             longest = max(longest, len(ids))
         return keys, longest
 
-    def _documents(self, data: TextData) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def tensors(self, data: TextData) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """prompt + completion + end-of-text, right-padded: (ids, lengths, loss mask on completions)."""
         prompts = self._encode(data.prompts, special=True)
         completions = self._encode(data.completions, special=False)
@@ -201,8 +199,7 @@ class HFCausalLM(Learner):
         for row, (p, c) in enumerate(zip(prompts, completions)):
             ids[row, : lengths[row]] = [*p, *c, self.eos_id_]
             mask[row, len(p): lengths[row]] = True
-        as_tensor = lambda a: torch.from_numpy(a).to(self.device_)  # noqa: E731
-        return as_tensor(ids), as_tensor(lengths), as_tensor(mask)
+        return self._as_tensor(ids, np.int64), self._as_tensor(lengths, np.int64), self._as_tensor(mask, bool)
 
     def _cuda_devices(self) -> list[int]:
         if self.device_.type != "cuda":
@@ -214,58 +211,53 @@ class HFCausalLM(Learner):
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device_.type, dtype=self.dtype_)
 
-    # --- training ------------------------------------------------------------------------------
+    # --- training (the loop is TorchLearner's) --------------------------------------------------
 
-    def fit(self, data: TextData) -> Iterator[None]:
-        self.prepare(data)
-        self.optimizer_ = torch.optim.AdamW(self.model_.parameters(), lr=self.lr, betas=(0.9, 0.98),
-                                            weight_decay=self.weight_decay)
-        self.rng_ = np.random.default_rng(self.random_state)
-        self.n_steps_ = 0
-        yield from self._train(data, self.epochs, self.batch_size)
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.model_.parameters(), lr=self.lr, betas=(0.9, 0.98),
+                                 weight_decay=self.weight_decay, **self.fused())
 
-    def continue_fit(self, data: TextData) -> Iterator[None]:
-        if not hasattr(self, "model_"):
-            raise RuntimeError("continue_fit called before fit")
-        for group in self.optimizer_.param_groups:
-            group["lr"] = self.stage2_lr
-        yield from self._train(data, self.stage2_epochs, self.stage2_batch_size)
+    def make_batch(self, tensors: tuple[torch.Tensor, ...], rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The rows cut to their longest document: the right padding beyond it carries no loss."""
+        ids, lengths, mask = tensors
+        width = int(lengths[rows].max())
+        return ids[rows, :width], lengths[rows], mask[rows, :width]
 
-    def _train(self, data: TextData, epochs: int, batch_size: int) -> Iterator[None]:
-        """One pass over a fresh permutation per epoch; yield after each (a checkpoint)."""
-        torch.set_num_threads(self.n_threads)
-        ids, lengths, mask = self._documents(data)
-        for _ in range(epochs):
-            self._epoch(ids, lengths, mask, batch_size)
-            yield
-
-    def _epoch(self, ids: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor, batch_size: int) -> None:
-        """No attention mask: padding sits to the right of every document and causal attention never
-        looks right, so the positions that carry loss see only their own document. Dropout (models
-        that have it) draws from a torch generator seeded by the run, not from the global one."""
-        self.model_.train()
-        order = self.rng_.permutation(len(ids))
+    @contextlib.contextmanager
+    def epoch_rng(self) -> Iterator[None]:
+        """Dropout (models that have it) draws from a torch generator seeded from the run's stream
+        once per epoch, not from the global one."""
         with torch.random.fork_rng(devices=self._cuda_devices()):
             torch.manual_seed(int(self.rng_.integers(2**63)))
-            for start in range(0, len(order), batch_size):
-                batch = torch.from_numpy(order[start: start + batch_size]).to(self.device_)
-                width = int(lengths[batch].max())
-                x, m = ids[batch, :width], mask[batch, 1:width]
-                with self._autocast():
-                    logits = self.model_(input_ids=x[:, :-1], use_cache=False).logits
-                loss = F.cross_entropy(logits[m].float(), x[:, 1:][m])
-                self.optimizer_.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer_.step()
-                self.n_steps_ += 1
+            yield
+
+    def batch_loss(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """The mean cross-entropy over all loss tokens of the batch (so a long completion weighs more
+        than in the mean of `example_loss`). No attention mask: padding sits to the right of every
+        document and causal attention never looks right, so loss tokens see only their document."""
+        ids, _, mask = batch
+        m = mask[:, 1:]
+        with self._autocast():
+            logits = self.model_(input_ids=ids[:, :-1], use_cache=False).logits
+        return F.cross_entropy(logits[m].float(), ids[:, 1:][m])
+
+    def example_loss(self, batch: tuple[torch.Tensor, ...],
+                     params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Each document's mean cross-entropy over its loss tokens; no shape depends on the data,
+        so that `torch.func.vmap` can take per-example gradients."""
+        ids, _, mask = batch
+        with self._autocast():
+            logits = self._forward(params, ids[:, :-1], use_cache=False).logits
+        per_token = F.cross_entropy(logits.float().transpose(1, 2), ids[:, 1:], reduction="none")
+        weight = mask[:, 1:].to(per_token.dtype)
+        return (per_token * weight).sum(dim=1) / weight.sum(dim=1).clamp(min=1)
 
     # --- prediction ----------------------------------------------------------------------------
 
     @torch.no_grad()
     def predict(self, queries: TextQueries) -> np.ndarray:
         """Greedy answers mapped back to labels; NO_ANSWER where the text is no label's."""
-        torch.set_num_threads(self.n_threads)
-        self.model_.eval()
+        self._inference()
         keys, longest = self._label_keys(queries.label_texts)
         prompts = self._encode(queries.prompts, special=True)
         order = np.argsort([len(p) for p in prompts], kind="stable")  # similar lengths, little padding
@@ -281,8 +273,7 @@ class HFCausalLM(Learner):
     def hidden_states(self, queries: TextQueries) -> list[np.ndarray]:
         """The diagnostics interface: per layer (embeddings first), the hidden state at each prompt's
         last token, the position whose output starts the answer. Left padding puts it last."""
-        torch.set_num_threads(self.n_threads)
-        self.model_.eval()
+        self._inference()
         prompts = self._encode(queries.prompts, special=True)
         layers: list[list[np.ndarray]] = []
         for start in range(0, len(prompts), self.eval_batch_size):

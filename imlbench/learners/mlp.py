@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from imlbench.learners.torch_base import TorchLearner
+from imlbench.learners.torch_base import TorchLearner, log_softmax_at
 from imlbench.core.protocol import TableData, TableQueries
 
 
@@ -48,9 +48,10 @@ def split_table(X: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor, list[int]]
 
 
 class MLP(TorchLearner):
+    relative_cost = 3  # seconds per run relative to rf (longest runs start first)
     views = ("table",)
 
-    def __init__(self, embedding_dim: int = 64, hidden: int = 256, epochs: int = 50, stage2_epochs: int = 100,
+    def __init__(self, embedding_dim: int = 64, hidden: int = 256, epochs: int = 50, stage2_epochs: int = 48,
                  batch_size: int = 64, lr: float = 1e-3, stage2_lr: float = 3e-4, n_threads: int = 1,
                  device: str = "auto", random_state: int = 0):
         self.embedding_dim = embedding_dim
@@ -83,11 +84,16 @@ class MLP(TorchLearner):
         return F.cross_entropy(self._forward(params, codes, numeric), labels, reduction="none")
 
     @torch.no_grad()
-    def predict(self, queries: TableQueries) -> np.ndarray:
+    def logits(self, queries: TableQueries) -> torch.Tensor:
         self._inference()
         codes, numeric, _ = split_table(queries.X)
-        scores = self.model_(codes.to(self.device_), numeric.to(self.device_))
-        return self.label_space_[scores.argmax(dim=1).cpu().numpy()]
+        return self.model_(codes.to(self.device_), numeric.to(self.device_))
+
+    def predict(self, queries: TableQueries) -> np.ndarray:
+        return self.label_space_[self.logits(queries).argmax(dim=1).cpu().numpy()]
+
+    def predict_scores(self, queries: TableQueries, candidates: np.ndarray) -> np.ndarray:
+        return log_softmax_at(self.logits(queries), np.searchsorted(self.label_space_, candidates))
 
     @torch.no_grad()
     def hidden_states(self, queries: TableQueries) -> list[np.ndarray]:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from imlbench.learners.torch_base import TorchLearner
+from imlbench.learners.torch_base import TorchLearner, log_softmax_at
 from imlbench.core.protocol import TokenData, TokenQueries
 
 
@@ -125,11 +125,12 @@ class Transformer(TorchLearner):
     steps fixed, and the alternative (holding documents seen fixed) is what the knob's default does.
     `device="auto"` trains on CUDA when one is present, else on the CPU.
     """
+    relative_cost = 20  # seconds per run relative to rf (longest runs start first)
 
     views = ("tokens",)
 
     def __init__(self, n_layers: int = 2, d_model: int = 128, n_heads: int = 4, epochs: int = 30,
-                 stage2_epochs: int = 200, batch_size: int = 128,
+                 stage2_epochs: int = 64, batch_size: int = 128,
                  stage2_batch_size: int = 32, lr: float = 1e-3, stage2_lr: float = 2e-4,
                  beta1: float = 0.9, beta2: float = 0.98, weight_decay: float = 0.0, device: str = "auto",
                  n_threads: int = 1, random_state: int = 0, stage2_steps_per_epoch: int = 0):
@@ -166,7 +167,7 @@ class Transformer(TorchLearner):
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.model_.parameters(), lr=self.lr, betas=(self.beta1, self.beta2),
-                                 weight_decay=self.weight_decay)
+                                 weight_decay=self.weight_decay, **self.fused())
 
     def _check(self, tokens: np.ndarray, vocab_size: int) -> None:
         if vocab_size != self.vocab_size_:
@@ -199,9 +200,9 @@ class Transformer(TorchLearner):
         return (per_position * weight).sum(dim=1) / weight.sum(dim=1).clamp(min=1)
 
     @torch.no_grad()
-    def predict(self, queries: TokenQueries) -> np.ndarray:
-        """Argmax of the next-token logits at `answer_pos - 1`; only tokens before the answer matter
-        (causal attention), and the query holds padding from the answer position on."""
+    def logits(self, queries: TokenQueries) -> torch.Tensor:
+        """The next-token logits at `answer_pos - 1`; only tokens before the answer matter (causal
+        attention), and the query holds padding from the answer position on."""
         self._check(queries.tokens, queries.vocab_size)
         self._inference()
         out = []
@@ -209,9 +210,15 @@ class Transformer(TorchLearner):
             chunk = self._as_tensor(queries.tokens[start: start + 4096], np.int64)
             pos = self._as_tensor(queries.answer_pos[start: start + 4096], np.int64)
             hidden = self.model_.hidden(chunk[:, : int(pos.max())])
-            last = hidden[torch.arange(len(chunk), device=self.device_), pos - 1]
-            out.append(self.model_.lm_head(last).argmax(dim=-1).cpu())
-        return torch.cat(out).numpy().astype(np.int64) if out else np.zeros(0, np.int64)
+            out.append(self.model_.lm_head(hidden[torch.arange(len(chunk), device=self.device_), pos - 1]))
+        return torch.cat(out) if out else torch.zeros(0, queries.vocab_size)
+
+    def predict(self, queries: TokenQueries) -> np.ndarray:
+        """Argmax over the whole vocabulary."""
+        return self.logits(queries).argmax(dim=-1).cpu().numpy().astype(np.int64)
+
+    def predict_scores(self, queries: TokenQueries, candidates: np.ndarray) -> np.ndarray:
+        return log_softmax_at(self.logits(queries), candidates)
 
     @torch.no_grad()
     def hidden_states(self, queries: TokenQueries) -> list[np.ndarray]:

@@ -72,10 +72,11 @@ def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, f
 # figures
 
 
-def plot_leaderboard(records: list[Record], out_dir: Path, margin: float = DEFAULT_MARGIN,
+def plot_leaderboard(records: list[Record], out_dir: Path, margin: float | None = None,
                      formats: Iterable[str] = FORMATS) -> list[Path]:
     """IML effect with its 95% t-based CI per leaderboard row; controls hollow grey."""
     board = summarize([r for r in records if r.ok], margin)
+    margin = float(board["margin"].max()) if margin is None else margin
     controls = {(r.task_name, r.learner_name, r.pipeline): is_control(r) for r in records}
     board = board.iloc[::-1].reset_index(drop=True)  # first row on top
     n = len(board)
@@ -127,32 +128,34 @@ def _curve_table(group: list[Record]) -> tuple[str, dict[int, list[Record]]]:
 def plot_curves(group: list[Record], out_dir: Path, group_name: str, threshold: float | None = None,
                 formats: Iterable[str] = FORMATS) -> list[Path]:
     """The paper's kind of figure for one run group: test accuracy per subset across the stage-2
-    checkpoints (mean over the seeds still running, 95% t-based CI band), and the stage-2 definition
-    accuracy per tag; each seed's evaluation point is a tick, their median a dashed line."""
+    checkpoints where the test subsets were evaluated (mean over seeds, 95% t-based CI band), and the
+    definition accuracy per tag at every checkpoint; each seed's evaluation point is a tick, their
+    median a dashed line. Protocol v2 runs whole budgets, so the curves go on past the point."""
     task, learner, pipeline = group[0].task_name, group[0].learner_name, group[0].pipeline
     stage, table = _curve_table(group)
     if threshold is None:
         threshold = float(group[0].protocol.get("definition_threshold", DEFAULT_THRESHOLD))
     n = len(group)
-    # draw checkpoints that at least half the seeds (and 2 when there are several) still reach:
-    # past a seed's evaluation point the harness stopped training it, so it has no values there.
+    # draw checkpoints that at least half the seeds (and 2 when there are several) reach (records of
+    # protocol v1 stop at their evaluation point, so they have no values past it)
     need = max(1, min(2, n), math.ceil(n / 2))
     checkpoints = [c for c, entries in table.items() if len(entries) >= need]
     points = [int(r.evaluation_point["checkpoint"]) for r in group]
     fig = Figure(figsize=(12, 5.4), layout="constrained")
     ax, ax_defs = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
-    subsets = [s for s in CURVE_SUBSETS if any(s in e["accuracy"] for c in checkpoints for e in table[c])]
+    subsets = [s for s in CURVE_SUBSETS if any(s in e.get("accuracy", {}) for c in checkpoints for e in table[c])]
     for subset in subsets:
         label, colour, style = CURVE_SUBSETS[subset]
         xs, mean, low, high = [], [], [], []
         for c in checkpoints:
-            values = [100 * e["accuracy"][subset] for e in table[c] if subset in e["accuracy"]]
+            values = [100 * e["accuracy"][subset] for e in table[c] if subset in e.get("accuracy", {})]
             if values:
                 m, lo, hi = t_interval(np.array(values))
                 xs.append(c), mean.append(m), low.append(max(lo, 0)), high.append(min(hi, 100))
         ax.plot(xs, mean, style, color=colour, lw=2 if subset.startswith("d") else 1.4, label=label)
         ax.fill_between(xs, low, high, color=colour, alpha=0.15, lw=0)
-    for tag, colour in TAG_COLOURS.items():
+    stage1_defs = [("qd1consis", TAG_COLOURS["tag1"], ":"), ("qd2incons", TAG_COLOURS["tag2"], ":")]
+    for tag, colour, style in [(t, c, "-") for t, c in TAG_COLOURS.items()] + stage1_defs:
         xs, mean, low, high = [], [], [], []
         for c in checkpoints:
             values = [100 * e["definitions"][tag] for e in table[c] if tag in e["definitions"]]
@@ -160,7 +163,7 @@ def plot_curves(group: list[Record], out_dir: Path, group_name: str, threshold: 
                 m, lo, hi = t_interval(np.array(values))
                 xs.append(c), mean.append(m), low.append(max(lo, 0)), high.append(min(hi, 100))
         if xs:
-            ax_defs.plot(xs, mean, "-", color=colour, lw=2, label=f"{tag} definitions")
+            ax_defs.plot(xs, mean, style, color=colour, lw=2, label=f"{tag} definitions")
             ax_defs.fill_between(xs, low, high, color=colour, alpha=0.15, lw=0)
     ax_defs.axhline(100 * threshold, color="black", lw=1, ls="--", label=f"threshold {100 * threshold:g}%")
     median_point = float(np.median(points))
@@ -178,21 +181,21 @@ def plot_curves(group: list[Record], out_dir: Path, group_name: str, threshold: 
         a.set_xlabel(stage_name.get(stage, f"{stage} checkpoint"))
         a.grid(alpha=0.3)
     ax.set_ylabel("test accuracy (%)")
-    ax_defs.set_ylabel("stage-2 definition reproduced (%)")
+    ax_defs.set_ylabel("definitions reproduced (%)")
     effects = [r.effect for r in group]
     m, lo, hi = t_interval(np.array(effects))
     ci = f"95% t-CI [{lo:+.1f}, {hi:+.1f}]" if n > 1 else "one seed: no CI"
     fig.suptitle(f"{learner} on {task} ({pipeline}), {n} seed{'s' if n > 1 else ''}: IML effect "
                  f"{m:+.1f} points ({ci})", fontsize=11)
     ax.set_title("test accuracy per subset", fontsize=10)
-    ax_defs.set_title("stage-2 definitions reproduced, per tag", fontsize=10)
+    ax_defs.set_title("definitions reproduced, per tag (one-stage: stage 1's too)", fontsize=10)
     handles, labels = ax.get_legend_handles_labels()
     more, more_labels = ax_defs.get_legend_handles_labels()
     fig.legend(handles + more, labels + more_labels, loc="outside lower center", ncol=4, fontsize=8,
                frameon=False, title_fontsize=8,
-               title=f"Lines: mean over the seeds still training at each checkpoint (at least {need} of {n}); "
-                     f"bands: 95% t-based CI over seeds. A seed stops at its evaluation point (first "
-                     f"checkpoint with every tag ≥ {100 * threshold:g}%).")
+               title=f"Lines: mean over the seeds at each evaluated checkpoint (at least {need} of {n}); "
+                     f"bands: 95% t-based CI over seeds. A seed's evaluation point is its first checkpoint "
+                     f"with every trained tag's definitions ≥ {100 * threshold:g}%; training runs on to the budget.")
     return save_figure(fig, out_dir / f"curves-{safe_name(group_name)}", formats)
 
 
@@ -207,11 +210,13 @@ def _axis_values(frame: pd.DataFrame, column: str) -> tuple[np.ndarray, list[str
     return np.array([order.index(v) for v in labels], dtype=float), labels, False
 
 
-def plot_sweep(csv: Path, out_dir: Path, margin: float = DEFAULT_MARGIN,
+def plot_sweep(csv: Path, out_dir: Path, margin: float | None = None,
                formats: Iterable[str] = FORMATS) -> list[Path]:
     """Score against the swept parameter: mean effect with its 95% t-based CI and every seed's
     effect (left); mean d1/d2/d3 accuracy per grid point (right), to show *why* the effect moves."""
     frame = read_sweep(csv)
+    if margin is None:
+        margin = float(frame["margin"].max()) if "margin" in frame else DEFAULT_MARGIN
     columns = swept_columns(frame)
     x_col = columns[0]
     hue_cols = [c for c in columns[1:] if frame[c].astype(str).nunique() > 1]
@@ -279,7 +284,7 @@ def plot_sweep(csv: Path, out_dir: Path, margin: float = DEFAULT_MARGIN,
     return save_figure(fig, out_dir / f"sweep-{safe_name(csv.stem)}", formats)
 
 
-def plot(results_dir: str | Path, out_dir: str | Path, margin: float = DEFAULT_MARGIN,
+def plot(results_dir: str | Path, out_dir: str | Path, margin: float | None = None,
          formats: Iterable[str] = FORMATS, records: list[Record] | None = None) -> list[Path]:
     """Every figure for a results directory: the leaderboard chart, one learning-curve figure per
     run group, one figure per sweep CSV. Returns the files written (PNG and SVG by default)."""

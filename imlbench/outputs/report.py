@@ -44,12 +44,14 @@ def _p(value: float) -> str:
 
 
 def verdict_sentence(row: pd.Series | dict[str, Any]) -> str:
-    """e.g. "transformer on synthetic-defs (two-stage): IML, +85.4 points [+77.8, +92.4] over 5 seeds"."""
+    """e.g. "transformer on synthetic-defs (two-stage): IML, +85.4 points [+77.8, +92.4] over 10 seeds"."""
     text = (f"{row['learner']} on {row['task']} ({row['pipeline']}): {row['verdict']}, "
             f"{row['effect_mean']:+.1f} points [{row['ci_low']:+.1f}, {row['ci_high']:+.1f}] over "
             f"{row['n_seeds']} seed{'s' if row['n_seeds'] != 1 else ''}")
-    extras = [f"p = {_p(row['p_difference'])}, p_equivalence = {_p(row['p_equivalence'])}, "
-              f"mde = {_num(row['mde'], '{:.1f}')}"]
+    extras = [f"p = {_p(row['p_difference'])}, sign-flip p = {_p(row.get('p_signflip', math.nan))}, "
+              f"p_equivalence = {_p(row['p_equivalence'])}, mde = {_num(row['mde'], '{:.1f}')}; at the end of the "
+              f"budget {_num(row.get('iml_effect_end'), '{:+.1f}')}, mean from the point on "
+              f"{_num(row.get('persistence'), '{:+.1f}')}; log-prob effect {_num(row.get('logprob_effect'), '{:+.2f}')}"]
     note = row.get("verdict_note")
     if isinstance(note, str) and note:
         extras.append(note)
@@ -75,14 +77,18 @@ def _trend(frame: pd.DataFrame, column: str) -> str:
             f"per-seed effect is {result.statistic:+.2f} (two-sided p = {_p(float(result.pvalue))}).")
 
 
-def scoring_legend(board: pd.DataFrame, margin: float, alpha: float = ALPHA) -> str:
-    """What the verdicts mean, with the margin, alpha and the Holm family size of this table."""
+def scoring_legend(board: pd.DataFrame, margin: float | None = None, alpha: float = ALPHA) -> str:
+    """What the verdicts mean, with the margin(s), alpha and the Holm family size of this table."""
     family = int(board["p_difference"].notna().sum()) if "p_difference" in board else 0
-    return (f"Scoring v{SCORING_VERSION}: effect = acc(d1consis) − acc(d2consis) in points; 95% Student-t CI "
-            f"over seeds; IML/reverse when the t-test of effect = 0 gives p < {alpha:g} and the equivalence test "
-            f"(TOST, margin ±{margin:g} points) does not; none when TOST gives p < {alpha:g}; else inconclusive. "
-            f"p_holm adjusts p across the {family} rows of this table; mde is the smallest effect the seeds "
-            f"could detect with 80% power.")
+    margins = sorted({float(m) for m in board["margin"]}) if margin is None and "margin" in board else [margin or 10.0]
+    shown = " or ".join(f"±{m:g}" for m in margins)
+    return (f"Scoring v{SCORING_VERSION}: effect = acc(d1consis) − acc(d2consis) in points at the evaluation "
+            f"point; 95% Student-t CI over seeds; IML/reverse when both the t-test and the exact sign-flip test "
+            f"of effect = 0 give p < {alpha:g} and the equivalence test (TOST, margin {shown} points, per task) "
+            f"does not; none when TOST gives p < {alpha:g}; else inconclusive. Guards (questions, stage 1 or "
+            f"definitions not learned; floor; by construction) make any verdict inconclusive. p_holm adjusts p "
+            f"across the {family} rows of this table; mde is the smallest effect the seeds could detect with "
+            f"80% power.")
 
 
 def leaderboard_rows(board: pd.DataFrame) -> list[dict[str, str]]:
@@ -96,15 +102,17 @@ def leaderboard_rows(board: pd.DataFrame) -> list[dict[str, str]]:
         rows.append({
             "task": r["task"], "learner": r["learner"], "pipeline": r["pipeline"], "seeds": seeds,
             **{short: _num(r.get(f"acc_{subset}")) for short, subset in SHOWN_SUBSETS},
-            "IML effect [95% CI]": effect, "p": _p(r["p_difference"]), "p_holm": _p(r["p_holm"]),
-            "p_equiv": _p(r["p_equivalence"]), "mde": _num(r["mde"], "{:.1f}"), "verdict": r["verdict"],
+            "IML effect [95% CI]": effect, "p": _p(r["p_difference"]), "p_flip": _p(r.get("p_signflip", math.nan)),
+            "p_holm": _p(r["p_holm"]), "p_equiv": _p(r["p_equivalence"]), "mde": _num(r["mde"], "{:.1f}"),
+            "end": _num(r.get("iml_effect_end"), "{:+.1f}"), "retention": _num(r.get("retention"), "{:.2f}"),
+            "verdict": r["verdict"],
             "defs learned": f"{r['n_seeds'] - r['n_definitions_not_learned']}/{r['n_seeds']}",
             "s/seed": _num(r["seconds_per_seed"], "{:.1f}"),
         })
     return rows
 
 
-def report(results_dir: str | Path, out_path: str | Path, margin: float = DEFAULT_MARGIN) -> Path:
+def report(results_dir: str | Path, out_path: str | Path, margin: float | None = None) -> Path:
     """Write a Markdown report of a results directory; its figures go to `figures/` beside it
     (PNG only, so that the report stays light). Needs nothing but the directory."""
     root = Path(results_dir)
@@ -137,7 +145,7 @@ def report(results_dir: str | Path, out_path: str | Path, margin: float = DEFAUL
         first = group[0]
         lines += [f"### {first.learner_name} on {first.task_name} ({first.pipeline})", "",
                   f"![curves]({rel[f'curves-{safe_name(label)}.png']})", ""]
-    from imlbench.harness.diagnostics.base import report_lines  # the diagnostics section, if any were run
+    from imlbench.harness.diagnostics import report_lines  # the diagnostics section, if any were run
     lines += report_lines(root, out_path.parent / "figures", out_path.parent)
     lines += _sizes_and_versions(ok, groups)
     out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,9 +1,11 @@
-"""Per-run scores and the across-seed standardized IML score (PROTOCOL §5, scoring v2), and the leaderboard.
+"""The leaderboard: one row per run group with the standardized IML score (PROTOCOL §5, scoring v3).
 
-The verdict is a pair of Student-t tests on the per-seed effects: a difference test (is the mean
-effect non-zero?) and an equivalence test (TOST: is it inside ±margin?). A percentile bootstrap over
-3-5 seeds covers the mean only ~75-84% of the time, so v1's bootstrap verdicts called a learner with no
-effect `IML` or `reverse` far more often than 5%; the t-based tests hold their level at any n.
+A row's verdict comes from three tests on the per-seed effects (`statistics`): a t-test and the exact
+sign-flip test of effect = 0 (both must reject for `IML`/`reverse`) and the TOST equivalence test
+against ±margin (`none`). Guards turn any verdict `inconclusive` where the difference could not have
+been measured: questions never learned, stage 1 not fit, definitions not learned, nothing
+internalized (floor), or a stage 2 that by construction cannot depend on stage 1. Every number is
+recomputed from the records' accuracies (`runs.run_scores`), never read from scores a run wrote.
 """
 
 from __future__ import annotations
@@ -15,104 +17,24 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from imlbench.core.errors import ImlbenchError
 from imlbench.core.protocol import SUBSETS
+from imlbench.scoring.runs import run_scores  # noqa: F401  (re-exported)
+from imlbench.scoring.statistics import ALPHA, holm, p_signflip, standardized_score
 from imlbench.store.records import Record, write_atomic
 
-SCORING_VERSION = 2
-ALPHA = 0.05
-POWER = 0.80
-# Equivalence margin (percentage points) for the verdict `none`. With the default synthetic-defs
-# test set (~95 variables per d-subset) the per-seed effect of a learner with no effect has a
-# standard deviation of about 4 points near 50% accuracy, so over 5 seeds the smallest detectable
-# effect (the `mde` column) is about 6-7 points: a 10-point margin is resolvable, and far below the
-# effects the paper reports (tens of points).
+SCORING_VERSION = 3
+# Default equivalence margin (percentage points) for the verdict `none`; a task may declare its own
+# (`Task.margin`, carried by its records). With the default synthetic-defs test set (~95 variables per
+# d-subset) the per-seed effect of a learner with no effect has a standard deviation of about 4 points
+# near 50% accuracy, so over 10 seeds the smallest detectable effect is about 4-5 points.
 DEFAULT_MARGIN = 10.0
 VERDICTS = ("IML", "reverse", "none", "inconclusive")
 # A learner whose held-out questions (subset `q`, after stage 1) are no better than the never-trained
-# `no_qd_baseline` has not learned to answer questions at all; a d1-d2 difference then says nothing
-# about internalization (e.g. set-inclusion at CPU scale).
+# `no_qd_baseline` has not learned to answer questions at all; d1 − d2 then says nothing.
 QUESTIONS_LEARNED_POINTS = 5.0
-FLOOR, CEILING = 5.0, 95.0  # accuracies (%) at which d1 - d2 is censored
-
-
-def run_scores(at_point: dict[str, float], after_stage1: dict[str, float], two_stage: bool = True) -> dict[str, float]:
-    """Scores of one run in percentage points; NaN where a subset is absent.
-
-    `effect_before_stage2` is d1 - d2 before any stage-2 definition was seen (two-stage only): a
-    difference already there is not internalization, and a reader should subtract it.
-    """
-    def acc(table: dict[str, float], subset: str) -> float:
-        value = table.get(subset)
-        return math.nan if value is None else 100.0 * value
-
-    return {
-        "iml_effect": acc(at_point, "d1consis") - acc(at_point, "d2consis"),
-        "stage1_gap": acc(after_stage1, "qd1consis") - acc(after_stage1, "qd2incons"),
-        "neutral_offset": acc(at_point, "d3consis") - acc(at_point, "d2consis"),
-        "baseline": acc(at_point, "no_qd_baseline"),
-        "effect_before_stage2": acc(after_stage1, "d1consis") - acc(after_stage1, "d2consis") if two_stage else math.nan,
-    }
-
-
-def verdict(mean: float, p_difference: float, p_equivalence: float, alpha: float = ALPHA) -> tuple[str, str]:
-    """(verdict, note) from the two tests (PROTOCOL §5). Equivalence wins: an effect shown to lie
-    inside the margin is `none` even when it is also shown to be non-zero."""
-    if math.isnan(p_difference) or math.isnan(p_equivalence):
-        return "inconclusive", ""
-    if p_equivalence < alpha:
-        return "none", "non-zero but within margin" if p_difference < alpha else ""
-    if p_difference < alpha:
-        return ("IML" if mean > 0 else "reverse"), ""
-    return "inconclusive", ""
-
-
-def standardized_score(effects: list[float] | np.ndarray, margin: float = DEFAULT_MARGIN,
-                       alpha: float = ALPHA) -> dict[str, Any]:
-    """Mean effect over seeds, Student-t CI, d_z, difference and equivalence tests, mde, verdict."""
-    x = np.asarray([e for e in effects if not math.isnan(e)], dtype=float)
-    n = len(x)
-    score: dict[str, Any] = {"n": n, "mean": float(x.mean()) if n else math.nan, "sd": math.nan,
-                             "ci_low": math.nan, "ci_high": math.nan, "d_z": math.nan,
-                             "p_difference": math.nan, "p_equivalence": math.nan, "mde": math.nan}
-    if n < 2:  # one seed decides nothing
-        return {**score, "verdict": "inconclusive", "note": ""}
-    mean, sd = score["mean"], float(x.std(ddof=1))
-    score["sd"] = sd
-    if sd == 0:  # every seed gave the same effect: the tests are undefined, the answer is not
-        score.update(ci_low=mean, ci_high=mean, mde=0.0,
-                     d_z=0.0 if mean == 0 else math.copysign(math.inf, mean),
-                     p_difference=1.0 if mean == 0 else 0.0,
-                     p_equivalence=0.0 if abs(mean) < margin else 1.0)
-    else:
-        difference = stats.ttest_1samp(x, 0.0)
-        interval = difference.confidence_interval(1 - alpha)
-        above = stats.ttest_1samp(x, -margin, alternative="greater").pvalue
-        below = stats.ttest_1samp(x, margin, alternative="less").pvalue
-        t = stats.t(df=n - 1)
-        score.update(ci_low=float(interval.low), ci_high=float(interval.high), d_z=mean / sd,
-                     p_difference=float(difference.pvalue), p_equivalence=float(max(above, below)),
-                     mde=float((t.ppf(1 - alpha / 2) + t.ppf(POWER)) * sd / math.sqrt(n)))
-    score["verdict"], score["note"] = verdict(mean, score["p_difference"], score["p_equivalence"], alpha)
-    return score
-
-
-def holm(p_values: list[float] | np.ndarray) -> np.ndarray:
-    """Holm's step-down adjustment (family = the finite p-values); NaN stays NaN.
-
-    scipy offers only FDR adjustments (`false_discovery_control`); Holm controls the chance of any
-    false call among the rows, which is what a reader scanning a leaderboard for "IML" needs.
-    """
-    p = np.asarray(p_values, dtype=float)
-    adjusted = np.full(p.shape, math.nan)
-    finite = np.flatnonzero(~np.isnan(p))
-    order = finite[np.argsort(p[finite], kind="stable")]
-    m, running = len(order), 0.0
-    for rank, index in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[index]))
-        adjusted[index] = running
-    return adjusted
+RETENTION_NOTE = 0.5
 
 
 def guard_notes(row: dict[str, Any], margin: float) -> tuple[list[str], list[str]]:
@@ -121,20 +43,37 @@ def guard_notes(row: dict[str, Any], margin: float) -> tuple[list[str], list[str
     n = row["n_seeds"]
     if row["q_over_baseline"] < QUESTIONS_LEARNED_POINTS:  # NaN (no `q` subset) compares False
         guards.append(f"questions not learned (held-out q {row['q_over_baseline']:+.1f} points over baseline)")
-    if n and row["n_definitions_not_learned"] > n / 2:
-        guards.append(f"definitions not learned in {row['n_definitions_not_learned']} of {n} seeds")
-    d1, d2 = row.get("acc_d1consis", math.nan), row.get("acc_d2consis", math.nan)
-    if (d1 <= FLOOR and d2 <= FLOOR) or (d1 >= CEILING and d2 >= CEILING):
-        notes.append(f"{'floor' if d1 <= FLOOR else 'ceiling'}: d1 and d2 both {'≤' if d1 <= FLOOR else '≥'} "
-                     f"{FLOOR if d1 <= FLOOR else CEILING:g}%, the difference is censored")
+    for column, what in (("n_stage1_not_fit", "stage-1 documents not fit"),
+                         ("n_definitions_not_learned", "definitions not learned"),
+                         ("n_floor", "floor: d1, d2 and d3 all ≤ 5%, nothing internalized")):
+        if n and row[column] > n / 2:
+            guards.append(f"{what} in {row[column]} of {n} seeds")
+    if row["by_construction"]:
+        guards.append("by construction: stage 2 cannot depend on what stage 1 taught")
+    if n and row["n_ceiling"] > n / 2:
+        notes.append(f"ceiling: d1 and d2 both ≥ 95% in {row['n_ceiling']} of {n} seeds, the difference is censored")
+    if row["retention"] < RETENTION_NOTE:
+        notes.append(f"stage 2 erased stage 1 (retention {row['retention']:.2f})")
     if abs(row.get("effect_before_stage2", math.nan)) > margin:
         notes.append(f"effect before stage 2 already {row['effect_before_stage2']:+.1f}")
+    if row["mde"] > margin:
+        notes.append(f"underpowered: mde {row['mde']:.1f} > margin {margin:g}")
     return guards, notes
 
 
-def summarize(records: Iterable[Record | dict[str, Any]], margin: float = DEFAULT_MARGIN,
+def check_margin(margin: float | None) -> None:
+    """A margin NaN or below zero would make every verdict silently `inconclusive` (or nonsense)."""
+    if margin is None:
+        return
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < math.inf:
+        raise ImlbenchError(f"margin must be a finite number of points >= 0, got {margin!r}")
+
+
+def summarize(records: Iterable[Record | dict[str, Any]], margin: float | None = None,
               alpha: float = ALPHA) -> pd.DataFrame:
-    """One row per run group (`Record.group_key`): the standardized score, guards, mean accuracies."""
+    """One row per run group (`Record.group_key`): the standardized score, guards, mean accuracies.
+    `margin`: points for every row; None = each task's own (from its records)."""
+    check_margin(margin)
     groups: dict[str, list[Record]] = {}
     for r in map(Record.from_json, records):
         groups.setdefault(r.group_key(), []).append(r)
@@ -147,21 +86,37 @@ def summarize(records: Iterable[Record | dict[str, Any]], margin: float = DEFAUL
     return frame
 
 
-def _summary_row(group: list[Record], margin: float, alpha: float) -> dict[str, Any]:
+def row_margin(group: list[Record], margin: float | None) -> float:
+    if margin is not None:
+        return float(margin)
+    declared = {r.raw.get("margin") for r in group if r.raw.get("margin") is not None}
+    return float(max(declared)) if declared else DEFAULT_MARGIN
+
+
+def _summary_row(group: list[Record], margin: float | None, alpha: float) -> dict[str, Any]:
     ok = sorted((r for r in group if r.ok), key=lambda r: r.seed)
+    margin = row_margin(group, margin)
     effects = [r.effect for r in ok]
     score = standardized_score(effects, margin, alpha)
+    logprob = [r.scores.get("logprob_effect", math.nan) for r in ok]
     row: dict[str, Any] = {
         "task": group[0].task_name, "learner": group[0].learner_name, "pipeline": group[0].pipeline,
         "n_seeds": len(ok), "n_failed": len(group) - len(ok),
         "n_definitions_not_learned": sum(not r.definitions_learned for r in ok),
+        "n_stage1_not_fit": sum(r.scores.get("stage1_fit") is False for r in ok),
+        "n_floor": sum(bool(r.scores.get("floor")) for r in ok),
+        "n_ceiling": sum(bool(r.scores.get("ceiling")) for r in ok),
+        "by_construction": bool(ok) and all(r.raw.get("by_construction_null") for r in ok),
         "effect_mean": score["mean"], "ci_low": score["ci_low"], "ci_high": score["ci_high"], "d_z": score["d_z"],
-        "p_difference": score["p_difference"], "p_equivalence": score["p_equivalence"], "mde": score["mde"],
+        "p_difference": score["p_difference"], "p_signflip": score["p_signflip"],
+        "p_equivalence": score["p_equivalence"], "mde": score["mde"],
         "verdict": score["verdict"], "verdict_note": "",
         "seeds": ";".join(str(r.seed) for r in ok), "effects": ";".join(repr(e) for e in effects),
     }
-    for name in ("stage1_gap", "neutral_offset", "baseline", "effect_before_stage2"):
+    for name in ("iml_effect_end", "persistence", "retention", "stage1_gap", "neutral_offset", "baseline",
+                 "effect_before_stage2"):
         row[name] = _mean([r.scores.get(name, math.nan) for r in ok])
+    row.update(_logprob_columns(logprob, alpha))
     row["q_over_baseline"] = _mean([100 * (r.accuracy_after_stage1["q"] - r.accuracy_after_stage1["no_qd_baseline"])
                                     for r in ok if {"q", "no_qd_baseline"} <= set(r.accuracy_after_stage1)])
     for subset in SUBSETS:
@@ -181,12 +136,29 @@ def _summary_row(group: list[Record], margin: float, alpha: float) -> dict[str, 
     return row
 
 
+def _logprob_columns(values: list[float], alpha: float) -> dict[str, float]:
+    """The continuous effect across seeds: its mean, t-CI and sign-flip p (NaN without answer scores)."""
+    x = np.asarray([v for v in values if not math.isnan(v)], dtype=float)
+    columns = {"logprob_effect": math.nan, "logprob_ci_low": math.nan, "logprob_ci_high": math.nan,
+               "p_logprob_signflip": math.nan}
+    if len(x) >= 2 and x.std(ddof=1) > 0:
+        from scipy import stats
+
+        interval = stats.ttest_1samp(x, 0.0).confidence_interval(1 - alpha)
+        columns.update(logprob_effect=float(x.mean()), logprob_ci_low=float(interval.low),
+                       logprob_ci_high=float(interval.high), p_logprob_signflip=p_signflip(x))
+    elif len(x):
+        columns["logprob_effect"] = float(x.mean())
+    return columns
+
+
 def _mean(values: list[float]) -> float:
     values = [v for v in values if v is not None and not math.isnan(v)]
     return float(np.mean(values)) if values else math.nan
 
 
-def write_leaderboard(records: Iterable[Record | dict[str, Any]], path: Path, margin: float = DEFAULT_MARGIN) -> pd.DataFrame:
+def write_leaderboard(records: Iterable[Record | dict[str, Any]], path: Path,
+                      margin: float | None = None) -> pd.DataFrame:
     """Rebuild the leaderboard CSV from records (atomically: concurrent rebuilds never collide)."""
     frame = summarize(records, margin)
     write_atomic(Path(path), lambda f: frame.to_csv(f, index=False, float_format="%.4g"))

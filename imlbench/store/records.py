@@ -1,33 +1,27 @@
-"""Run records: one JSON file per run, written atomically, keyed by what determines the result.
+"""Run records: one JSON file per run, written atomically, keyed by what determines the result
+(plugin code versions included), and checked against that key whenever one is read.
 
-A record also says what ran it (library versions, the imlbench commit of a checkout, CPU, the
-accelerator), outside the key: the same run on another machine is the same run, with its
-provenance visible.
+A record also says what ran it (`store.provenance`), outside the key: the same run on another
+machine is the same run, with its provenance visible.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import math
 import os
-import platform
-import subprocess
-import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
 from imlbench.core.errors import ImlbenchError
 from imlbench.core.registry import Spec
 from imlbench.core.names import safe_name
-
-LIBRARIES = ("imlbench", "numpy", "pandas", "scikit-learn", "xgboost", "torch")
-OPTIONAL_LIBRARIES = ("transformers", "tokenizers")  # recorded where installed (the `hf` extra)
+from imlbench.store.provenance import environment, versions  # noqa: F401  (re-exported)
 
 
 # fields a record must hold for the summary, leaderboard, report and diagnostics tables to read it,
@@ -44,81 +38,26 @@ def record_kind(record: dict[str, Any]) -> str:
     return "diagnostic" if "diagnostic" in record else "run"
 
 
-def versions() -> dict[str, str]:
-    """Library versions, plus `imlbench_commit` when imlbench runs from a git checkout (an editable
-    install reports the same package version for every commit)."""
-    found = {"python": platform.python_version()}
-    for lib in LIBRARIES:
-        try:
-            found[lib] = metadata.version(lib)
-        except metadata.PackageNotFoundError:
-            found[lib] = "not installed"
-    for lib in OPTIONAL_LIBRARIES:
-        try:
-            found[lib] = metadata.version(lib)
-        except metadata.PackageNotFoundError:
-            pass
-    commit = git_commit()
-    if commit:
-        found["imlbench_commit"] = commit
-    return found
-
-
-@functools.lru_cache(maxsize=1)
-def git_commit() -> str | None:
-    """HEAD of the checkout imlbench is imported from, with "-dirty" if tracked files differ from it;
-    None when not run from a checkout (a wheel) or git is unavailable."""
-    root = Path(__file__).resolve().parent.parent
-    if not (root / ".git").exists():
-        return None
-
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10,
-                              check=True).stdout.strip()
-
-    try:
-        if Path(git("rev-parse", "--show-toplevel")).resolve() != root:
-            return None
-        dirty = git("status", "--porcelain", "--untracked-files=no")
-        return git("rev-parse", "HEAD") + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-@functools.lru_cache(maxsize=1)
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
-
-
-def accelerator() -> dict[str, Any] | None:
-    """The CUDA device this process used (torch's name and CUDA version), or None. Torch is only
-    looked at when the run already imported it and initialized CUDA."""
-    torch = sys.modules.get("torch")
-    try:
-        if torch is None or not torch.cuda.is_initialized():
-            return None
-        index = torch.cuda.current_device()
-        return {"name": torch.cuda.get_device_name(index), "cuda": torch.version.cuda,
-                "count": torch.cuda.device_count()}
-    except Exception:  # a broken driver must not cost the record
-        return None
-
-
-def environment() -> dict[str, Any]:
-    """Where a run executed; not part of its key."""
-    return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
-            "accelerator": accelerator()}
-
-
 def run_identity(task: Spec, learner: Spec, seed: int, pipeline: str, protocol: dict[str, Any]) -> dict[str, Any]:
     return {"task": task.to_dict(), "learner": learner.to_dict(), "seed": seed, "pipeline": pipeline,
-            "protocol": protocol}
+            "protocol": protocol, **code_identity(task, learner)}
+
+
+def code_identity(task: Spec, learner: Spec) -> dict[str, Any]:
+    """`{"code": {...}}`: the plugins' code versions, part of the key so that a changed plugin's old
+    records are not reused; empty for specs that carry none (built by hand, not resolved)."""
+    code = {kind: spec.code for kind, spec in (("task", task), ("learner", learner)) if spec.code}
+    return {"code": code} if code else {}
+
+
+# what a record's key is computed from, by kind; `code` too where the record has it
+IDENTITY = {"run": ("task", "learner", "seed", "pipeline", "protocol"),
+            "diagnostic": ("diagnostic", "options", "task", "learner", "seed", "protocol")}
+
+
+def identity_of(record: dict[str, Any]) -> dict[str, Any]:
+    """The identity a record was keyed by, read back from the record itself."""
+    return {k: record[k] for k in (*IDENTITY[record_kind(record)], "code") if k in record}
 
 
 def run_key(identity: dict[str, Any]) -> str:
@@ -140,6 +79,7 @@ def write_atomic(path: Path, write: Callable[[TextIO], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp's 0600 would hide results from the group
         with os.fdopen(fd, "w") as f:
             write(f)
             f.flush()
@@ -148,6 +88,17 @@ def write_atomic(path: Path, write: Callable[[TextIO], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask (only readable by setting it: done under a lock, restored at once)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
 
 
 def write_record(path: Path, record: dict[str, Any]) -> None:
@@ -161,20 +112,26 @@ def read_record(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ImlbenchError(f"unreadable record file {path}: {type(exc).__name__}: {exc}; "
                             f"delete it or rerun with --force") from exc
-    check(record, f"record file {path}")
+    check(record, f"record file {path}", Path(path))
     return record
 
 
-
-
-def check(record: Any, source: str) -> None:
-    """The one validation of a record (ImlbenchError naming `source` and what is wrong)."""
+def check(record: Any, source: str, path: Path | None = None) -> None:
+    """The one validation of a record (ImlbenchError naming `source` and what is wrong). A record
+    read from `path` must also carry the key of its own identity, in its file name too: an edited
+    seed or parameter would otherwise count as another run."""
     if not isinstance(record, dict) or (record_kind(record), record.get("status")) not in REQUIRED:
         raise ImlbenchError(f"unreadable {source}: not an imlbench record; delete it or rerun with --force")
     missing = [k for k in REQUIRED[record_kind(record), record["status"]] if k not in record] or problems(record)
     if missing:
         raise ImlbenchError(f"unreadable {source}: missing or malformed {', '.join(missing)}; "
                             f"delete it or rerun with --force")
+    if path is not None:
+        key = run_key(identity_of(record))
+        if record["key"] != key or not path.stem.endswith(f"-{key}"):
+            raise ImlbenchError(f"unreadable {source}: its key or file name is not the key {key} of what it "
+                                f"says ran (task, learner, seed, pipeline, protocol): edited or renamed; "
+                                f"delete it or rerun with --force")
 
 
 def problems(record: dict[str, Any]) -> list[str]:
@@ -188,22 +145,42 @@ def problems(record: dict[str, Any]) -> list[str]:
     if record["status"] == "ok":
         bad += [k for k in ("scores", "accuracy", "accuracy_after_stage1", "measurements", "versions")
                 if not isinstance(record[k], dict)]
-        if "scores" not in bad and not isinstance(record["scores"].get("iml_effect"), (int, float)):
-            bad.append("scores.iml_effect")
+        if "scores" not in bad and any(not (v is None or isinstance(v, bool) or _number(v) and not math.isinf(v))
+                                       for v in record["scores"].values()):
+            bad.append("scores")  # NaN is a score of an absent subset; scores are recomputed on reading
+        for name in ("accuracy", "accuracy_after_stage1", "accuracy_at_end", "definition_accuracy"):
+            if name not in bad and not _accuracies(record.get(name, {})):
+                bad.append(name)
         try:
             float(record["measurements"]["seconds"]["total"])
         except (KeyError, TypeError, ValueError):
             bad.append("measurements.seconds.total")
-        if not isinstance(record["curve"], list) or not all(
-                isinstance(e, dict) and {"stage", "checkpoint"} <= set(e) and isinstance(e.get("accuracy"), dict)
-                and isinstance(e.get("definitions"), dict) for e in record["curve"]):
+        if not isinstance(record["curve"], list) or not all(_curve_entry(e) for e in record["curve"]):
             bad.append("curve")
     return bad
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _curve_entry(entry: Any) -> bool:
+    """A checkpoint: its stage and number, definition accuracies, and test accuracies where the
+    test subsets were evaluated (protocol v2 evaluates them at a cadence)."""
+    return (isinstance(entry, dict) and {"stage", "checkpoint"} <= set(entry) and _accuracies(entry.get("definitions"))
+            and ("accuracy" not in entry or _accuracies(entry["accuracy"])))
+
+
+def _accuracies(table: Any) -> bool:
+    """A table of accuracies: finite numbers in [0, 1] (never NaN or inf)."""
+    return isinstance(table, dict) and all(_number(v) and 0 <= v <= 1 for v in table.values())
 
 
 def prepare_out(out_dir: str | Path) -> Path:
     """Create the results folder and prove it is writable, before any training: a bad --out must
     not surface only after hours of runs."""
+    if not str(out_dir).strip():  # Path("") is the working directory: never what was meant
+        raise ImlbenchError("--out is empty; name a results folder (it is created if missing)")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ImlbenchError(f"--out {out} is a file, not a directory; name a folder (it is created if missing)")
@@ -231,12 +208,18 @@ def iter_record_files(out_dir: Path) -> list[Path]:
 def load_records(out_dir: Path) -> tuple[list[Record], list[str]]:
     """The one loader: every readable run record under out_dir, plus one error line per unreadable
     file (the strict reading for reports is `store.results.load_results`)."""
-    records, found = [], []
+    records, found, seen = [], [], {}
     for path in iter_record_files(out_dir):
         try:
-            records.append(Record.from_json(read_record(path)))
+            record = Record.from_json(read_record(path))
         except ImlbenchError as exc:
             found.append(str(exc))
+            continue
+        if record.key in seen:  # a copy under another name would count its seed twice
+            found.append(f"record file {path} is a copy of {seen[record.key]} (same key); delete one")
+            continue
+        seen[record.key] = path
+        records.append(record)
     return records, found
 
 
@@ -263,6 +246,7 @@ class Record:
     evaluation_point: dict[str, Any]
     definitions_learned: bool
     seconds: float
+    code: dict[str, str]
     raw: dict[str, Any] = field(repr=False, compare=False)
 
     @classmethod
@@ -277,11 +261,12 @@ class Record:
         return cls(key=data["key"], task=data["task"], learner=data["learner"], seed=int(data["seed"]),
                    pipeline=data["pipeline"], protocol=data.get("protocol") or {}, status=data["status"],
                    error=data.get("error"), versions=data.get("versions") or {},
-                   scores=data["scores"] if ok else {}, accuracy=data["accuracy"] if ok else {},
+                   scores=recomputed_scores(data) if ok else {}, accuracy=data["accuracy"] if ok else {},
                    accuracy_after_stage1=data["accuracy_after_stage1"] if ok else {},
                    curve=data["curve"] if ok else [], evaluation_point=data["evaluation_point"] if ok else {},
                    definitions_learned=bool(data["definitions_learned"]) if ok else False,
-                   seconds=float(data["measurements"]["seconds"]["total"]) if ok else math.nan, raw=data)
+                   seconds=float(data["measurements"]["seconds"]["total"]) if ok else math.nan,
+                   code=data.get("code") or {}, raw=data)
 
     @property
     def ok(self) -> bool:
@@ -302,7 +287,16 @@ class Record:
     def group_key(self) -> str:
         """The one grouping of records: the identity minus the seed. Same names with other
         parameters or another protocol (e.g. --threshold) make another leaderboard row."""
-        return json.dumps([self.task, self.learner, self.pipeline, self.protocol], sort_keys=True)
+        return json.dumps([self.task, self.learner, self.pipeline, self.protocol] + ([self.code] if self.code else []),
+                          sort_keys=True)
 
     def label(self) -> str:
         return f"{self.task_name}-{self.learner_name}-{self.pipeline}"
+
+
+def recomputed_scores(data: dict[str, Any]) -> dict[str, float]:
+    """A finished run's scores from its accuracies: the written `scores` are not trusted (an edited
+    `iml_effect` must not move a leaderboard row). A run fit one stage evaluates at a "single" point."""
+    from imlbench.scoring.runs import run_scores  # at call time: the scoring package imports this module
+
+    return run_scores(data)

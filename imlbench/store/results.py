@@ -6,7 +6,6 @@ leaderboard's: identity minus the seed) is used everywhere and a malformed file 
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import math
 from pathlib import Path
@@ -15,7 +14,8 @@ from typing import Any
 import pandas as pd
 
 from imlbench.store.records import Record, load_records
-from imlbench.core.registry import ImlbenchError, load_target, one_line
+from imlbench.core.errors import ImlbenchError, one_line
+from imlbench.core.names import safe_name
 
 PARAM_PREFIX = "param."
 SWEEPS_DIR = "sweeps"
@@ -43,36 +43,38 @@ def load_results(results_dir: str | Path) -> list[Record]:
 
 def run_groups(records: list[Record]) -> dict[str, list[Record]]:
     """Finished records grouped like leaderboard rows, seeds sorted, keyed by a readable label:
-    `task-learner-pipeline`, plus a short hash where two groups share those names (e.g. runs that
-    differ only in --threshold), so that no figure mixes their seeds."""
+    `task-learner-pipeline`, plus a short hash where two groups share those names once made file
+    names (e.g. runs that differ only in --threshold, or names `a/b` and `a_b`), so that no figure
+    mixes their seeds or overwrites another's."""
     by_key: dict[str, list[Record]] = {}
     for r in records:
         if r.ok:
             by_key.setdefault(r.group_key(), []).append(r)
-    names: dict[str, list[str]] = {}
+    names: dict[str, list[str]] = {}  # by file name: `a/b` and `a_b` would share one figure file
     for key, group in by_key.items():
         group.sort(key=lambda r: r.seed)
-        names.setdefault(group[0].label(), []).append(key)
+        names.setdefault(safe_name(group[0].label()), []).append(key)
     labelled = {}
-    for label, keys in names.items():
+    for keys in names.values():
         for key in keys:
             suffix = f"-{hashlib.sha256(key.encode()).hexdigest()[:6]}" if len(keys) > 1 else ""
-            labelled[label + suffix] = by_key[key]
+            labelled[by_key[key][0].label() + suffix] = by_key[key]
     return dict(sorted(labelled.items()))
 
 
+# Controls among the built-in learners, for records written before the runner recorded `is_control`
+# (the published ones): a reader never imports a record's learner to ask, whatever module it names.
+BUILTIN_CONTROLS = frozenset({"majority", "tag-blind", "imlbench.learners.controls:Majority",
+                              "imlbench.learners.controls:TagBlind"})
+
+
 def is_control(record: Record) -> bool:
-    """Whether the record's learner is a control (declared on its class; False if it cannot load)."""
-    return _is_control_target(str(record.learner.get("target", "")))
-
-
-@functools.lru_cache(maxsize=None)
-def _is_control_target(target: str) -> bool:
-    """Loaded once per learner class, not once per record (a folder holds hundreds of records)."""
-    try:
-        return bool(getattr(load_target("learner", target), "is_control", False))
-    except ImlbenchError:
-        return False
+    """Whether the record's learner is a control: as the run recorded it (its class's `is_control`),
+    else by the built-in controls' names. Nothing is imported."""
+    recorded = record.raw.get("is_control")
+    if isinstance(recorded, bool):
+        return recorded
+    return str(record.learner.get("target", "")) in BUILTIN_CONTROLS
 
 
 def read_sweep(csv: Path) -> pd.DataFrame:

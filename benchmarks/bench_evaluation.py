@@ -1,0 +1,64 @@
+"""Incremental evaluation: protocol v2 runs whole budgets, so the test set is predicted at many
+checkpoints. Side by side in one process, a default two-stage rf and gbm fit with the test set
+predicted at every checkpoint (as the harness does): re-voting every tree each time (v1) against adding
+only the new trees to the kept votes or margins. The predictions are asserted equal; `extra_info`
+holds the seconds spent predicting and their share of the whole.
+"""
+
+import time
+
+import numpy as np
+import pytest
+
+from imlbench.learners.boosting import GradientBoosting
+from imlbench.learners.forest import RandomForest
+from imlbench.tasks.synthetic_defs import SyntheticDefs
+from imlbench.views.base import get_view
+
+
+class RevotingForest(RandomForest):
+    def _votes(self, queries):
+        self.votes_ = {}  # forget the kept votes: every tree votes again
+        return super()._votes(queries)
+
+
+class RepredictingBooster(GradientBoosting):
+    def _margins(self, queries):
+        self.margins_ = {}  # forget the kept margins: every round's trees are summed again
+        return super()._margins(queries)
+
+
+@pytest.fixture(scope="module")
+def table():
+    task = SyntheticDefs()
+    data = task.generate(0)
+    encode = lambda examples, split: task.encode(get_view("table"), data, examples, split)  # noqa: E731
+    return encode(data.stage1, "stage1"), encode(data.stage2, "stage2"), encode(data.test.without_targets(), "test")
+
+
+def fit_and_predict_each_checkpoint(learner, table) -> tuple[list[np.ndarray], float, float]:
+    stage1, stage2, test = table
+    predictions, predicting, start = [], 0.0, time.perf_counter()
+    for fit, data in ((learner.fit, stage1), (learner.continue_fit, stage2)):
+        for _ in fit(data):
+            t = time.perf_counter()
+            predictions.append(learner.predict(test))
+            predicting += time.perf_counter() - t
+    return predictions, predicting, time.perf_counter() - start
+
+
+CASES = {"rf": (RandomForest, RevotingForest, {}),
+         "gbm": (GradientBoosting, RepredictingBooster, {"n_rounds": 10, "stage2_rounds": 10})}
+
+
+@pytest.mark.parametrize("learner", sorted(CASES))
+@pytest.mark.parametrize("mode", ["incremental", "full"])
+def test_evaluation_share_of_a_two_stage_fit(benchmark, table, learner, mode):
+    incremental, full, params = CASES[learner]
+    cls = incremental if mode == "incremental" else full
+    predictions, predicting, total = benchmark.pedantic(
+        lambda: fit_and_predict_each_checkpoint(cls(**params), table), rounds=1, iterations=1)
+    reference, _, _ = fit_and_predict_each_checkpoint((full if mode == "incremental" else incremental)(**params), table)
+    assert all(np.array_equal(a, b) for a, b in zip(predictions, reference))
+    benchmark.extra_info.update({"predict_seconds": round(predicting, 3), "total_seconds": round(total, 3),
+                                 "predict_share": round(predicting / total, 3)})

@@ -1,0 +1,85 @@
+"""The built-in diagnostics: the paper's three hypotheses (measurements in `measures`, figures and
+tables in `figures`). Each is registered in the `imlbench.diagnostics` entry-point group.
+
+- gradient-alignment (hypothesis 3): during stage 1, is a tag-1 definition's gradient better aligned
+  with its questions' gradient than a tag-2 definition's?
+- tag-probe (hypothesis 2): after stage 1 and at the evaluation point, is the defining tag decodable
+  from the hidden state of a question?
+- in-context (hypothesis 1): with the definition placed before its question, is a tag-2 definition
+  still used less than a tag-1 one?
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from imlbench.core.protocol import TAGS
+from imlbench.diagnostics import figures
+from imlbench.harness.diagnostics import Context, Diagnostic
+from imlbench.harness.stages import timed
+
+
+class GradientAlignment(Diagnostic):
+    """Measured after the first stage-1 epoch and after every `every`-th one."""
+
+    name = "gradient-alignment"
+    needs, needs_text = "example_loss", "a per-example loss (example_loss with params)"
+    options = {"variables": 32, "every": 1}
+    report_order = 1
+    plot = staticmethod(figures.plot_gradient_alignment)
+    table = staticmethod(figures.alignment_table)
+
+    def measure(self, ctx: Context) -> dict[str, Any]:
+        import time
+
+        from imlbench.diagnostics.measures import gradient_alignment_rows, sample_variables
+
+        every, limit = ctx.options["every"], ctx.options["variables"]
+        samples = {tag: sample_variables(ctx.data, s, limit, ctx.rng)
+                   for tag, s in zip(TAGS, ("d1consis", "d2consis", "d3consis"))}
+        seconds = {"fit": 0.0, "diagnostic": 0.0}
+        rows, n_measured, checkpoint = [], 0, 0
+        fit = timed(ctx.learner.fit(ctx.encode(ctx.data.stage1, "stage1")), seconds)
+        try:
+            for checkpoint, _ in enumerate(fit, start=1):
+                if checkpoint == 1 or checkpoint % every == 0:
+                    t = time.perf_counter()
+                    rows += gradient_alignment_rows(ctx.learner, ctx.task, ctx.view, ctx.data, samples, checkpoint)
+                    seconds["diagnostic"] += time.perf_counter() - t
+                    n_measured += 1
+                    ctx.progress("stage1", checkpoint, ", ".join(f"{r['tag']} {r['cosine']:+.3f}" for r in rows[-3:]))
+        finally:
+            fit.close()
+        seconds["per_epoch"] = seconds["fit"] / max(checkpoint, 1)
+        seconds["per_measured_checkpoint"] = seconds["diagnostic"] / max(n_measured, 1)
+        return {"rows": rows, "seconds": seconds, "stage1_checkpoints": checkpoint}
+
+
+class TagProbe(Diagnostic):
+    name = "tag-probe"
+    needs, needs_text = "hidden_states", "hidden states (hidden_states)"
+    options = {"variables": 32}
+    report_order = 2
+    plot = staticmethod(figures.plot_tag_probe)
+    table = staticmethod(figures.probe_table)
+
+    def measure(self, ctx: Context) -> dict[str, Any]:
+        from imlbench.diagnostics.measures import probe_rows
+
+        return self.train_two_stages(ctx, lambda point, evaluator: probe_rows(
+            ctx.learner, ctx.task, ctx.view, ctx.data, point, ctx.options["variables"], ctx.rng))
+
+
+class InContext(Diagnostic):
+    name = "in-context"
+    needs, needs_text = "predict", "a tokens-view predict"
+    views = ("tokens",)
+    report_order = 3
+    plot = staticmethod(figures.plot_in_context)
+    table = staticmethod(figures.in_context_table)
+
+    def measure(self, ctx: Context) -> dict[str, Any]:
+        from imlbench.diagnostics.measures import in_context_rows
+
+        return self.train_two_stages(ctx, lambda point, evaluator: in_context_rows(
+            ctx.learner, ctx.data, point, evaluator.test(ctx.learner)))
