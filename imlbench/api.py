@@ -19,7 +19,7 @@ from imlbench.core.registry import (SPEC_TYPES, ImlbenchError, available, check_
 from imlbench.core.protocol import DEFAULT_THRESHOLD
 from imlbench.harness.runner import RunRequest
 from imlbench.harness.stages import choose_view
-from imlbench.scoring.verdicts import DEFAULT_MARGIN, summarize, write_leaderboard
+from imlbench.scoring.verdicts import summarize, write_leaderboard
 
 DEFAULT_OUT = "results"
 DEFAULT_SEEDS = 10

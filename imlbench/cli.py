@@ -20,7 +20,7 @@ from imlbench.sweep import PARAM_PREFIX, parse_grid, sweep
 from imlbench.harness.pipelines import PIPELINES
 from imlbench.core.protocol import DEFAULT_THRESHOLD
 from imlbench.harness.stages import check_pipeline, choose_view
-from imlbench.scoring.verdicts import DEFAULT_MARGIN, check_margin, summarize
+from imlbench.scoring.verdicts import check_margin, summarize
 
 MEMORY_HELP = ("resident memory per run's learner, e.g. 4G or 512M: a run past it is stopped and recorded as "
                "an error (default: the machine's memory divided by --jobs; 0 = no limit)")

@@ -20,7 +20,7 @@ from imlbench.store.records import write_atomic
 from imlbench.store.results import PARAM_PREFIX, SWEEPS_DIR
 from imlbench.core.registry import ImlbenchError, parse_value
 from imlbench.core.protocol import DEFAULT_THRESHOLD
-from imlbench.scoring.verdicts import DEFAULT_MARGIN, summarize
+from imlbench.scoring.verdicts import summarize
 from imlbench.core.names import safe_name
 
 def split_values(text: str) -> list[str]:

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
 import imlbench
 from imlbench.learners.controls import Majority, TagBlind
-from imlbench.core.protocol import DEFINITION, Examples, TableData, TaskData
+from imlbench.core.protocol import DEFINITION, TableData, TaskData
 from imlbench.core.registry import ImlbenchError
 from imlbench.harness.stages import choose_view
 from imlbench.tasks.synthetic_defs import SyntheticDefs
 from imlbench.tasks.tagged_digits import TaggedDigits
-from imlbench.views.base import IMAGE, TABLE, TOKENS, VIEWS, View, get_view, is_query, register_view, view_of
+from imlbench.views.base import IMAGE, TABLE, TOKENS, VIEWS, get_view, register_view, view_of
 
 
 @pytest.fixture(scope="module")

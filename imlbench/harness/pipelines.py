@@ -15,8 +15,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
-import numpy as np
-
 from imlbench.core import seeds
 from imlbench.core.errors import ImlbenchError, did_you_mean
 from imlbench.core.protocol import DEFINITION, Examples, Learner, TaskData

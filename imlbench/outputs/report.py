@@ -15,7 +15,7 @@ from imlbench.outputs.figures import plot
 from imlbench.store.records import Record
 from imlbench.core.errors import ImlbenchError
 from imlbench.store.results import effects_of, is_control, load_results, read_sweep, run_groups, sweep_files
-from imlbench.scoring.verdicts import ALPHA, DEFAULT_MARGIN, SCORING_VERSION, summarize
+from imlbench.scoring.verdicts import ALPHA, SCORING_VERSION, summarize
 from imlbench.store.results import PARAM_PREFIX, swept_columns
 from imlbench.core.names import safe_name
 
