@@ -256,11 +256,22 @@ def test_a_process_exit_in_fit_costs_only_that_run(out, tmp_path):
 
 def test_a_real_ctrl_c_still_stops_an_in_process_grid(out):
     # a Ctrl-C reaches the driver (a learner's own SIGINT stays in its process: tests/test_isolation.py)
-    timer = threading.Timer(3, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
-    with pytest.raises(KeyboardInterrupt):
-        imlbench.run(learner="testplugins:NeverYields", seeds=1, params={"n_entities": 100}, out=out)
-    timer.join()
+    # a Ctrl-C every 3 s until one lands: under load the first may arrive before the learner's process
+    # exists (while the fork server starts), and a run of NeverYields would otherwise wait forever
+    stop = threading.Event()
+
+    def press_ctrl_c() -> None:
+        while not stop.wait(3):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    presser = threading.Thread(target=press_ctrl_c, daemon=True)
+    presser.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            imlbench.run(learner="testplugins:NeverYields", seeds=1, params={"n_entities": 100}, out=out)
+    finally:
+        stop.set()
+    presser.join()
     assert iter_record_files(out) == []  # an interrupted run is simply missing, not an error
 
 
