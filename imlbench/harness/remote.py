@@ -283,12 +283,18 @@ def _setup(path: list[str], environ: dict[str, str], cwd: str, spec: Any, module
     return spec.build()
 
 
+def close_fit(fit: Iterator[None] | None) -> None:
+    """Close a generator; a plain iterator (which `Iterator[None]` allows) has nothing to close."""
+    closer = getattr(fit, "close", None)
+    if callable(closer):
+        closer()
+
+
 def _step(learner: Any, fit: Iterator[None] | None, message: tuple) -> tuple[Iterator[None] | None, Any]:
     if message[0] == "start":
         return getattr(learner, message[1])(message[2]), None
     if message[0] == "close":
-        if callable(getattr(fit, "close", None)):  # a plain iterator (`iter([...])`) has nothing to close
-            fit.close()
+        close_fit(fit)
         return None, None
     try:
         next(fit)

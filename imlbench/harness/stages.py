@@ -24,7 +24,7 @@ from imlbench.core.registry import Spec
 from imlbench.harness.evaluation import Evaluator
 from imlbench.harness.pipelines import Pipeline, continue_as_stage1, get_pipeline
 from imlbench.harness.processes import memory_guard
-from imlbench.harness.remote import RemoteLearner
+from imlbench.harness.remote import RemoteLearner, close_fit
 from imlbench.scoring.runs import run_scores
 from imlbench.views.base import get_view
 
@@ -49,13 +49,6 @@ class Outcome:
     point: dict[str, Any]
     end: dict[str, Any]
     definitions_learned: bool
-
-
-def close(fit: Iterator[None]) -> None:
-    """Close a generator; a plain iterator (which `Iterator[None]` allows) has nothing to close."""
-    closer = getattr(fit, "close", None)
-    if callable(closer):
-        closer()
 
 
 def fit_to_budget(fit: Iterator[None], learner: Learner, evaluator: Evaluator, stage: str, threshold: float,
@@ -86,7 +79,7 @@ def fit_to_budget(fit: Iterator[None], learner: Learner, evaluator: Evaluator, s
             if reached and until_point:
                 break
     finally:
-        close(fit)
+        close_fit(fit)
     if last is None:
         raise RuntimeError(f"the learner's {stage} fit yielded no checkpoint")
     if "accuracy" not in last:  # the end of the stage is always evaluated
@@ -136,7 +129,7 @@ def timed(fit: Iterator[None], seconds: dict[str, float]) -> Iterator[None]:
                 seconds["fit"] = seconds.get("fit", 0.0) + time.perf_counter() - start
             yield
     finally:
-        close(fit)
+        close_fit(fit)
 
 
 def exhaust(fit: Iterator[None], stage: str = "", progress: Progress | None = None) -> int:
