@@ -59,6 +59,22 @@ def seed_list(seeds: int | Iterable[int]) -> list[int]:
     return chosen
 
 
+def parse_seeds(text: str) -> int | list[int]:
+    """`5` = seeds 0..4; `0,3,7` = those seeds; `2-4` = seeds 2, 3, 4 (`0-0` = seed 0 alone)."""
+    try:
+        if text.isdigit():
+            return int(text)
+        seeds: list[int] = []
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            low, sep, high = part.partition("-")
+            seeds += list(range(int(low), int(high) + 1)) if sep else [int(part)]
+        if seeds:
+            return seeds
+    except ValueError:
+        pass
+    raise ImlbenchError(f"bad --seeds {text!r}; expected a count (5), a list (0,3,7) or a range (2-4)")
+
+
 def plan(learner: str | Iterable[str], task: str | Iterable[str], seeds: int | Iterable[int] = DEFAULT_SEEDS,
          pipeline: str | Iterable[str] = "two-stage", params: dict[str, Any] | list[str] | None = None,
          threshold: float = DEFAULT_THRESHOLD, skip_unsupported: bool = False) -> list[RunRequest]:

@@ -1,4 +1,4 @@
-"""Command line: `imlbench run | list | show | sweep | plot | report | diagnose | leaderboard`, every command in one place."""
+"""Command line: `imlbench run | list | show | sweep | search | plot | report | diagnose | leaderboard`, every command in one place."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from pathlib import Path
 import pandas as pd
 
 from imlbench import api
+from imlbench.api import parse_seeds
 from imlbench.outputs.figures import FORMATS, plot
-from imlbench.core.registry import ImlbenchError, available, one_line, resolve, target_class
+from imlbench.core.registry import ImlbenchError, available, one_line, parse_pair, resolve, target_class
 from imlbench.outputs.report import leaderboard_rows, report, scoring_legend
 from imlbench.sweep import PARAM_PREFIX, parse_grid, sweep
 from imlbench.harness.pipelines import PIPELINES
@@ -31,22 +32,6 @@ def format_summary(summary: pd.DataFrame, margin: float | None = None) -> str:
     if summary.empty:
         return "(no finished runs)"
     return pd.DataFrame(leaderboard_rows(summary)).to_string(index=False) + "\n" + scoring_legend(summary, margin)
-
-
-def parse_seeds(text: str) -> int | list[int]:
-    """`5` = seeds 0..4; `0,3,7` = those seeds; `2-4` = seeds 2, 3, 4 (`0-0` = seed 0 alone)."""
-    try:
-        if text.isdigit():
-            return int(text)
-        seeds: list[int] = []
-        for part in filter(None, (p.strip() for p in text.split(","))):
-            low, sep, high = part.partition("-")
-            seeds += list(range(int(low), int(high) + 1)) if sep else [int(part)]
-        if seeds:
-            return seeds
-    except ValueError:
-        pass
-    raise ImlbenchError(f"bad --seeds {text!r}; expected a count (5), a list (0,3,7) or a range (2-4)")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -148,6 +133,20 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 1 if frame.attrs["problems"] else 0
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    from imlbench.search import search, summary_lines
+
+    result = search(args.learner, args.task, args.trials, args.confirm_top, pipeline=args.pipeline, out=args.out,
+                    explore_seeds=args.explore_seeds, confirm_seeds=args.confirm_seeds,
+                    params=dict(parse_pair(p) for p in args.param), name=args.name, storage=args.storage,
+                    seed=args.seed, jobs=args.jobs, timeout=args.timeout, executor=args.executor,
+                    memory_limit=args.memory_limit, verbose=not args.quiet)
+    print("\n".join(summary_lines(result)))
+    for line in result.get("problems", []):
+        print(f"imlbench: error: {one_line(line)}", file=sys.stderr)
+    return 1 if result.get("problems") else 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
     paths = plot(args.results, args.out, args.margin, formats)
@@ -164,7 +163,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_diagnose(args: argparse.Namespace) -> int:
     """One of the paper's hypotheses as a measurement over seeds, run like `imlbench run`."""
     requests = api.plan_diagnostics(args.name, args.learner, args.task, parse_seeds(args.seeds), args.param,
-                                    {"variables": args.variables, "every": args.every}, args.threshold)
+                                    {"variables": args.variables, "every": args.every,
+                                     "permutations": args.permutations}, args.threshold)
     records, problems, paths = api.diagnose(requests, args.out, args.force, not args.quiet, args.executor,
                                             args.jobs, args.timeout, args.memory_limit)
     for path in paths:
@@ -172,6 +172,21 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     for line in problems:
         print(f"imlbench: error: {one_line(line)}", file=sys.stderr)
     return 1 if problems else 0
+
+
+SEEDS_HELP = "a count N (seeds 0..N-1), a list 0,3,7 or a range 2-4 (default: 10)"
+MARGIN_HELP = "equivalence margin in points for the verdict 'none' (default: each task's own, 10 for the built-ins)"
+
+
+def _execution_options(parser: argparse.ArgumentParser, jobs_help: str) -> None:
+    """Where runs execute and what bounds them: the same for run, search and diagnose."""
+    parser.add_argument("--jobs", type=int, default=1, help=jobs_help)
+    parser.add_argument("--executor", default=None, help="local (default), dask (a LocalCluster of --jobs workers), "
+                                                         "dask://HOST:PORT, slurm (submitit), submitit-local")
+    parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                        help="wall-clock limit per run: a run past it is stopped and recorded as an error "
+                             "(default: the learner spec's `timeout`, else none; 0 = no limit)")
+    parser.add_argument("--memory-limit", default=None, metavar="SIZE", help=MEMORY_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--learner", default=None, help="name(s), comma-separated (default: rf)")
     run.add_argument("--task", default=None, help="name(s), comma-separated (default: synthetic-defs)")
     run.add_argument("--suite", default=None, help="run a suite (suites/NAME.toml: default, smoke, gpu) instead")
-    run.add_argument("--seeds", default=None, help="a count N (seeds 0..N-1), a list 0,3,7 or a range 2-4 (default: 10)")
+    run.add_argument("--seeds", default=None, help=SEEDS_HELP)
     run.add_argument("--pipeline", default="two-stage", help=f"{' | '.join(PIPELINES)}, or both comma-separated")
     run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                      help="override a parameter (prefix task. or learner. if ambiguous); repeatable")
@@ -190,16 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="recompute runs that already have records")
     run.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                      help="definition accuracy that marks the evaluation point (default: 0.98)")
-    run.add_argument("--margin", type=float, default=None,
-                     help="equivalence margin in points for the verdict 'none' (default: each task's own, 10 for the built-ins)")
-    run.add_argument("--jobs", type=int, default=1, help="parallel runs (worker processes or dask workers)")
-    run.add_argument("--executor", default=None,
-                     help="local (default), dask (a LocalCluster of --jobs workers), dask://HOST:PORT, "
-                          "slurm (submitit), submitit-local")
-    run.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
-                     help="wall-clock limit per run: a run past it is stopped and recorded as an error "
-                          "(default: the learner spec's `timeout`, else none; 0 = no limit)")
-    run.add_argument("--memory-limit", default=None, metavar="SIZE", help=MEMORY_HELP)
+    run.add_argument("--margin", type=float, default=None, help=MARGIN_HELP)
+    _execution_options(run, "parallel runs (worker processes or dask workers)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar or per-run lines")
     run.set_defaults(func=cmd_run)
 
@@ -218,57 +225,71 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--param", action="append", default=[], metavar="NAME=V1,V2,...",
                     help="a swept parameter and its values (TOML, top-level commas split); repeatable: "
                          "the grid is the cartesian product; one value = a fixed setting")
-    sw.add_argument("--seeds", default="10", help="a count N (seeds 0..N-1), a list 0,3,7 or a range 2-4 (default: 10)")
+    sw.add_argument("--seeds", default="10", help=SEEDS_HELP)
     sw.add_argument("--pipeline", default="two-stage", help="two-stage | one-stage (default: two-stage)")
     sw.add_argument("--out", default=api.DEFAULT_OUT, help="results directory (default: results); the CSV "
                                                         "goes to OUT/sweeps/")
     sw.add_argument("--name", default=None, help="sweep CSV name (default: from learner, task and parameters)")
     sw.add_argument("--force", action="store_true", help="recompute runs that already have records")
-    sw.add_argument("--margin", type=float, default=None, help="equivalence margin in points (default: each task's own)")
+    sw.add_argument("--margin", type=float, default=None, help=MARGIN_HELP)
     sw.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     sw.set_defaults(func=cmd_sweep)
+
+    se = sub.add_parser("search", help="search a learner's configurations for IML, then confirm the best on fresh seeds")
+    se.add_argument("--learner", required=True, help="learner name (its spec or class declares the search space)")
+    se.add_argument("--task", required=True, help="task name")
+    se.add_argument("--trials", type=int, default=20, help="configurations to try, all processes together (default: 20)")
+    se.add_argument("--explore-seeds", type=int, default=3, help="seeds per trial, 1000, 1001, ... (default: 3)")
+    se.add_argument("--confirm-seeds", type=int, default=10, help="fresh seeds 0..M-1 for confirmation (default: 10)")
+    se.add_argument("--confirm-top", type=int, default=1, help="best configurations confirmed, one Holm family (default: 1)")
+    se.add_argument("--pipeline", default="two-stage", help="two-stage | one-stage (default: two-stage)")
+    se.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="a fixed parameter, as in `run`")
+    se.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite in OUT/searches/NAME)")
+    se.add_argument("--name", default=None, help="study name (default: LEARNER_TASK_PIPELINE)")
+    se.add_argument("--seed", type=int, default=0, help="the sampler's seed (default: 0)")
+    _execution_options(se, "parallel runs within a trial (default: 1)")
+    se.add_argument("--out", default=api.DEFAULT_OUT, help="results directory (default: results); the search "
+                                                        "goes to OUT/searches/NAME, confirmed runs to OUT")
+    se.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    se.set_defaults(func=cmd_search)
 
     pl = sub.add_parser("plot", help="figures of a results directory (PNG and SVG)")
     pl.add_argument("results", help="results directory (holds records/, maybe sweeps/)")
     pl.add_argument("--out", default="figures", help="folder for the figures (default: figures)")
     pl.add_argument("--formats", default=",".join(FORMATS), help=f"comma list of {', '.join(FORMATS)} (default: all)")
-    pl.add_argument("--margin", type=float, default=None, help="equivalence margin in points (default: each task's own)")
+    pl.add_argument("--margin", type=float, default=None, help=MARGIN_HELP)
     pl.set_defaults(func=cmd_plot)
 
     rp = sub.add_parser("report", help="a Markdown report of a results directory, figures beside it")
     rp.add_argument("results", help="results directory (holds records/, maybe sweeps/)")
     rp.add_argument("--out", default="report.md", help="Markdown path; figures go to figures/ beside it")
-    rp.add_argument("--margin", type=float, default=None, help="equivalence margin in points (default: each task's own)")
+    rp.add_argument("--margin", type=float, default=None, help=MARGIN_HELP)
     rp.set_defaults(func=cmd_report)
-
-
 
     dg = sub.add_parser("diagnose", help="measure one of the paper's hypotheses: gradient-alignment, "
                                          "tag-probe, in-context")
     dg.add_argument("name", help="gradient-alignment | tag-probe | in-context")
     dg.add_argument("--learner", required=True, help="torch learner name(s), comma-separated")
     dg.add_argument("--task", default="synthetic-defs", help="task name(s), comma-separated")
-    dg.add_argument("--seeds", default="10", help="a count N (seeds 0..N-1), a list 0,3,7 or a range 2-4 (default: 10)")
+    dg.add_argument("--seeds", default="10", help=SEEDS_HELP)
     dg.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                     help="override a task or learner parameter, as in `run` (e.g. batch_size=16); repeatable")
     dg.add_argument("--variables", type=int, default=32, help="variables sampled per tag (default: 32)")
     dg.add_argument("--every", type=int, default=1, help="gradient-alignment: measure every Nth stage-1 epoch")
+    dg.add_argument("--permutations", type=int, default=200,
+                    help="tag-probe: shuffles of the tags among variables for the probe's chance level (default: 200)")
     dg.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                     help="definition accuracy that marks the evaluation point (default: 0.98)")
     dg.add_argument("--out", default=api.DEFAULT_OUT, help="results directory; output goes to OUT/diagnostics/")
     dg.add_argument("--force", action="store_true", help="recompute finished records")
-    dg.add_argument("--jobs", type=int, default=1, help="parallel runs (supervised worker processes)")
-    dg.add_argument("--executor", default=None, help="as for `run`: local (default), dask, dask://HOST:PORT, slurm")
-    dg.add_argument("--memory-limit", default=None, metavar="SIZE", help=MEMORY_HELP)
-    dg.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
-                    help="wall-clock limit per run, as for `run` (0 = no limit)")
+    _execution_options(dg, "parallel runs (supervised worker processes)")
     dg.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     dg.set_defaults(func=cmd_diagnose)
 
     board = sub.add_parser("leaderboard", help="rebuild the leaderboard CSV from a results directory")
     board.add_argument("results", help="results directory (holds records/)")
     board.add_argument("-o", "--output", default=None, help="CSV path (default: RESULTS/leaderboard.csv)")
-    board.add_argument("--margin", type=float, default=None, help="equivalence margin in points (default: each task's own)")
+    board.add_argument("--margin", type=float, default=None, help=MARGIN_HELP)
     board.set_defaults(func=cmd_leaderboard)
     return parser
 

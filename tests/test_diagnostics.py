@@ -124,7 +124,7 @@ def test_cli_errors_are_one_line(argv, needle, capsys, out):
 
 
 def test_tag_probe_records_csv_plot_resume_and_determinism(out):
-    requests = plan("tag-probe", "mlp", "synthetic-defs", [0, 1], TINY_PARAMS, {"variables": 8})
+    requests = plan("tag-probe", "mlp", "synthetic-defs", [0, 1], TINY_PARAMS, {"variables": 8, "permutations": 20})
     records, problems, paths = diagnose(requests, out, verbose=False)
     assert not problems and all(r["status"] == "ok" for r in records), problems
     frame = pd.read_csv(out / DIAGNOSTICS_DIR / "tag-probe.csv")
@@ -207,7 +207,7 @@ def diagnostic_records(out):
 
 def test_diagnose_in_parallel_workers_records_a_failing_seed_with_its_traceback(out):
     argv = ["diagnose", "tag-probe", "--learner", "diagplugins:ProbeFailsOnSeed1", "--seeds", "2", "--jobs", "2",
-            "--variables", "8", "--out", str(out), "-q"] + [a for p in TINY_PARAMS for a in ("--param", p)]
+            "--variables", "8", "--permutations", "20", "--out", str(out), "-q"] + [a for p in TINY_PARAMS for a in ("--param", p)]
     assert main(argv) == 1  # one seed failed
     found = diagnostic_records(out)
     assert found[0][1]["status"] == "ok" and found[0][1]["rows"]
@@ -215,7 +215,7 @@ def test_diagnose_in_parallel_workers_records_a_failing_seed_with_its_traceback(
     assert failed["status"] == "error" and "probe failed on purpose" in failed["error"]
     assert "Traceback" in failed["traceback"] and "hidden_states" in failed["traceback"]
     assert failed["environment"]["cpu"]  # the same provenance as a run's record
-    inline, _, _ = diagnose(plan("tag-probe", "mlp", "synthetic-defs", [0], TINY_PARAMS, {"variables": 8}),
+    inline, _, _ = diagnose(plan("tag-probe", "mlp", "synthetic-defs", [0], TINY_PARAMS, {"variables": 8, "permutations": 20}),
                             out / "inline", verbose=False)
     assert inline[0]["rows"] == found[0][1]["rows"]  # a worker computes what the driver computes
 
@@ -223,11 +223,11 @@ def test_diagnose_in_parallel_workers_records_a_failing_seed_with_its_traceback(
 def test_diagnose_resumes_after_kill_9_computing_only_what_is_missing(out):
     tests = Path(__file__).resolve().parent
     command = [sys.executable, "-m", "imlbench", "diagnose", "tag-probe", "--learner", "diagplugins:ProbeFailsOnSeed1",
-               "--seeds", "2", "--jobs", "2", "--variables", "8", "--out", str(out), "-q"]
+               "--seeds", "2", "--jobs", "2", "--variables", "8", "--permutations", "20", "--out", str(out), "-q"]
     command += [a for p in TINY_PARAMS for a in ("--param", p)]
     driver = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(tests), "SLOW_SEED1": "1"},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # generous: on a loaded machine two workers start slowly
     while time.monotonic() < deadline and 0 not in diagnostic_records(out):
         time.sleep(0.2)
     driver.kill()  # kill -9 while seed 1 is still inside its probe
@@ -237,7 +237,7 @@ def test_diagnose_resumes_after_kill_9_computing_only_what_is_missing(out):
     path, record = first[0]
     stamp = path.stat().st_mtime_ns
     records, problems, _ = diagnose(plan("tag-probe", "diagplugins:ProbeFailsOnSeed1", "synthetic-defs", [0, 1],
-                                         TINY_PARAMS, {"variables": 8}), out, verbose=False)
+                                         TINY_PARAMS, {"variables": 8, "permutations": 20}), out, verbose=False)
     assert path.stat().st_mtime_ns == stamp and records[0] == record  # seed 0 reused, not recomputed
     assert records[1]["status"] == "error" and len(problems) == 1  # seed 1 ran (and fails on purpose)
 
@@ -272,3 +272,29 @@ def test_a_plugin_diagnostic_is_one_class_and_one_entry_point(out, monkeypatch):
     assert record["definitions_learned"] == bool(at_point.min() >= 0.98)  # the point as the runner finds it
     assert (out / DIAGNOSTICS_DIR / "definition-fit.csv").exists()
 
+
+
+def test_the_probe_measures_its_chance_level_instead_of_assuming_50():
+    """Folds grouped by variable put chance below 50% (a probe that learns nothing predicts its
+    training folds' majority); the permutation null says where chance is, so a layer without the
+    tag sits inside its band and one with it sits above."""
+    from imlbench.diagnostics.measures import probe_rows
+    from imlbench.core.protocol import SUBSET_CODE
+    from imlbench.tasks.synthetic_defs import SyntheticDefs
+
+    task = SyntheticDefs(n_entities=200)
+    data = task.generate(0)
+    d2 = {int(v) for v, s in zip(data.test.subject, data.test.subset) if s == SUBSET_CODE["d2consis"]}
+
+    class Stub:
+        def hidden_states(self, queries):
+            n, noise = len(queries.tokens), np.random.default_rng(1)
+            tag = np.array([float(int(row[1]) in d2) for row in queries.tokens])
+            return [np.ones((n, 3)), noise.normal(size=(n, 3)), np.c_[tag, noise.normal(size=(n, 2))]]
+
+    rows = probe_rows(Stub(), task, "tokens", data, "at_point", 24, np.random.default_rng(0), permutations=60)
+    constant, random, tagged = rows
+    assert constant["accuracy"] < 0.45 and constant["null_high"] < 0.5  # chance here is not 50%
+    for row in (constant, random):
+        assert row["null_low"] <= row["accuracy"] <= row["null_high"] and row["p_permutation"] > 0.05
+    assert tagged["accuracy"] == 1.0 > tagged["null_high"] and tagged["p_permutation"] == pytest.approx(1 / 61)

@@ -321,3 +321,31 @@ def test_per_example_loss_feeds_gradient_alignment(task_data):
     vmapped, looped = per_example_grads(learner, full), per_example_grads_loop(learner, full)
     assert vmapped.shape == (6, sum(p.numel() for p in learner.model_.parameters()))
     torch.testing.assert_close(vmapped, looped, rtol=1e-4, atol=1e-5)
+
+
+def test_answer_scores_are_the_labels_log_probabilities(task_data):
+    task, data, encode = task_data
+    learner = HFCausalLM(**{**TINY, "epochs": 5, "lr": 3e-3}, random_state=2)
+    for _ in learner.fit(encode("stage1")):
+        pass
+    queries = replace(encode("test", query=True), prompts=encode("test", query=True).prompts[:12])
+    candidates = data.label_space[:7]
+    scores = learner.predict_scores(queries, candidates)
+    assert scores.shape == (12, 7) and np.all(scores <= 0) and np.isfinite(scores).all()
+    # the same numbers from one unpadded forward pass per query and label, written out
+    import torch
+
+    where = {int(v): i for i, v in enumerate(queries.label_space)}
+    for row in (0, 5):
+        prompt = learner._encode([queries.prompts[row]], special=True)[0]
+        for column in (0, 6):
+            label = learner._encode([" " + queries.label_texts[where[int(candidates[column])]]], special=False)[0]
+            with torch.no_grad():
+                logits = learner.model_(input_ids=torch.tensor([prompt + label])).logits[0]
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            expected = sum(float(logp[len(prompt) - 1 + k, t]) for k, t in enumerate(label))
+            assert scores[row, column] == pytest.approx(expected, abs=1e-4)
+    # batching and left padding change nothing
+    np.testing.assert_allclose(learner.set_params(eval_batch_size=1).predict_scores(queries, candidates), scores, atol=1e-5)
+    with pytest.raises(ValueError, match="no text"):
+        learner.predict_scores(queries, np.array([10**6]))

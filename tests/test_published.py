@@ -35,13 +35,14 @@ def test_committed_report_is_what_the_committed_records_give(tmp_path, monkeypat
 
 
 def test_readme_tables_are_the_committed_leaderboard():
-    """Each README results table is the leaderboard of the committed records for one task."""
+    """Each README results table is the leaderboard of the committed records for one task, its rows at
+    the learners' own settings (configured rows, `learner[key=value]`, are in the search section)."""
     readme = (ROOT / "README.md").read_text()
     records, problems = load_records(RESULTS)
     assert not problems
     board = summarize(records)
-    for task in ("synthetic-defs", "tagged-digits", "synthetic-defs-text"):
-        rows = leaderboard_rows(board[board["task"] == task])
+    for task in ("synthetic-defs", "tagged-digits", "synthetic-defs-text", "synthetic-defs-null", "tagged-digits-null"):
+        rows = leaderboard_rows(board[(board["task"] == task) & ~board["learner"].str.contains("[", regex=False)])
         assert rows and _md_table(rows) in readme, f"README table for {task} is stale"
 
 
@@ -151,3 +152,48 @@ def test_the_controls_of_the_transformer_are_not_iml():
     assert _row("synthetic-defs", "tag-blind-transformer")["verdict"] != "IML"
     assert _row("synthetic-defs", "rf")["verdict"] == "inconclusive"  # by construction, never `none`
     assert "by construction" in _row("synthetic-defs", "rf")["verdict_note"]
+
+
+def test_published_searches_are_what_their_records_give_and_the_readme_quotes_them():
+    """Each search: its trials' objectives recomputed from the exploration records, exploration and
+    confirmation seeds disjoint, its confirmed rows on the leaderboard, its verdict in the README."""
+    from imlbench.search import trial_value
+    from imlbench.store.results import search_results
+
+    readme = (ROOT / "README.md").read_text()
+    searches = {s["learner"]: s for s in search_results(RESULTS)}
+    assert {"rf", "mlp", "gbm", "tag-blind-transformer"} <= set(searches)
+    board = _rows()
+    for s in searches.values():
+        explored, problems = load_records(s["folder"])
+        assert not problems and explored
+        assert {r.seed for r in explored} == set(s["explore_seeds"]) and not set(s["explore_seeds"]) & set(s["confirm_seeds"])
+        rows = {row["learner"]: row for row in summarize(explored).to_dict("records")}
+        trials = pd.read_csv(s["folder"] / "trials.csv")
+        done = trials[trials["state"] == "COMPLETE"]
+        assert len(done) == s["trials"]
+        for _, trial in done.iterrows():
+            measured = [trial_value(row)[0] for row in rows.values() if
+                        math.isclose(row["effect_mean"], trial["effect_mean"], abs_tol=1e-3)]
+            assert any(math.isclose(v, trial["value"], abs_tol=1e-3) for v in measured), (s["name"], trial["trial"])
+        for c in s["confirmed"]:
+            row = board[(board["learner"] == c["row"]) & (board["task"] == s["task"]) & (board["pipeline"] == s["pipeline"])]
+            assert len(row) == 1 and row.iloc[0]["seeds"] == ";".join(map(str, s["confirm_seeds"]))
+            assert row.iloc[0]["effect_mean"] == pytest.approx(c["effect_mean"], abs=1e-3)
+        assert s["verdict"] in readme, f"README does not quote the verdict of search {s['name']}"
+    control = searches["tag-blind-transformer"]
+    assert control["trials"] >= 20 and not control["verdict"].startswith("IML elicited")
+
+
+def test_the_dose_response_in_the_readme_is_what_the_records_give():
+    from imlbench.outputs.report import _dose_section
+    from imlbench.scoring.trends import dose_response
+
+    records, _ = load_records(RESULTS)
+    lines = _dose_section([r for r in records if r.ok], {})
+    readme = (ROOT / "README.md").read_text()
+    trends = [line for line in lines if line.startswith("- ")]
+    assert len(trends) >= 2 and all(line in readme for line in trends)
+    levels, _ = dose_response(records)
+    for series, part in levels.groupby("series"):
+        assert part[part["level"] == 0.5]["verdict"].iloc[0] != "IML", series  # the tags predict nothing

@@ -317,6 +317,13 @@ class Learner(Parameterized, ABC):
     # stage-2 data alone): its two-stage verdict is then a null by construction (PROTOCOL §5)
     stage2_uses_stage1: ClassVar[bool] = True
     relative_cost: ClassVar[float] = 1.0  # seconds per run relative to rf: parallel grids start long runs first
+    # What `imlbench search` may vary (PROTOCOL §8): parameter -> {"low", "high"[, "log"]} (ints if both
+    # bounds are) or {"choices": [...]}. A learner spec's [search] table replaces it.
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def searched_params(self, values: dict[str, Any]) -> dict[str, Any]:
+        """The constructor parameters that realize one point of the search space (here: itself)."""
+        return dict(values)
 
     def supported_views(self) -> tuple[str, ...]:
         return self.views

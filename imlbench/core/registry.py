@@ -26,7 +26,7 @@ from imlbench.core.protocol import Learner, Task
 KINDS = {"learner": Learner, "task": Task}
 # Keys a learner/task spec file may hold. `timeout` (seconds) is a learner's default wall-clock limit
 # per run; like `description` it is not part of a run's identity.
-SPEC_KEYS = {"learner": ("name", "version", "description", "learner", "params", "timeout"),
+SPEC_KEYS = {"learner": ("name", "version", "description", "learner", "params", "timeout", "search"),
              "task": ("name", "version", "description", "task", "params")}
 
 
@@ -150,6 +150,7 @@ SPEC_TYPES = {
     "version": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "a positive integer"),
     "params": (lambda v: isinstance(v, dict), "a table ([params])"),
     "timeout": (lambda v: _number(v) and 0 < v < math.inf, "a positive, finite number of seconds"),
+    "search": (lambda v: isinstance(v, dict), "a table ([search]) of parameter = {low, high[, log]} or {choices}"),
     "learner": (_text, "a non-empty string"),
     "task": (_text, "a non-empty string"),
 }
@@ -203,6 +204,12 @@ def resolve(kind: str, name: str, overrides: dict[str, Any] | None = None) -> Sp
                 code_version(kind, target, cls))
     validate(spec)
     return spec
+
+
+def search_space_of(name: str) -> dict[str, Any]:
+    """What `imlbench search` may vary for a learner: its spec's [search] table, else its class's."""
+    raw, _ = _raw_spec("learner", name)
+    return raw["search"] if "search" in raw else resolve("learner", name).build().search_space
 
 
 def validate(spec: Spec) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 LEARNER = 1          # a learner's `random_state`
 STAGE2_ORDER = 2     # the order of the one-stage union of stage-1 and stage-2 examples
 DIAGNOSTICS = 3      # a diagnostic's own choices (sampled variables, probe folds)
+SEARCH = 4           # an elicitation search's sampler, per trial: stream(seed, SEARCH) spawned by trial number
 # purposes drawn by the built-in tasks for their data (each task its own stream)
 SYNTHETIC_DEFS = 0x5D
 SYNTHETIC_DEFS_TEXT = 0x7E47
@@ -23,6 +24,11 @@ TAGGED_DIGITS = 0x1D6
 
 def stream(seed: int, purpose: int) -> np.random.SeedSequence:
     return np.random.SeedSequence([seed, purpose])
+
+
+def search_seed(seed: int, trial_number: int) -> int:
+    """The sampler seed of one trial of a search (a trial's number is unique in its study)."""
+    return int(np.random.SeedSequence([seed, SEARCH, trial_number + 1]).generate_state(1)[0])
 
 
 def rng(seed: int, purpose: int) -> np.random.Generator:

@@ -58,7 +58,7 @@ class GradientAlignment(Diagnostic):
 class TagProbe(Diagnostic):
     name = "tag-probe"
     needs, needs_text = "hidden_states", "hidden states (hidden_states)"
-    options = {"variables": 32}
+    options = {"variables": 32, "permutations": 200}
     report_order = 2
     plot = staticmethod(figures.plot_tag_probe)
     table = staticmethod(figures.probe_table)
@@ -67,7 +67,8 @@ class TagProbe(Diagnostic):
         from imlbench.diagnostics.measures import probe_rows
 
         return self.train_two_stages(ctx, lambda point, evaluator: probe_rows(
-            ctx.learner, ctx.task, ctx.view, ctx.data, point, ctx.options["variables"], ctx.rng))
+            ctx.learner, ctx.task, ctx.view, ctx.data, point, ctx.options["variables"], ctx.rng,
+            permutations=ctx.options["permutations"]))
 
 
 class InContext(Diagnostic):

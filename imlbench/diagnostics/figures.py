@@ -13,7 +13,6 @@ from matplotlib.figure import Figure
 from imlbench.outputs.figures import TAG_COLOURS, save_figure, t_interval
 
 POINT_STYLE = {"after_stage1": ("after stage 1", "--"), "at_point": ("at the evaluation point", "-")}
-CHANCE = 0.5
 
 
 def summarize(frame: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
@@ -58,11 +57,14 @@ def plot_tag_probe(frame: pd.DataFrame, stem: Path, formats: Iterable[str]) -> l
     groups = sorted(summary["group"].unique())
     fig, axes = _panels(groups)
     for ax, group in zip(axes, groups):
-        for point, part in summary[summary["group"] == group].groupby("point"):
+        for (point, part), colour in zip(summary[summary["group"] == group].groupby("point"), ("C0", "C1")):
             label, style = POINT_STYLE.get(point, (point, "-"))
             ax.errorbar(part["layer"], part["mean"], yerr=[part["mean"] - part["ci_low"], part["ci_high"] - part["mean"]],
-                        ls=style, marker="o", capsize=3, label=label)
-        ax.axhline(CHANCE, color="black", ls=":", lw=1, label="chance")
+                        ls=style, marker="o", capsize=3, label=label, color=colour)
+            band = frame[(frame["group"] == group) & (frame["point"] == point)].groupby("layer")
+            if "null_low" in frame:  # the permutation null's 95% band, mean over seeds
+                ax.fill_between(sorted(band.groups), band["null_low"].mean(), band["null_high"].mean(),
+                                color=colour, alpha=0.15, label=f"null band ({label})")
         ax.set_title(group.replace(" on ", "\non ", 1), fontsize=9)
         ax.set(xlabel="layer (0 = embedding)", ylabel="probe accuracy (tag 1 vs 2)", ylim=(0.3, 1.02))
     axes[0].legend(fontsize=8)
@@ -111,9 +113,19 @@ def alignment_table(frame: pd.DataFrame) -> list[str]:
 
 def probe_table(frame: pd.DataFrame) -> list[str]:
     s = summarize(frame, ["group", "point", "layer"], "accuracy")
-    rows = [f"| {r['group']} | {r['point']} | {r['layer']} | {_ci(r, 100, '{:.1f}')} |" for _, r in s.iterrows()]
+    by = frame.groupby(["group", "point", "layer"])
+    rows = []
+    for _, r in s.iterrows():
+        part = by.get_group((r["group"], r["point"], r["layer"]))
+        band = (f"{100 * part['null_low'].mean():.1f}–{100 * part['null_high'].mean():.1f}"
+                if "null_low" in part else "–")
+        above = f"{int((part['accuracy'] > part['null_high']).sum())}/{len(part)}" if "null_high" in part else "–"
+        rows.append(f"| {r['group']} | {r['point']} | {r['layer']} | {_ci(r, 100, '{:.1f}')} | {band} | {above} |")
     return ["Cross-validated probe accuracy (%) for the defining tag (1 vs 2) of the variable a question asks "
-            "about; chance 50.", "", "| group | point | layer | accuracy |", "|---|---|---|---|", *rows]
+            "about, beside the chance level measured by shuffling the tags among variables (95% band of the "
+            "permutation null, mean over seeds; folds grouped by variable put chance below 50). A layer "
+            "decodes the tag in a seed when its accuracy is above that seed's band.", "",
+            "| group | point | layer | accuracy | null band | seeds above band |", "|---|---|---|---|---|---|", *rows]
 
 
 def in_context_table(frame: pd.DataFrame) -> list[str]:

@@ -24,6 +24,14 @@ from imlbench.core.protocol import Learner, TableData, TableQueries
 
 class GradientBoosting(Learner):
     relative_cost = 3  # seconds per run relative to rf (longest runs start first)
+    # What `imlbench search` may vary (PROTOCOL §8): rounds, step size, tree shape.
+    search_space = {"n_rounds": {"low": 5, "high": 80, "log": True},
+                    "stage2_rounds": {"low": 10, "high": 120, "log": True},
+                    "learning_rate": {"low": 0.03, "high": 1.0, "log": True},
+                    "max_depth": {"low": 2, "high": 10},
+                    # each fact is one row of a 1000-class softmax: its hessian is ~1e-3, so a
+                    # min_child_weight of 1 forbids every split (nothing is learned); search below it
+                    "min_child_weight": {"choices": [0.0, 0.001, 0.01]}}
     views = ("table",)
     capabilities = frozenset({"continue_training"})
 

@@ -82,6 +82,13 @@ class TagBlind(Learner):
         return self._base().predict(blind(queries))
 
     @property
+    def search_space(self) -> dict:  # the base learner's: a control searched like what it controls
+        return self._base().search_space
+
+    def searched_params(self, values: dict) -> dict:
+        return {"base_params": {**(self.base_params or {}), **self._base().searched_params(values)}}
+
+    @property
     def stage2_uses_stage1(self) -> bool:  # as its base learner
         return getattr(self._base(), "stage2_uses_stage1", True)
 

@@ -45,6 +45,14 @@ class SmallCNN(nn.Module):
 
 class ConvNet(TorchLearner):
     relative_cost = 6  # seconds per run relative to rf (longest runs start first)
+    # What `imlbench search` may vary (PROTOCOL §8): width, budgets, batch sizes, learning rates.
+    search_space = {"channels1": {"choices": [8, 16, 32]}, "channels2": {"choices": [16, 32, 64]},
+                    "hidden": {"low": 64, "high": 512, "log": True},
+                    "epochs": {"low": 10, "high": 60, "log": True},
+                    "stage2_epochs": {"low": 32, "high": 160, "log": True},
+                    "stage2_batch_size": {"choices": [8, 16, 32, 64]},
+                    "lr": {"low": 3e-4, "high": 3e-3, "log": True},
+                    "stage2_lr": {"low": 3e-5, "high": 1e-3, "log": True}}
     views = ("image",)
 
     def __init__(self, channels1: int = 16, channels2: int = 32, hidden: int = 256, epochs: int = 30,

@@ -27,6 +27,12 @@ class RandomForest(Learner):
     views = ("table",)
     capabilities = frozenset({"continue_training"})
     stage2_uses_stage1 = False  # stage 2's trees see only stage-2 data, where the tag predicts nothing
+    # What `imlbench search` may vary (PROTOCOL §8): tree count, feature sampling, leaf size. Not
+    # max_features=None: on the one-hot table a forest of all-feature trees takes ~3 min per run.
+    search_space = {"n_estimators": {"low": 10, "high": 300, "log": True},
+                    "stage2_estimators": {"low": 25, "high": 300, "log": True},
+                    "max_features": {"choices": ["sqrt", "log2"]},
+                    "min_samples_leaf": {"low": 1, "high": 16, "log": True}}
 
     def __init__(self, n_estimators: int = 100, stage2_estimators: int = 150, trees_per_checkpoint: int = 25,
                  max_features: str = "sqrt", min_samples_leaf: int = 1, n_jobs: int = 1, random_state: int = 0):

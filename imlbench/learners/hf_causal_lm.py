@@ -50,6 +50,12 @@ class HFCausalLM(TorchLearner):
     should carry: library versions, the model's name and revision, its size, device and dtype.
     """
     relative_cost = 20  # seconds per run relative to rf (longest runs start first)
+    # What `imlbench search` may vary (PROTOCOL §8): budgets, batch sizes and learning rates (the
+    # model is named by `model`, not searched).
+    search_space = {"epochs": {"low": 15, "high": 45}, "stage2_epochs": {"low": 24, "high": 80},
+                    "stage2_batch_size": {"choices": [16, 32, 64]},
+                    "lr": {"low": 3e-4, "high": 3e-3, "log": True},
+                    "stage2_lr": {"low": 5e-5, "high": 1e-3, "log": True}}
 
     views = ("text",)
 
@@ -268,6 +274,34 @@ class HFCausalLM(TorchLearner):
                 if text in keys:
                     predicted[row] = queries.label_space[keys[text]]
         return predicted
+
+    @torch.no_grad()
+    def predict_scores(self, queries: TextQueries, candidates: np.ndarray) -> np.ndarray:
+        """Log-probability of each candidate label's tokens after each prompt (teacher-forced; the
+        end-of-text is not counted). One forward pass per distinct proper prefix of the labels'
+        tokens: one pass for labels of one token each (the built-in word-level tokenizer)."""
+        self._inference()
+        where = {int(v): i for i, v in enumerate(queries.label_space)}
+        missing = [int(c) for c in candidates if int(c) not in where]
+        if missing:
+            raise ValueError(f"candidate label id {missing[0]} has no text in the queries' label space")
+        labels = self._encode([" " + queries.label_texts[where[int(c)]].strip() for c in candidates], special=False)
+        steps: dict[tuple[int, ...], list[tuple[int, int]]] = {}  # prefix -> (candidate column, next token)
+        for column, ids in enumerate(labels):
+            for k, token in enumerate(ids):
+                steps.setdefault(tuple(ids[:k]), []).append((column, token))
+        prompts = self._encode(queries.prompts, special=True)
+        scores = np.zeros((len(prompts), len(labels)))
+        for prefix, pairs in steps.items():
+            columns, tokens = (np.array(v) for v in zip(*pairs))
+            for start in range(0, len(prompts), self.eval_batch_size):
+                ids, attention = self._left_padded([p + list(prefix) for p in prompts[start: start + self.eval_batch_size]])
+                positions = (attention.cumsum(dim=1) - 1).clamp(min=0)  # left padding shifts no position
+                with self._autocast():
+                    logits = self.model_(input_ids=ids, attention_mask=attention, position_ids=positions).logits
+                logp = torch.log_softmax(logits[:, -1].float(), dim=-1).cpu().numpy()
+                scores[start: start + len(ids), columns] += logp[:, tokens]  # a prefix lists a column once
+        return scores
 
     @torch.no_grad()
     def hidden_states(self, queries: TextQueries) -> list[np.ndarray]:

@@ -49,6 +49,14 @@ def split_table(X: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor, list[int]]
 
 class MLP(TorchLearner):
     relative_cost = 3  # seconds per run relative to rf (longest runs start first)
+    # What `imlbench search` may vary (PROTOCOL §8): width, budgets, batch size, learning rates.
+    search_space = {"embedding_dim": {"choices": [16, 32, 64, 128]},
+                    "hidden": {"low": 64, "high": 1024, "log": True},
+                    "epochs": {"low": 10, "high": 120, "log": True},
+                    "stage2_epochs": {"low": 16, "high": 96, "log": True},
+                    "batch_size": {"choices": [16, 32, 64, 128]},
+                    "lr": {"low": 1e-4, "high": 1e-2, "log": True},
+                    "stage2_lr": {"low": 3e-5, "high": 3e-3, "log": True}}
     views = ("table",)
 
     def __init__(self, embedding_dim: int = 64, hidden: int = 256, epochs: int = 50, stage2_epochs: int = 48,

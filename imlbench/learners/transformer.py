@@ -126,6 +126,14 @@ class Transformer(TorchLearner):
     `device="auto"` trains on CUDA when one is present, else on the CPU.
     """
     relative_cost = 20  # seconds per run relative to rf (longest runs start first)
+    # What `imlbench search` may vary (PROTOCOL §8): depth, width, budgets, batch sizes, learning
+    # rates; bounded so that one run stays within a few minutes on one CPU core.
+    search_space = {"n_layers": {"low": 1, "high": 3}, "d_model": {"choices": [64, 128]},
+                    "epochs": {"low": 15, "high": 45}, "stage2_epochs": {"low": 32, "high": 80},
+                    "stage2_batch_size": {"choices": [16, 32, 64]},
+                    "lr": {"low": 3e-4, "high": 3e-3, "log": True},
+                    "stage2_lr": {"low": 5e-5, "high": 1e-3, "log": True},
+                    "weight_decay": {"low": 0.0, "high": 0.1}}
 
     views = ("tokens",)
 

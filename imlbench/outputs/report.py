@@ -1,10 +1,11 @@
-"""The Markdown report of a results directory: verdicts in words, the leaderboard, sweeps, curves,
+"""The Markdown report of a results directory: verdicts in words, the leaderboard, sweeps, searches, curves,
 sizes and versions. Figures come from `imlbench.outputs.figures` and sit beside the report."""
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,9 @@ from scipy import stats
 from imlbench.outputs.figures import plot
 from imlbench.store.records import Record
 from imlbench.core.errors import ImlbenchError
-from imlbench.store.results import effects_of, is_control, load_results, read_sweep, run_groups, sweep_files
+from imlbench.store.results import (effects_of, is_control, load_results, read_sweep, run_groups, search_results,
+                                    sweep_files)
+from imlbench.scoring.trends import dose_response
 from imlbench.scoring.verdicts import ALPHA, SCORING_VERSION, summarize
 from imlbench.store.results import PARAM_PREFIX, swept_columns
 from imlbench.core.names import safe_name
@@ -137,6 +140,8 @@ def report(results_dir: str | Path, out_path: str | Path, margin: float | None =
               "seed as recorded, which includes any waiting on a shared machine.", "",
               f"![leaderboard]({rel['leaderboard.png']})", ""]
     lines += _sweep_sections(root, rel)
+    lines += _search_sections(root, out_path.parent / "figures", out_path.parent)
+    lines += _dose_section(ok, rel)
     lines += ["## Learning curves", "",
               "Test accuracy per subset across the stage-2 checkpoints (0 = after stage 1), mean over the "
               "seeds still training with a 95% t-based band; right: stage-2 definitions reproduced per tag.", ""]
@@ -151,6 +156,57 @@ def report(results_dir: str | Path, out_path: str | Path, margin: float | None =
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text("\n".join(lines))
     return out_path
+
+
+def _search_sections(root: Path, figures: Path, base: Path) -> list[str]:
+    """Each elicitation search: its budget, the confirmed configurations and its one-sentence verdict."""
+    lines = []
+    for result in search_results(root):
+        lines += [f"## Search `{result['name']}`", "",
+                  f"{result['learner']} on {result['task']} ({result['pipeline']}): {result['trials']} trials "
+                  f"({result['measured_trials']} measured, the rest censored or failed) on exploration seeds "
+                  f"{_seed_range(result['explore_seeds'])}; the best confirmed on fresh seeds "
+                  f"{_seed_range(result['confirm_seeds'])}.", ""]
+        rows = [{"trial": c["trial"], "configuration": f"`{c['row']}`",
+                 "effect [95% CI]": f"{c['effect_mean']:+.1f} [{c['ci_low']:+.1f}, {c['ci_high']:+.1f}]",
+                 "p_holm": _p(c["p_holm"]), "verdict": c["verdict"]}
+                for c in result["confirmed"] if c.get("n_seeds")]
+        if rows:
+            lines += [_md_table(rows), ""]
+        lines += [f"**Verdict: {result['verdict']}.**", ""]
+        picture = result["folder"] / "search.png"
+        if picture.is_file():
+            figures.mkdir(parents=True, exist_ok=True)
+            target = figures / f"search-{safe_name(result['name'])}.png"
+            shutil.copyfile(picture, target)
+            lines += [f"![search {result['name']}]({target.relative_to(base).as_posix()})", ""]
+    return lines
+
+
+def _dose_section(records: list[Record], rel: dict[str, str]) -> list[str]:
+    """The effect at each tag reliability, per series, with its trend (slope per +0.5 reliability)."""
+    levels, trends = dose_response(records)
+    if trends.empty:
+        return []
+    lines = ["## Dose-response: tag reliability", "",
+             "Rows that differ only in `tag_reliability` (at 0.5 the stage-1 tags predict nothing). The trend "
+             "is the least-squares slope of the per-seed effects on reliability, given per +0.5 (from 0.5 to "
+             "1.0), with its 95% t-CI.", ""]
+    rows = [{"series": r["series"], "reliability": f"{r['level']:g}", "seeds": r["n_seeds"],
+             "effect [95% CI]": f"{r['effect_mean']:+.1f} [{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]",
+             "p": _p(r["p_difference"]), "d1": _num(r["acc_d1consis"]), "d2": _num(r["acc_d2consis"]),
+             "verdict": r["verdict"]} for _, r in levels.iterrows()]
+    lines += [_md_table(rows), ""]
+    lines += [f"- {t['series']}: slope {t['slope'] / 2:+.1f} points per +0.5 reliability "
+              f"[{t['slope_ci_low'] / 2:+.1f}, {t['slope_ci_high'] / 2:+.1f}], p = {_p(t['p_slope'])} "
+              f"({t['n_runs']} runs at {t['n_levels']} levels)" for _, t in trends.iterrows()]
+    if "dose-response.png" in rel:
+        lines += ["", f"![dose-response]({rel['dose-response.png']})"]
+    return lines + [""]
+
+
+def _seed_range(seeds: list[int]) -> str:
+    return f"{seeds[0]}–{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else ", ".join(map(str, seeds))
 
 
 def _sweep_sections(root: Path, rel: dict[str, str]) -> list[str]:

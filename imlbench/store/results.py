@@ -1,4 +1,4 @@
-"""Reading a results directory: checked records, run groups, sweep tables.
+"""Reading a results directory: checked records, run groups, sweep tables, searches.
 
 Everything that draws or reports reads results through here, so that one grouping of records (the
 leaderboard's: identity minus the seed) is used everywhere and a malformed file is one clear error.
@@ -7,6 +7,7 @@ leaderboard's: identity minus the seed) is used everywhere and a malformed file 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,27 @@ def read_sweep(csv: Path) -> pd.DataFrame:
         raise ImlbenchError(f"malformed sweep file {csv}: expected rows with param.* columns and "
                             f"{', '.join(sorted(needed))}; rebuild it with `imlbench sweep`")
     return frame
+
+
+SEARCHES_DIR = "searches"
+SEARCH_KEYS = ("name", "learner", "task", "pipeline", "trials", "measured_trials", "explore_seeds",
+               "confirm_seeds", "confirmed", "verdict")
+
+
+def search_results(results_dir: Path) -> list[dict[str, Any]]:
+    """The `search.json` of every elicitation search under RESULTS/searches, each checked."""
+    folder = Path(results_dir) / SEARCHES_DIR
+    found = []
+    for path in sorted(folder.glob("*/search.json")) if folder.is_dir() else []:
+        try:
+            result = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ImlbenchError(one_line(f"unreadable search file {path}: {type(exc).__name__}: {exc}")) from exc
+        missing = [k for k in SEARCH_KEYS if not isinstance(result, dict) or k not in result]
+        if missing:
+            raise ImlbenchError(f"malformed search file {path}: no {', '.join(missing)}; rerun `imlbench search`")
+        found.append({**result, "folder": path.parent})
+    return found
 
 
 def sweep_files(results_dir: Path) -> list[Path]:
