@@ -264,6 +264,9 @@ def test_a_real_ctrl_c_still_stops_an_in_process_grid(out):
         while not stop.wait(3):
             os.kill(os.getpid(), signal.SIGINT)
 
+    # a shell starts background jobs with SIGINT ignored, and Python then installs no handler of its
+    # own: give this test the interpreter's default, as an interactive Ctrl-C would find it
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     presser = threading.Thread(target=press_ctrl_c, daemon=True)
     presser.start()
     try:
@@ -271,6 +274,7 @@ def test_a_real_ctrl_c_still_stops_an_in_process_grid(out):
             imlbench.run(learner="testplugins:NeverYields", seeds=1, params={"n_entities": 100}, out=out)
     finally:
         stop.set()
+        signal.signal(signal.SIGINT, previous)
     presser.join()
     assert iter_record_files(out) == []  # an interrupted run is simply missing, not an error
 
@@ -278,7 +282,10 @@ def test_a_real_ctrl_c_still_stops_an_in_process_grid(out):
 def start_driver(out, *argv):
     command = [sys.executable, "-m", "imlbench", "run", "--learner", "testplugins:NeverYields", "--seeds", "2",
                "--param", "n_entities=100", "--jobs", "2", "--out", str(out), "-q", *argv]
-    driver = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(TESTS)}, stderr=subprocess.PIPE, text=True)
+    # the driver gets SIGINT's default disposition even where this test runs as a background job (which
+    # starts with SIGINT ignored, passed on to children), so that a Ctrl-C reaches it
+    driver = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(TESTS)}, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and len(psutil.Process(driver.pid).children()) < 2:
         time.sleep(0.2)
