@@ -149,7 +149,7 @@ class Search:
             values = {name: _suggest(trial, name, dist) for name, dist in self.space.items()}
             trial.set_user_attr("host", socket.gethostname())
             trial.set_user_attr("pid", os.getpid())
-            value, attrs = self._evaluate(self.built.searched_params(values), self.explore, self.folder)
+            value, attrs = self._evaluate(self._plan(values, self.explore), self.folder)
             for key, item in attrs.items():
                 trial.set_user_attr(key, item)
             self.study.tell(trial, value)
@@ -162,8 +162,12 @@ class Search:
 
         return optuna.samplers.TPESampler(seed=search_seed(self.seed, number), constant_liar=True)
 
-    def _evaluate(self, params: dict[str, Any], seeds: list[int], out: Path) -> tuple[float, dict[str, Any]]:
-        requests = api.plan(self.learner, self.task, seeds, self.pipeline, {**self.params, **params})
+    def _plan(self, values: dict[str, Any], seeds: list[int]) -> list[Any]:
+        """The runs of one point of the space on `seeds`: the fixed parameters plus the point's."""
+        return api.plan(self.learner, self.task, seeds, self.pipeline,
+                        {**self.params, **self.built.searched_params(values)})
+
+    def _evaluate(self, requests: list[Any], out: Path) -> tuple[float, dict[str, Any]]:
         records, problems = api.execute_plan(requests, out, verbose=False, **self.execution)
         if problems:
             return FAILED, {"summary": f"failed: {problems[0]}", "censored": False, "error": problems[0]}
@@ -195,14 +199,13 @@ class Search:
                                   "confirm_seeds": self.confirm, "fixed_params": self.params,
                                   "storage": self.storage, "confirmed": []}
         if chosen:
-            requests = [r for t in chosen for r in api.plan(self.learner, self.task, self.confirm, self.pipeline,
-                                                            {**self.params, **self.built.searched_params(t.params)})]
+            plans = {t.number: self._plan(t.params, self.confirm) for t in chosen}
+            requests = [r for plan in plans.values() for r in plan]
             records, problems = api.execute_plan(requests, self.out, verbose=self.verbose, **self.execution)
             frame = summarize(records)
             by_name = {row["learner"]: row for row in frame.to_dict("records")}
             for trial in chosen:
-                name = api.plan(self.learner, self.task, self.confirm[:1], self.pipeline,
-                                {**self.params, **self.built.searched_params(trial.params)})[0].learner.name
+                name = plans[trial.number][0].learner.name
                 row = by_name.get(name, {})
                 result["confirmed"].append({"trial": trial.number, "params": trial.params, "row": name,
                                             "explore_value": trial.value, **_confirmed(row)})
