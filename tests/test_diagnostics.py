@@ -151,6 +151,41 @@ def test_gradient_alignment_measures_each_tag_at_each_checkpoint(out):
     assert sorted(rows["checkpoint"].unique()) == [1, 2] and set(rows["tag"]) == {"tag1", "tag2", "tag3"}
     assert rows["cosine"].between(-1, 1).all() and (rows["n_variables"] == 4).all()
     assert record["seconds"]["per_measured_checkpoint"] > 0
+    # decomposed: both losses (the same for an mlp row, which has one target), three parameter groups
+    assert set(rows["loss"]) == {"document", "answer"} and set(rows["parameters"]) == {"all", "body", "embeddings"}
+    by_loss = rows.pivot_table(index=["checkpoint", "parameters", "tag"], columns="loss", values="cosine")
+    np.testing.assert_allclose(by_loss["answer"], by_loss["document"])
+    # the IML effect of the same run, and the optimizer steps it took, beside the alignment
+    assert record["iml"]["effect"] == pytest.approx(100 * (record["iml"]["d1consis"] - record["iml"]["d2consis"]))
+    assert (rows["iml_effect"] == record["iml"]["effect"]).all()
+    assert (rows["stage1_steps"] == record["learner_info"]["optimizer_steps"]["stage1"]).all()
+
+
+def test_answer_loss_is_the_last_loss_position_and_groups_split_the_parameters():
+    """The transformer's answer-only loss scores a definition's value alone (its variable-token term
+    dropped) and a question's answer as `example_loss` does; the parameter groups partition `all`."""
+    from imlbench.diagnostics.measures import parameter_columns
+
+    learner, task, data, view = _fitted("transformer")
+    learner.model_.eval()
+    defs = data.stage2.select(data.stage2.kind == DEFINITION)
+    questions = data.test.select(data.test.subset == SUBSET_CODE["d1consis"])
+    inputs, targets, mask = d = learner.tensors(task.encode(get_view(view), data, defs, "stage2"))
+    q = learner.tensors(task.encode(get_view(view), data, questions, "test"))
+    with torch.no_grad():
+        torch.testing.assert_close(learner.answer_loss(q), learner.example_loss(q))  # one loss position
+        logits = learner.model_(inputs)
+        last = mask.sum(dim=1) - 1 + mask.float().argmax(dim=1)  # definitions: two adjacent loss positions
+        rows = torch.arange(len(inputs))
+        expected = torch.nn.functional.cross_entropy(logits[rows, last], targets[rows, last], reduction="none")
+        torch.testing.assert_close(learner.answer_loss(d), expected)
+        assert not torch.allclose(learner.answer_loss(d), learner.example_loss(d))
+    columns = parameter_columns(learner)
+    assert set(columns) == {"all", "body", "embeddings"} and bool(columns["all"].all())
+    assert not (columns["body"] & columns["embeddings"]).any()
+    assert int(columns["body"].sum() + columns["embeddings"].sum()) == len(columns["all"])  # tied: no output
+    mlp = _fitted("mlp")[0]
+    assert {mlp.parameter_group(n) for n, _ in mlp.model_.named_parameters()} == {"embeddings", "body", "output"}
 
 
 def test_in_context_compares_with_out_of_context(out):

@@ -186,3 +186,26 @@ def test_dose_response_joins_rows_that_differ_only_in_reliability_and_fits_the_s
     assert trend["p_slope"] < 1e-6 and trend["n_runs"] == 18
     flat = slope([0.5, 0.5, 1.0, 1.0], [1.0, -1.0, -1.0, 1.0])
     assert flat["slope"] == pytest.approx(0) and flat["slope_ci_low"] < 0 < flat["slope_ci_high"]
+
+
+def test_learner_ablations_join_rows_by_parameters_and_fit_per_doubling():
+    """Batch and model size are learner parameters: rows that differ only there (and in the per-run
+    seed) form a series whatever their names, the slope is per doubling, and the series is named
+    without the varied parameter."""
+    from imlbench.scoring.trends import BATCH, trend
+
+    def at(batch, seed, d1, params=None):
+        record = _at(1.0, seed, d1)
+        name = "net[batch_size=%d,steps_per_epoch=5]" % batch if batch != 128 else "net[steps_per_epoch=5]"
+        return dict(record, key=f"b{batch}-{seed}", learner={
+            "name": name, "target": "mlp", "params": {"batch_size": batch, "steps_per_epoch": 5,
+                                                      "random_state": seed, **(params or {})}})
+
+    # the effect falls by 10 points per doubling of the batch (from 0.9 at 32)
+    records = [at(b, s, 0.9 - 0.1 * k + 0.01 * (s % 3)) for k, b in enumerate((32, 64, 128)) for s in range(6)]
+    other = [at(256, s, 0.5, {"hidden": 8}) for s in range(6)]  # another width: its own one-level series
+    levels, trends = trend(records + other, BATCH)
+    assert len(trends) == 1 and list(levels["level"]) == [32, 64, 128]
+    row = trends.iloc[0]
+    assert row["series"] == "net[steps_per_epoch=5] on t (two-stage)"
+    assert row["slope_per_step"] == pytest.approx(-10, abs=0.5) and row["slope_ci_high_per_step"] < 0

@@ -22,7 +22,7 @@ FAST = dict(epochs=2, stage2_epochs=2, device="cpu")
 LEARNERS = {
     "mlp": (lambda **p: MLP(embedding_dim=8, hidden=16, **{**FAST, **p}), "table"),
     "convnet": (lambda **p: ConvNet(channels1=4, channels2=8, hidden=16, **{**FAST, **p}), "image"),
-    "transformer": (lambda **p: Transformer(n_layers=2, d_model=16, n_heads=2, batch_size=32, **{**FAST, **p}),
+    "transformer": (lambda **p: Transformer(n_layers=2, d_model=16, n_heads=2, **{"batch_size": 32, **FAST, **p}),
                     "tokens"),
 }
 
@@ -110,6 +110,35 @@ def test_steps_per_epoch_batches_larger_than_the_data_repeat_documents_evenly():
     batches = learner._epoch_batches(5, 12, 2)
     counts = np.bincount(np.concatenate(batches), minlength=5)
     assert [len(b) for b in batches] == [12, 12] and counts.max() - counts.min() <= 1
+
+
+@pytest.mark.parametrize("name", ["mlp", "transformer"])
+def test_stage1_steps_per_epoch_holds_optimizer_steps_fixed_across_batch_sizes(tasks, name):
+    """The batch-size sweep at equal optimizer steps: `steps_per_epoch` fixes stage 1's steps whatever
+    the batch size, and `run_info_` records each stage's steps (records carry them)."""
+    n = len(_encode(tasks, name, "stage1").X if name == "mlp" else _encode(tasks, name, "stage1").tokens)
+    free = {b: _fit(tasks, name, batch_size=b).run_info_["optimizer_steps"]["stage1"] for b in (8, 64)}
+    assert free == {b: 2 * -(-n // b) for b in (8, 64)}  # off: one pass per epoch
+    fixed = {b: _fit(tasks, name, batch_size=b, steps_per_epoch=3) for b in (8, 64)}
+    assert {b: f.run_info_["optimizer_steps"]["stage1"] for b, f in fixed.items()} == {8: 6, 64: 6}
+    learner = fixed[8]
+    for _ in learner.continue_fit(_encode(tasks, name, "stage2")):
+        pass
+    assert set(learner.run_info_["optimizer_steps"]) == {"stage1", "stage2"}
+    assert learner.run_info_["n_parameters"] == sum(p.numel() for p in learner.model_.parameters())
+
+
+def test_parameters_added_at_their_neutral_value_keep_old_record_keys():
+    """`steps_per_epoch` (and the mlp's `stage2_batch_size`) came after the published records: at the
+    value those records were made with they are left out of a run's identity, set they are in it."""
+    for name, key, neutral in (("transformer", "steps_per_epoch", 0), ("mlp", "steps_per_epoch", 0),
+                               ("mlp", "stage2_batch_size", None)):
+        spec = resolve("learner", name)
+        assert spec.params[key] == neutral and key not in spec.to_dict()["params"]
+        assert "epochs" in spec.to_dict()["params"]
+    assert resolve("learner", "mlp", {"stage2_batch_size": 32}).to_dict()["params"]["stage2_batch_size"] == 32
+    with pytest.raises(ImlbenchError, match="steps_per_epoch"):
+        resolve("learner", "mlp", {"steps_per_epoch": -1})
 
 
 def test_mlp_takes_a_device_like_the_others():

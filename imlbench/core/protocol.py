@@ -220,6 +220,11 @@ class ImageQueries:
 class Parameterized:
     """scikit-learn's contract: the constructor takes hyperparameters only, `get_params` round-trips."""
 
+    # Parameters added after records were published, each with the value that reproduces the
+    # behaviour from before it existed: at that value it is left out of a run's identity (its
+    # record key), so the records made before it stay valid and are reused.
+    identity_neutral: ClassVar[dict[str, Any]] = {}
+
     @classmethod
     def param_defaults(cls) -> dict[str, Any]:
         signature = inspect.signature(cls.__init__)

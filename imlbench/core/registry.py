@@ -42,12 +42,15 @@ class Spec:
     source: str = field(default="", compare=False)
     timeout: float | None = field(default=None, compare=False)  # seconds; a learner spec's default limit
     code: str = ""  # the version of its class's code (`code_version`): part of a run's key, not of to_dict
+    neutral: dict[str, Any] = field(default_factory=dict, compare=False)  # the class's `identity_neutral`
 
     def build(self):
         return load_target(self.kind, self.target)(**self.params)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "target": self.target, "version": self.version, "params": self.params}
+        """The spec as part of a run's identity: parameters at their `identity_neutral` value are left out."""
+        params = {k: v for k, v in self.params.items() if not (k in self.neutral and self.neutral[k] == v)}
+        return {"name": self.name, "target": self.target, "version": self.version, "params": params}
 
 
 def check_keys(what: str, raw: dict[str, Any], valid: Iterable[str]) -> None:
@@ -201,7 +204,7 @@ def resolve(kind: str, name: str, overrides: dict[str, Any] | None = None) -> Sp
     if overrides:  # a variant is its own leaderboard row: name it by what was changed
         display += "[" + ",".join(f"{k}={v}" for k, v in sorted(overrides.items())) + "]"
     spec = Spec(kind, display, target, params, raw.get("version", 1), source, raw.get("timeout"),
-                code_version(kind, target, cls))
+                code_version(kind, target, cls), dict(getattr(cls, "identity_neutral", {})))
     validate(spec)
     return spec
 

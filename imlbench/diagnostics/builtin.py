@@ -20,7 +20,9 @@ from imlbench.harness.stages import timed
 
 
 class GradientAlignment(Diagnostic):
-    """Measured after the first stage-1 epoch and after every `every`-th one."""
+    """Measured after the first stage-1 epoch and after every `every`-th one, with the training loss
+    and the answer-only loss, over all parameters and by group; then stage 2 runs to the evaluation
+    point, so that the IML effect of the same run sits beside its alignment (per batch size, say)."""
 
     name = "gradient-alignment"
     needs, needs_text = "example_loss", "a per-example loss (example_loss with params)"
@@ -52,7 +54,29 @@ class GradientAlignment(Diagnostic):
             fit.close()
         seconds["per_epoch"] = seconds["fit"] / max(checkpoint, 1)
         seconds["per_measured_checkpoint"] = seconds["diagnostic"] / max(n_measured, 1)
-        return {"rows": rows, "seconds": seconds, "stage1_checkpoints": checkpoint}
+        effect = self.iml_effect(ctx, seconds)
+        info = getattr(ctx.learner, "run_info_", None) or {}
+        steps = info.get("optimizer_steps", {})
+        for row in rows:
+            row.update(iml_effect=effect["effect"], stage1_steps=steps.get("stage1"))
+        return {"rows": rows, "seconds": seconds, "stage1_checkpoints": checkpoint, "iml": effect,
+                "learner_info": info}
+
+    @staticmethod
+    def iml_effect(ctx: Context, seconds: dict[str, float]) -> dict[str, Any]:
+        """Stage 2 to the evaluation point as `imlbench run` seeks it; the effect there, in points."""
+        from imlbench.harness.evaluation import Evaluator
+        from imlbench.harness.stages import fit_to_budget
+
+        evaluator = Evaluator(ctx.task, ctx.data, ctx.view)
+        stage2 = ctx.encode(ctx.data.stage2, "stage2")
+        outcome = fit_to_budget(timed(ctx.learner.continue_fit(stage2), seconds), ctx.learner, evaluator,
+                                "stage2", ctx.threshold, ctx.progress, until_point=True)
+        accuracy = evaluator.test(ctx.learner)
+        return {"effect": 100 * (accuracy["d1consis"] - accuracy["d2consis"]),
+                "d1consis": accuracy["d1consis"], "d2consis": accuracy["d2consis"],
+                "evaluation_point": {k: outcome.point[k] for k in ("stage", "checkpoint")},
+                "definitions_learned": outcome.definitions_learned}
 
 
 class TagProbe(Diagnostic):

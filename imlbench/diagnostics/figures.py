@@ -37,18 +37,48 @@ def _panels(groups: list[str], width: float = 5.0) -> tuple[Figure, np.ndarray]:
     return fig, axes
 
 
+def _alignment_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows from before the decomposition (one loss, all parameters) read as such."""
+    defaults = {"loss": "document", "parameters": "all"}
+    return frame.assign(**{k: frame[k].fillna(v) if k in frame else v for k, v in defaults.items()})
+
+
+def _headline(frame: pd.DataFrame) -> pd.DataFrame:
+    """The series a figure shows: all parameters, the answer-only loss where a learner has it."""
+    frame = _alignment_frame(frame)
+    frame = frame[frame["parameters"] == "all"]
+    answer = frame.groupby("group")["loss"].transform(lambda s: (s == "answer").any())
+    return frame[(frame["loss"] == "answer") | ~answer]
+
+
+def _from_start(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each seed's cosine minus its value at the first measured epoch (same group, loss, parameters, tag)."""
+    keys = ["group", "seed", "loss", "parameters", "tag"]
+    first = frame.loc[frame.groupby(keys)["checkpoint"].idxmin(), keys + ["cosine"]].rename(columns={"cosine": "start"})
+    merged = frame.merge(first, on=keys)
+    return merged.assign(change=merged["cosine"] - merged["start"])
+
+
 def plot_gradient_alignment(frame: pd.DataFrame, stem: Path, formats: Iterable[str]) -> list[Path]:
-    summary = summarize(frame, ["group", "tag", "checkpoint"], "cosine")
-    groups = sorted(summary["group"].unique())
-    fig, axes = _panels(groups)
-    for ax, group in zip(axes, groups):
-        for tag, part in summary[summary["group"] == group].groupby("tag"):
-            ax.plot(part["checkpoint"], part["mean"], color=TAG_COLOURS[tag], label=f"{tag} definitions")
-            ax.fill_between(part["checkpoint"], part["ci_low"], part["ci_high"], color=TAG_COLOURS[tag], alpha=0.2)
-        ax.axhline(0, color="black", lw=0.5)
-        ax.set_title(group.replace(" on ", "\non ", 1), fontsize=9)
-        ax.set(xlabel="stage-1 epoch", ylabel="cos(definition grad, questions grad)")
-    axes[0].legend(fontsize=8)
+    """Top: cosine per tag over stage 1; bottom: its change from the first measured epoch."""
+    shown = _from_start(_headline(frame))
+    groups = sorted(shown["group"].unique())
+    fig = Figure(figsize=(5.0 * len(groups), 6.4))
+    axes = np.atleast_2d(fig.subplots(2, len(groups), squeeze=False))
+    for column, group in enumerate(groups):
+        part = shown[shown["group"] == group]
+        loss = part["loss"].iloc[0]
+        for row, (value, label) in enumerate((("cosine", "cos(definition grad, questions grad)"),
+                                              ("change", "change from the first epoch"))):
+            ax = axes[row, column]
+            for tag, rows in summarize(part, ["tag", "checkpoint"], value).groupby("tag"):
+                ax.plot(rows["checkpoint"], rows["mean"], color=TAG_COLOURS[tag], label=f"{tag} definitions")
+                ax.fill_between(rows["checkpoint"], rows["ci_low"], rows["ci_high"], color=TAG_COLOURS[tag], alpha=0.2)
+            ax.axhline(0, color="black", lw=0.5)
+            ax.set(xlabel="stage-1 epoch", ylabel=label)
+            if row == 0:
+                ax.set_title(group.replace(" on ", "\non ", 1) + f"\n({loss} loss, all parameters)", fontsize=9)
+    axes[0, 0].legend(fontsize=8)
     return save_figure(fig, stem, formats)
 
 
@@ -100,15 +130,29 @@ def _ci(row: pd.Series, scale: float = 1.0, fmt: str = "{:+.3f}") -> str:
 
 
 def alignment_table(frame: pd.DataFrame) -> list[str]:
+    frame = _from_start(_alignment_frame(frame))
     last = frame[frame["checkpoint"] == frame.groupby("group")["checkpoint"].transform("max")]
     rows = []
-    for group, part in last.groupby("group"):
+    for (group, loss, parameters), part in last.groupby(["group", "loss", "parameters"], sort=True):
         s = summarize(part, ["tag"], "cosine").set_index("tag")
+        change = summarize(part, ["tag"], "change").set_index("tag")
         d = paired_difference(part.assign(g=0), ["g"], "cosine", "tag", "tag1", "tag2").iloc[0]
-        rows.append(f"| {group} | {int(part['checkpoint'].iloc[0])} | " + " | ".join(_ci(s.loc[t]) for t in s.index)
-                    + f" | {_ci(d)} |")
-    return ["Cosine of a stage-2 definition's gradient with its questions' gradient at the last stage-1 epoch.", "",
-            "| group | epoch | tag1 | tag2 | tag3 | tag1 − tag2 (paired) |", "|---|---|---|---|---|---|", *rows]
+        runs = part.drop_duplicates("seed")
+        effect = (_ci(summarize(runs.assign(g=0), ["g"], "iml_effect").iloc[0], 1, "{:+.1f}")
+                  if "iml_effect" in runs and runs["iml_effect"].notna().all() else "–")
+        steps = (", ".join(str(int(v)) for v in sorted(runs["stage1_steps"].unique()))
+                 if "stage1_steps" in runs and runs["stage1_steps"].notna().all() else "–")
+        rows.append(f"| {group} | {loss} | {parameters} | {int(part['checkpoint'].iloc[0])} | {steps} | "
+                    + " | ".join(_ci(s.loc[t]) for t in ("tag1", "tag2") if t in s.index)
+                    + " | " + " | ".join(_ci(change.loc[t]) for t in ("tag1", "tag2") if t in change.index)
+                    + f" | {_ci(d)} | {effect} |")
+    return ["Cosine of a stage-2 definition's gradient with its questions' gradient at the last stage-1 epoch, "
+            "per loss (`document`: the training loss; `answer`: the answer token alone, the same target for a "
+            "definition and its questions) and parameter group (`body`: neither input embeddings nor output "
+            "layer); its change since the first measured epoch (paired by seed); and the IML effect of the "
+            "same runs at their evaluation point (points).", "",
+            "| group | loss | parameters | epoch | stage-1 steps | tag1 | tag2 | tag1 change | tag2 change | "
+            "tag1 − tag2 (paired) | IML effect |", "|---|---|---|---|---|---|---|---|---|---|---|", *rows]
 
 
 def probe_table(frame: pd.DataFrame) -> list[str]:

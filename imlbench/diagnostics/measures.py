@@ -33,13 +33,16 @@ def flat_params(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}
 
 
-def group_grads(learner, batch: tuple[torch.Tensor, ...], group: torch.Tensor, n_groups: int) -> torch.Tensor:
+def group_grads(learner, batch: tuple[torch.Tensor, ...], group: torch.Tensor, n_groups: int,
+                loss: str = "document") -> torch.Tensor:
     """(n_groups, n_parameters): the gradient of each group's mean loss over all trainable
     parameters, `torch.func.vmap` over groups. By linearity it equals the mean of the group's
     per-example gradients, but only one gradient per group is ever held in memory (per-example
     gradients of embedding tables are dense and would dominate the cost). Groups of unequal size
-    are padded with weight-0 copies of their first row."""
+    are padded with weight-0 copies of their first row. `loss` is `document` (`example_loss`, what
+    training minimizes) or `answer` (`answer_loss`: the answer token alone)."""
     params = flat_params(learner.model_)
+    example_loss = learner.answer_loss if loss == "answer" else learner.example_loss
     counts = torch.bincount(group, minlength=n_groups)
     if int(counts.min()) == 0:
         raise ValueError("every group needs at least one row")
@@ -51,7 +54,7 @@ def group_grads(learner, batch: tuple[torch.Tensor, ...], group: torch.Tensor, n
     weight = valid.to(torch.float32)
 
     def loss_of_group(p: dict[str, torch.Tensor], w: torch.Tensor, *rows: torch.Tensor) -> torch.Tensor:
-        losses = learner.example_loss(rows, p)
+        losses = example_loss(rows, p)
         return (losses * w.to(losses.dtype)).sum() / w.sum()
 
     in_dims = (None,) + (0,) * (len(batch) + 1)
@@ -94,23 +97,43 @@ def _rows_to_examples(encoded_rows: int, n_examples: int) -> np.ndarray:
 
 
 def grads_by_variable(learner, task, view: str, data: TaskData, examples: Examples, split: str,
-                      variables: np.ndarray) -> torch.Tensor:
+                      variables: np.ndarray, loss: str = "document") -> torch.Tensor:
     """(len(variables), n_parameters): the gradient of the mean loss of the rows about each variable."""
     encoded = learner.tensors(task.encode(get_view(view), data, examples, split))
     rows = _rows_to_examples(len(encoded[0]), len(examples))
     index = torch.from_numpy(np.searchsorted(variables, examples.subject[rows])).to(encoded[0].device)
-    return group_grads(learner, encoded, index, len(variables))
+    return group_grads(learner, encoded, index, len(variables), loss)
 
 
-def alignment(learner, task, view: str, data: TaskData, variables: np.ndarray) -> np.ndarray:
-    """For sorted stage-2 `variables`: per variable, cos(gradient of its definition, gradient of the
-    mean loss of its test questions) — whether one SGD step on the definition also lowers the loss
-    of the questions (the gradient of the mean loss is the mean of the per-question gradients)."""
+PARAMETER_GROUPS = ("all", "body", "embeddings")
+
+
+def parameter_columns(learner) -> dict[str, torch.Tensor]:
+    """Which columns of a flat gradient belong to each parameter group: `all`; `body` (neither the
+    input embeddings nor the output layer); `embeddings` (the input tables — the transformer's token
+    table is also its tied output layer). Groups the model does not have are left out."""
+    groups = [learner.parameter_group(name) for name in flat_params(learner.model_)]
+    sizes = [p.numel() for p in flat_params(learner.model_).values()]
+    columns = {}
+    for wanted in PARAMETER_GROUPS:
+        mask = torch.cat([torch.full((n,), wanted in ("all", g)) for g, n in zip(groups, sizes)])
+        if mask.any():
+            columns[wanted] = mask
+    return columns
+
+
+def alignment(learner, task, view: str, data: TaskData, variables: np.ndarray,
+              loss: str = "document") -> dict[str, np.ndarray]:
+    """For sorted stage-2 `variables`, per parameter group: per variable, cos(gradient of its
+    definition, gradient of the mean loss of its test questions) — whether one SGD step on the
+    definition also lowers the loss of the questions (the gradient of the mean loss is the mean of
+    the per-question gradients)."""
     defs = data.stage2.select((data.stage2.kind == DEFINITION) & np.isin(data.stage2.subject, variables))
     questions = data.test.select(np.isin(data.test.subject, variables))
-    d = grads_by_variable(learner, task, view, data, defs, "stage2", variables)
-    q = grads_by_variable(learner, task, view, data, questions, "test", variables)
-    return F.cosine_similarity(d, q, dim=1).cpu().numpy()
+    d = grads_by_variable(learner, task, view, data, defs, "stage2", variables, loss)
+    q = grads_by_variable(learner, task, view, data, questions, "test", variables, loss)
+    return {group: F.cosine_similarity(d[:, mask.to(d.device)], q[:, mask.to(q.device)], dim=1).cpu().numpy()
+            for group, mask in parameter_columns(learner).items()}
 
 
 def sample_variables(data: TaskData, subset: str, limit: int, rng: np.random.Generator) -> np.ndarray:
@@ -121,17 +144,30 @@ def sample_variables(data: TaskData, subset: str, limit: int, rng: np.random.Gen
     return found
 
 
+def alignment_losses(learner) -> tuple[str, ...]:
+    """The losses a learner's alignment is measured with: the training loss, and the answer-only loss
+    where the learner has one."""
+    return ("document",) if getattr(type(learner).answer_loss, "not_implemented", False) else ("document", "answer")
+
+
 def gradient_alignment_rows(learner, task, view: str, data: TaskData, samples: dict[str, np.ndarray],
                             checkpoint: int, chunk: int = 16) -> list[dict[str, Any]]:
-    """One row per tag at one checkpoint: the mean over its sampled variables of the cosine (and
-    their spread); variables go `chunk` at a time to bound memory."""
+    """One row per loss, parameter group and tag at one checkpoint: the mean over the tag's sampled
+    variables of the cosine (and their spread); variables go `chunk` at a time to bound memory."""
     learner.model_.eval()
+    losses = alignment_losses(learner)
+    same = type(learner).answer_loss is type(learner).example_loss  # one target per document: measure once
     rows = []
-    for tag, variables in samples.items():
-        cosines = np.concatenate([alignment(learner, task, view, data, variables[i: i + chunk])
-                                  for i in range(0, len(variables), chunk)])
-        rows.append({"checkpoint": checkpoint, "tag": tag, "n_variables": int(len(variables)),
-                     "cosine": float(cosines.mean()), "cosine_sd": float(cosines.std(ddof=1)) if len(cosines) > 1 else 0.0})
+    for loss in losses[:1] if same else losses:
+        for tag, variables in samples.items():
+            parts = [alignment(learner, task, view, data, variables[i: i + chunk], loss)
+                     for i in range(0, len(variables), chunk)]
+            for group in parts[0]:
+                cosines = np.concatenate([part[group] for part in parts])
+                row = {"checkpoint": checkpoint, "parameters": group, "tag": tag, "n_variables": int(len(variables)),
+                       "cosine": float(cosines.mean()),
+                       "cosine_sd": float(cosines.std(ddof=1)) if len(cosines) > 1 else 0.0}
+                rows += [{"loss": name, **row} for name in (losses if same else (loss,))]
     return rows
 
 

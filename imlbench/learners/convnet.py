@@ -89,6 +89,9 @@ class ConvNet(TorchLearner):
         images, labels = batch
         return F.cross_entropy(self._forward(params, images), labels, reduction="none")
 
+    answer_loss = example_loss  # an image has one target: a definition's value, a question's answer
+    output_layer = ("head.2",)
+
     @torch.no_grad()
     def logits(self, queries: ImageQueries) -> torch.Tensor:
         self._inference()

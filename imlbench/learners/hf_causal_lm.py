@@ -247,6 +247,8 @@ class HFCausalLM(TorchLearner):
             logits = self.model_(input_ids=ids[:, :-1], use_cache=False).logits
         return F.cross_entropy(logits[m].float(), ids[:, 1:][m])
 
+    output_layer = ("embed_out", "lm_head")  # GPT-NeoX's untied output layer; other models' name
+
     def example_loss(self, batch: tuple[torch.Tensor, ...],
                      params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Each document's mean cross-entropy over its loss tokens; no shape depends on the data,

@@ -63,14 +63,20 @@ class TorchLearner(Learner):
     """Base of the torch learners. Subclass constructors take at least `epochs`, `stage2_epochs`,
     `batch_size`, `lr`, `stage2_lr`, `n_threads`, `device` and `random_state`.
 
-    `stage2_batch_size` and `stage2_steps_per_epoch` are hyperparameters a subclass may take too;
-    one whose constructor does not take them trains stage 2 with the stage-1 batch size (None) and
-    one pass over the documents per epoch (0).
+    `steps_per_epoch`, `stage2_batch_size` and `stage2_steps_per_epoch` are hyperparameters a
+    subclass may take too; one whose constructor does not take them trains with one pass over the
+    documents per epoch (0) and stage 2 with the stage-1 batch size (None). A fixed number of steps
+    per epoch is what a batch-size comparison at equal optimizer steps needs.
+
+    After training, `run_info_["optimizer_steps"]` holds the steps each stage took (records carry it).
     """
 
     capabilities = frozenset({"continue_training"})
+    steps_per_epoch: int = 0
     stage2_batch_size: int | None = None
     stage2_steps_per_epoch: int = 0
+    # `steps_per_epoch` came after the published records; 0 (off) is how they were made
+    identity_neutral = {"steps_per_epoch": 0}
 
     # -- what a subclass supplies ------------------------------------------------------------
 
@@ -93,6 +99,24 @@ class TorchLearner(Learner):
         """
         raise NotImplementedError(f"{type(self).__name__} has no per-example loss")
 
+    def answer_loss(self, batch: tuple[torch.Tensor, ...],
+                    params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Each document's loss on its answer alone — a definition's value, a question's answer — so
+        that a definition and its questions are compared on the same target (gradient alignment).
+        Learners whose documents carry one target (mlp, convnet) have `example_loss` as it; one whose
+        definitions carry more (the transformer also predicts the variable) overrides it."""
+        raise NotImplementedError(f"{type(self).__name__} has no answer-only loss")
+
+    # where each parameter sits, for gradient alignment by parameter group: name prefixes of the
+    # output layer; any other name with "embed" in it is an input embedding, the rest is the body
+    output_layer: tuple[str, ...] = ()
+
+    def parameter_group(self, name: str) -> str:
+        """`output`, `embeddings` or `body` for a parameter name of `model_.named_parameters()`."""
+        if name.startswith(self.output_layer) and self.output_layer:
+            return "output"
+        return "embeddings" if "embed" in name else "body"
+
     def batch_loss(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor | None:
         """The loss one optimizer step minimizes; None when nothing in the batch carries loss (no
         step is taken). The mean of `example_loss` unless a subclass has a cheaper equivalent."""
@@ -106,6 +130,7 @@ class TorchLearner(Learner):
     # the diagnostics interface's optional methods: a subclass that does not override one cannot
     # run the diagnostics that need it (`Diagnostic.supports` reads this mark)
     example_loss.not_implemented = True
+    answer_loss.not_implemented = True
     hidden_states.not_implemented = True
 
     def make_optimizer(self) -> torch.optim.Optimizer:
@@ -131,8 +156,9 @@ class TorchLearner(Learner):
         self.require_at_least_one("epochs", "stage2_epochs", "batch_size", "n_threads")
         if self.stage2_batch_size is not None:
             self.require_at_least_one("stage2_batch_size")
-        if self.stage2_steps_per_epoch < 0:
-            raise ValueError("stage2_steps_per_epoch must be 0 (off: one pass per epoch) or positive")
+        for name in ("steps_per_epoch", "stage2_steps_per_epoch"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 (off: one pass per epoch) or positive")
         if self.lr <= 0 or self.stage2_lr <= 0:
             raise ValueError("learning rates must be positive")
         if self.device != "auto":
@@ -155,7 +181,8 @@ class TorchLearner(Learner):
         self.optimizer_ = self.make_optimizer()
         self.rng_ = np.random.default_rng(self.random_state)
         self.n_steps_ = 0  # optimizer steps taken so far (both stages)
-        yield from self._train(data, Stage(self.lr, self.epochs, self.batch_size))
+        self.run_info_ = {"n_parameters": sum(p.numel() for p in self.model_.parameters()), "optimizer_steps": {}}
+        yield from self._train(data, Stage(self.lr, self.epochs, self.batch_size, self.steps_per_epoch))
 
     def continue_fit(self, data) -> Iterator[None]:
         if not hasattr(self, "model_"):
@@ -170,12 +197,16 @@ class TorchLearner(Learner):
             group["lr"] = stage.lr
         self.stream_ = np.zeros(0, dtype=np.int64)
         tensors = self.tensors(data)
+        steps = self.run_info_["optimizer_steps"]
+        name = f"stage{len(steps) + 1}"
+        before = self.n_steps_
         for _ in range(stage.epochs):
             self.model_.train()
             batches = self._epoch_batches(len(tensors[0]), stage.batch_size, stage.steps_per_epoch)
             with self.epoch_rng():
                 for indices in batches:
                     self._step(self.make_batch(tensors, torch.from_numpy(indices).to(self.device_)))
+            steps[name] = self.n_steps_ - before
             yield
 
     def _step(self, batch: tuple[torch.Tensor, ...]) -> None:

@@ -119,7 +119,8 @@ class Transformer(TorchLearner):
     take the same number of AdamW steps between two checkpoints and reach a checkpoint after the
     same number of steps. Batches are then cut from a stream of successive random permutations of the
     stage-2 documents (each document is seen equally often, give or take one; a batch larger than
-    the stage-2 set may repeat a document). With 285 stage-2 documents (synthetic-defs defaults) the
+    the stage-2 set may repeat a document). `steps_per_epoch` does the same for stage 1 (the
+    batch-size sweep at equal optimizer steps, README). With 285 stage-2 documents (synthetic-defs defaults) the
     default batch of 32 takes 9 steps per epoch, so `stage2_steps_per_epoch = 9` keeps the default's
     step count. Larger batches then see more documents per checkpoint; that is the price of holding
     steps fixed, and the alternative (holding documents seen fixed) is what the knob's default does.
@@ -141,7 +142,8 @@ class Transformer(TorchLearner):
                  stage2_epochs: int = 64, batch_size: int = 128,
                  stage2_batch_size: int = 32, lr: float = 1e-3, stage2_lr: float = 2e-4,
                  beta1: float = 0.9, beta2: float = 0.98, weight_decay: float = 0.0, device: str = "auto",
-                 n_threads: int = 1, random_state: int = 0, stage2_steps_per_epoch: int = 0):
+                 n_threads: int = 1, random_state: int = 0, stage2_steps_per_epoch: int = 0,
+                 steps_per_epoch: int = 0):
         self.n_layers = n_layers
         self.d_model = d_model
         self.n_heads = n_heads
@@ -158,6 +160,7 @@ class Transformer(TorchLearner):
         self.n_threads = n_threads
         self.random_state = random_state
         self.stage2_steps_per_epoch = stage2_steps_per_epoch
+        self.steps_per_epoch = steps_per_epoch
 
     def validate(self) -> None:
         super().validate()
@@ -206,6 +209,14 @@ class Transformer(TorchLearner):
         per_position = F.cross_entropy(self._forward(params, inputs).transpose(1, 2), targets, reduction="none")
         weight = mask.to(per_position.dtype)
         return (per_position * weight).sum(dim=1) / weight.sum(dim=1).clamp(min=1)
+
+    def answer_loss(self, batch: tuple[torch.Tensor, ...], params: dict | None = None) -> torch.Tensor:
+        """Each document's cross-entropy at its last loss position alone: a definition's value, a
+        question's answer (a definition's loss on its variable token has no counterpart in a question)."""
+        inputs, targets, mask = batch
+        per_position = F.cross_entropy(self._forward(params, inputs).transpose(1, 2), targets, reduction="none")
+        last = mask & (mask.cumsum(dim=1) == mask.sum(dim=1, keepdim=True))
+        return (per_position * last.to(per_position.dtype)).sum(dim=1)
 
     @torch.no_grad()
     def logits(self, queries: TokenQueries) -> torch.Tensor:

@@ -23,7 +23,7 @@ from imlbench.store.records import Record
 from imlbench.core.errors import ImlbenchError
 from imlbench.store.results import effects_of, is_control, load_results, read_sweep, run_groups, sweep_files
 from imlbench.core.protocol import DEFAULT_THRESHOLD
-from imlbench.scoring.trends import dose_response
+from imlbench.scoring.trends import ABLATIONS, DOSE, Ablation, trend
 from imlbench.scoring.verdicts import DEFAULT_MARGIN, summarize
 from imlbench.store.results import PARAM_PREFIX, swept_columns
 from imlbench.core.names import safe_name
@@ -286,23 +286,28 @@ def plot_sweep(csv: Path, out_dir: Path, margin: float | None = None,
     return save_figure(fig, out_dir / f"sweep-{safe_name(csv.stem)}", formats)
 
 
-def plot_dose_response(records: list[Record], out_dir: Path, formats: Iterable[str] = FORMATS) -> list[Path]:
-    """The effect against tag reliability, one line per series with ≥ 3 levels (mean and 95% t-CI)."""
-    levels, trends = dose_response(records)
+def plot_ablation(records: list[Record], out_dir: Path, ablation: Ablation = DOSE,
+                  formats: Iterable[str] = FORMATS) -> list[Path]:
+    """The effect against an ablation's parameter, one line per series with ≥ 3 levels (mean and
+    95% t-CI); `OUT/figures/<ablation>.png`."""
+    levels, trends = trend(records, ablation)
     if trends.empty:
         return []
     fig = Figure(figsize=(6.5, 4))
     ax = fig.add_subplot()
-    for i, trend in trends.iterrows():
-        rows = levels[levels["series"] == trend["series"]]
-        ax.errorbar(rows["level"] + 0.004 * (i - 1), rows["effect_mean"],
-                    yerr=[rows["effect_mean"] - rows["ci_low"], rows["ci_high"] - rows["effect_mean"]],
-                    fmt="o-", capsize=3, label=f"{trend['series']}: slope {trend['slope'] / 2:+.0f} per +0.5")
+    for i, row in trends.iterrows():
+        rows = levels[levels["series"] == row["series"]]
+        x = rows["level"] * (1.02 ** (i - 1)) if ablation.per_doubling else rows["level"] + 0.004 * (i - 1)
+        ax.errorbar(x, rows["effect_mean"], yerr=[rows["effect_mean"] - rows["ci_low"], rows["ci_high"] - rows["effect_mean"]],
+                    fmt="o-", capsize=3, label=f"{row['series']}: slope {row['slope_per_step']:+.0f} {ablation.unit}")
+    if ablation.per_doubling:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted(levels["level"].unique()), [f"{v:g}" for v in sorted(levels["level"].unique())])
     ax.axhline(0, color="black", lw=0.8)
-    ax.set(xlabel="tag reliability (share of stage-1 tags that predict usefulness)",
-           ylabel="IML effect, points (95% CI over seeds)", title="Dose-response: IML effect vs tag reliability")
+    ax.set(xlabel=ablation.axis, ylabel="IML effect, points (95% CI over seeds)",
+           title=f"{ablation.title}: IML effect")
     ax.legend(fontsize=7)
-    return save_figure(fig, out_dir / "dose-response", formats)
+    return save_figure(fig, out_dir / ablation.name, formats)
 
 
 def plot(results_dir: str | Path, out_dir: str | Path, margin: float | None = None,
@@ -320,4 +325,6 @@ def plot(results_dir: str | Path, out_dir: str | Path, margin: float | None = No
         paths += plot_curves(group, out, label, formats=formats)
     for csv in sweep_files(Path(results_dir)):
         paths += plot_sweep(csv, out, margin, formats)
-    return paths + plot_dose_response(records, out, formats)
+    for ablation in ABLATIONS:
+        paths += plot_ablation(records, out, ablation, formats)
+    return paths

@@ -17,7 +17,7 @@ from imlbench.store.records import Record
 from imlbench.core.errors import ImlbenchError
 from imlbench.store.results import (effects_of, is_control, load_results, read_sweep, run_groups, search_results,
                                     sweep_files)
-from imlbench.scoring.trends import dose_response
+from imlbench.scoring.trends import ABLATIONS, DOSE, Ablation, trend
 from imlbench.scoring.verdicts import ALPHA, SCORING_VERSION, summarize
 from imlbench.store.results import PARAM_PREFIX, swept_columns
 from imlbench.core.names import safe_name
@@ -141,7 +141,8 @@ def report(results_dir: str | Path, out_path: str | Path, margin: float | None =
               f"![leaderboard]({rel['leaderboard.png']})", ""]
     lines += _sweep_sections(root, rel)
     lines += _search_sections(root, out_path.parent / "figures", out_path.parent)
-    lines += _dose_section(ok, rel)
+    for ablation in ABLATIONS:
+        lines += _ablation_section(ok, rel, ablation)
     lines += ["## Learning curves", "",
               "Test accuracy per subset across the stage-2 checkpoints (0 = after stage 1), mean over the "
               "seeds still training with a 95% t-based band; right: stage-2 definitions reproduced per tag.", ""]
@@ -183,26 +184,39 @@ def _search_sections(root: Path, figures: Path, base: Path) -> list[str]:
     return lines
 
 
-def _dose_section(records: list[Record], rel: dict[str, str]) -> list[str]:
-    """The effect at each tag reliability, per series, with its trend (slope per +0.5 reliability)."""
-    levels, trends = dose_response(records)
+ABLATION_TEXT = {
+    "dose-response": "Rows that differ only in `tag_reliability` (at 0.5 the stage-1 tags predict nothing).",
+    "batch-size": "Rows that differ only in the stage-1 `batch_size`, at a fixed number of optimizer steps "
+                  "per epoch (`steps_per_epoch`), so every batch size takes the same steps; larger batches see "
+                  "more documents. The records carry the steps each stage took (`learner_info.optimizer_steps`).",
+    "model-size": "Rows that differ only in the model's width `d_model`.",
+}
+
+
+def _ablation_section(records: list[Record], rel: dict[str, str], ablation: Ablation = DOSE) -> list[str]:
+    """The effect at each level of an ablation, per series, with its trend (slope and 95% t-CI)."""
+    levels, trends = trend(records, ablation)
     if trends.empty:
         return []
-    lines = ["## Dose-response: tag reliability", "",
-             "Rows that differ only in `tag_reliability` (at 0.5 the stage-1 tags predict nothing). The trend "
-             "is the least-squares slope of the per-seed effects on reliability, given per +0.5 (from 0.5 to "
-             "1.0), with its 95% t-CI.", ""]
-    rows = [{"series": r["series"], "reliability": f"{r['level']:g}", "seeds": r["n_seeds"],
+    scale = "log2 of the parameter" if ablation.per_doubling else "the parameter"
+    lines = [f"## {ablation.title}", "", ABLATION_TEXT.get(ablation.name, ""),
+             f"The trend is the least-squares slope of the per-seed effects on {scale}, given "
+             f"{ablation.unit}, with its 95% t-CI.", ""]
+    rows = [{"series": r["series"], ablation.parameter: f"{r['level']:g}", "seeds": r["n_seeds"],
              "effect [95% CI]": f"{r['effect_mean']:+.1f} [{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]",
              "p": _p(r["p_difference"]), "d1": _num(r["acc_d1consis"]), "d2": _num(r["acc_d2consis"]),
              "verdict": r["verdict"]} for _, r in levels.iterrows()]
     lines += [_md_table(rows), ""]
-    lines += [f"- {t['series']}: slope {t['slope'] / 2:+.1f} points per +0.5 reliability "
-              f"[{t['slope_ci_low'] / 2:+.1f}, {t['slope_ci_high'] / 2:+.1f}], p = {_p(t['p_slope'])} "
+    lines += [f"- {t['series']}: slope {t['slope_per_step']:+.1f} points {ablation.unit} "
+              f"[{t['slope_ci_low_per_step']:+.1f}, {t['slope_ci_high_per_step']:+.1f}], p = {_p(t['p_slope'])} "
               f"({t['n_runs']} runs at {t['n_levels']} levels)" for _, t in trends.iterrows()]
-    if "dose-response.png" in rel:
-        lines += ["", f"![dose-response]({rel['dose-response.png']})"]
+    if f"{ablation.name}.png" in rel:
+        lines += ["", f"![{ablation.name}]({rel[f'{ablation.name}.png']})"]
     return lines + [""]
+
+
+def _dose_section(records: list[Record], rel: dict[str, str]) -> list[str]:
+    return _ablation_section(records, rel, DOSE)
 
 
 def _seed_range(seeds: list[int]) -> str:
