@@ -11,7 +11,8 @@ from typing import Any
 import pandas as pd
 
 from imlbench.execution.engines import drive
-from imlbench.harness.diagnostics import DiagnoseRequest, plan_diagnostic, write_outputs
+from imlbench.harness.diagnostics import (DiagnoseRequest, diagnostic_table, get_diagnostic, plan_diagnostic,
+                                         write_outputs)
 from imlbench.harness.pipelines import PIPELINES, get_pipeline
 from imlbench.store.records import load_records
 from imlbench.core.registry import (SPEC_TYPES, ImlbenchError, available, check_keys, did_you_mean, parse_pair,
@@ -212,3 +213,9 @@ def diagnose(requests: list[DiagnoseRequest], out: str | Path = DEFAULT_OUT, for
                               memory_limit=memory_limit)
     paths = write_outputs(Path(out), {r.diagnostic for r in requests})
     return records, problems, paths
+
+
+def diagnostic_summary(out: str | Path, name: str) -> list[str]:
+    """The diagnostic's report table over every record of it under `out` (what `diagnose` prints)."""
+    frame = diagnostic_table(Path(out), name)
+    return [] if frame.empty else get_diagnostic(name).table(frame)

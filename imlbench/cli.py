@@ -169,6 +169,8 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
                                             args.jobs, args.timeout, args.memory_limit)
     for path in paths:
         print(path)
+    if not args.quiet:
+        print("\n".join(api.diagnostic_summary(args.out, args.name)))
     for line in problems:
         print(f"imlbench: error: {one_line(line)}", file=sys.stderr)
     return 1 if problems else 0

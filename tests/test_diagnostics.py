@@ -99,6 +99,35 @@ def test_in_context_sequence_is_definition_then_question():
     assert (queries.tokens[:, 5:] == data.vocab.id("<pad>")).all()
 
 
+def test_packing_puts_a_variables_documents_in_one_sequence_definition_first():
+    """`context_docs = k`: up to k training documents about one variable per sequence, definitions
+    first, every document's tokens and loss positions kept; queries stay one per sequence."""
+    from imlbench.views.base import pack_by_subject
+
+    task = SyntheticDefs(n_entities=60, context_docs=4)
+    data = task.generate(0)
+    tokens = get_view("tokens")
+    single = tokens.encode(data, data.stage1)
+    packed = task.encode(tokens, data, data.stage1, "stage1")
+    assert packed.loss_mask.sum() == single.loss_mask.sum() and len(packed.tokens) < len(single.tokens)
+    assert np.array_equal(pack_by_subject(single, data.stage1, 4).tokens, packed.tokens)
+    variable_ids = data.vocab.ids("variable")
+    for row, mask in zip(packed.tokens, packed.loss_mask):
+        documents = row[row != data.vocab.id("<pad>")].reshape(-1, 3)  # `relation subject target` each
+        assert 1 <= len(documents) <= 4 and len(set(documents[:, 1])) == 1  # one variable per sequence
+        assert np.isin(documents[:, 1], variable_ids).all()
+        is_definition = np.isin(documents[:, 0], data.vocab.ids("tag"))
+        assert not np.any(np.diff(is_definition.astype(int)) > 0)  # definitions come first
+        assert mask.sum() == len(documents) + is_definition.sum()  # answers, plus each definition's variable
+    queries = task.encode(tokens, data, data.test.without_targets(), "test")
+    assert queries.tokens.shape[0] == len(data.test)
+    with pytest.raises(ValueError, match="context_docs=4 packs token sequences"):
+        task.encode(get_view("table"), data, data.stage1, "stage1")
+    assert "context_docs" not in resolve("task", "synthetic-defs").to_dict()["params"]  # old record keys hold
+    with pytest.raises(ImlbenchError, match="context_docs"):
+        resolve("task", "synthetic-defs", {"context_docs": 0})
+
+
 def test_sample_variables_is_seeded_and_capped():
     data = SyntheticDefs(n_entities=200).generate(0)
     a = sample_variables(data, "d1consis", 5, np.random.default_rng(1))
@@ -195,8 +224,26 @@ def test_in_context_compares_with_out_of_context(out):
                               verbose=False)
     assert record["status"] == "ok", record.get("error")
     rows = pd.DataFrame(record["rows"])
-    assert set(rows["tag"]) == {"tag1", "tag2", "tag3"}
+    assert set(rows["tag"]) == {"tag1", "tag2", "tag3", "stage1 tag1"}  # stage1 tag1: the positive control
     assert rows[["in_context", "out_of_context"]].stack().between(0, 1).all()
+
+
+@pytest.mark.slow
+def test_in_context_control_passes_and_the_transformer_does_not_read_new_definitions(out):
+    """Science check (2 seeds, small task): with documents packed (`context_docs`), stage-1 questions
+    asked after their definition are answered (the positive control passes), yet unseen variables
+    defined in the context are not: this transformer answers from its weights, not its context.
+    A learner that copied from its context would fail the second assertion; one whose test positions
+    were untrained, the first."""
+    params = ["n_entities=200", "context_docs=4", "learner.epochs=30"]
+    records, _, _ = diagnose(plan("in-context", "transformer", "synthetic-defs", [0, 1], params, {}), out,
+                             verbose=False)
+    rows = pd.DataFrame([row for r in records for row in r["rows"]])
+    after = rows[rows["point"] == "after_stage1"].groupby("tag")["in_context"].mean()
+    assert after["stage1 tag1"] >= 0.9 and after["tag1"] <= 0.1
+    from imlbench.diagnostics.figures import in_context_table
+    table = "\n".join(in_context_table(rows.assign(group="g", seed=[0] * len(rows))))
+    assert "| g | " in table and "| yes |" in table
 
 
 # -- three-stage -----------------------------------------------------------------------------

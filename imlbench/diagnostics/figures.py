@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 
 from imlbench.outputs.figures import TAG_COLOURS, save_figure, t_interval
 
+TAG_ORDER = ("tag1", "tag2", "tag3")
 POINT_STYLE = {"after_stage1": ("after stage 1", "--"), "at_point": ("at the evaluation point", "-")}
 
 
@@ -172,14 +173,49 @@ def probe_table(frame: pd.DataFrame) -> list[str]:
             "| group | point | layer | accuracy | null band | seeds above band |", "|---|---|---|---|---|---|", *rows]
 
 
+PRECONDITION = 0.8  # in-context accuracy after stage 1 on the positive control (stage-1 questions)
+
+
+def in_context_precondition(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per group, after stage 1: `control` — questions about stage-1 variables in held-out phrasings,
+    their tag-1 definition in the context (answered well out of context: in context they are only
+    if the positions the test uses were trained); `reads` — the same for variables held out of stage
+    1 (stage 2's tag-1 variables), answerable only by reading the definition from the context."""
+    out = {}
+    for name, point, tag in (("control", "after_stage1", "stage1 tag1"), ("reads", "after_stage1", "tag1"),
+                             ("control_at_point", "at_point", "stage1 tag1")):
+        part = frame[(frame["point"] == point) & (frame["tag"] == tag)]
+        if not part.empty:
+            out[name] = summarize(part, ["group"], "in_context").set_index("group")
+    return pd.concat(out, axis=1) if out else pd.DataFrame()
+
+
 def in_context_table(frame: pd.DataFrame) -> list[str]:
+    precondition = in_context_precondition(frame)
+    lines = ["Precondition, after stage 1: questions about stage-1 variables (held-out phrasings) with their tag-1 "
+             "definition in the context, at the positions the test uses (`control`); at least "
+             f"{100 * PRECONDITION:.0f}% before the tag gap in context is compared with the out-of-context one. "
+             "`reads`: the same for variables held out of stage 1, answerable only by reading the context; the "
+             "control again at the evaluation point.", "",
+             "| group | control: stage-1 questions in context (%) | met | reads: held-out variables in context (%) "
+             "| control at the point (%) |", "|---|---|---|---|---|"]
+    met = {}
+    for group, row in precondition.iterrows():
+        control = row["control"] if "control" in precondition else None
+        met[group] = control is not None and control["mean"] >= PRECONDITION
+        reads, later = (_ci(row[k], 100, "{:.1f}") if k in precondition and pd.notna(row[k]["mean"]) else "–"
+                        for k in ("reads", "control_at_point"))
+        lines.append(f"| {group} | {_ci(control, 100, '{:.1f}') if control is not None else '–'} | "
+                     f"{'yes' if met[group] else 'no'} | {reads} | {later} |")
     rows = []
-    for (group, point), part in frame.groupby(["group", "point"]):
+    for (group, point), part in frame[frame["tag"].isin(TAG_ORDER)].groupby(["group", "point"]):
         for where in ("out_of_context", "in_context"):
             s = summarize(part, ["tag"], where).set_index("tag")
             d = paired_difference(part.assign(g=0), ["g"], where, "tag", "tag1", "tag2").iloc[0]
+            gap = (_ci(d, 100, '{:+.1f}') if met.get(group) or where == "out_of_context"
+                   else "not compared (precondition not met)")
             rows.append(f"| {group} | {point} | {where.replace('_', ' ')} | "
-                        + " | ".join(_ci(s.loc[t], 100, "{:.1f}") for t in s.index) + f" | {_ci(d, 100, '{:+.1f}')} |")
-    return ["Accuracy (%) on questions about stage-2 variables, with the definition in the context or not.", "",
-            "| group | point | context | tag1 | tag2 | tag3 | tag1 − tag2 (paired) |", "|---|---|---|---|---|---|---|",
-            *rows]
+                        + " | ".join(_ci(s.loc[t], 100, "{:.1f}") for t in TAG_ORDER if t in s.index) + f" | {gap} |")
+    return lines + ["", "Accuracy (%) on questions about stage-2 variables, with the definition in the context or not.", "",
+                    "| group | point | context | tag1 | tag2 | tag3 | tag1 − tag2 (paired) |",
+                    "|---|---|---|---|---|---|---|", *rows]

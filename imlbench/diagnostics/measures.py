@@ -225,9 +225,10 @@ def probe_accuracies(features: np.ndarray, label_sets: np.ndarray, groups: np.nd
 
 
 def in_context_queries(data: TaskData, questions: Examples) -> TokenQueries:
-    """Each question preceded by its variable's stage-2 definition, in one sequence:
-    `tag variable value phrasing variable ->`, the answer position after it."""
-    defs = data.stage2.select(data.stage2.kind == DEFINITION)
+    """Each question preceded by its variable's definition (from stage 1 or stage 2), in one
+    sequence: `tag variable value phrasing variable ->`, the answer position after it."""
+    defs = Examples.concat([data.stage1, data.stage2])
+    defs = defs.select(defs.kind == DEFINITION)
     order = {int(v): i for i, v in enumerate(defs.subject)}
     d_tokens, d_answer = token_layout(data, defs.select(np.array([order[int(v)] for v in questions.subject])))
     q_tokens, q_answer = token_layout(data, questions.without_targets())
@@ -241,11 +242,18 @@ def in_context_queries(data: TaskData, questions: Examples) -> TokenQueries:
     return TokenQueries(tokens, offset + q_answer, len(data.vocab), pad_id, data.vocab.ids("tag"))
 
 
+# What the in-context test asks about: stage-2 variables per tag, and the positive control —
+# stage-1 variables defined by tag 1, asked in held-out phrasings (answered well out of context).
+IN_CONTEXT_SUBSETS = {"tag1": "d1consis", "tag2": "d2consis", "tag3": "d3consis", "stage1 tag1": "qd1consis"}
+
+
 def in_context_rows(learner, data: TaskData, point: str, out_of_context: dict[str, float]) -> list[dict[str, Any]]:
-    """Accuracy per stage-2 tag with the definition in context, beside the same questions' accuracy
-    without it (the normal run's, at the same point)."""
+    """Accuracy per tag with the definition in context, beside the same questions' accuracy without
+    it (the normal run's, at the same point). `stage1 tag1` is the positive control: questions the
+    model answers out of context, asked after their definition, at the positions the in-context test
+    uses — high only if those positions were trained (`context_docs`)."""
     rows = []
-    for tag, subset in zip(TAGS, ("d1consis", "d2consis", "d3consis")):
+    for tag, subset in IN_CONTEXT_SUBSETS.items():
         questions = data.test.select(data.test.subset == SUBSET_CODE[subset])
         if not len(questions):
             continue

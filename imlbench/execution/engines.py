@@ -147,7 +147,8 @@ def drive(requests: list[RunRequest], out: str | Path, force: bool = False, exec
             if record["status"] != "ok":
                 problems.append(f"{request.label()}: {record['error']}")
             elif not quiet:
-                how = "cached" if outcome["cached"] else f"{record['measurements']['seconds']['total']:.1f}s"
+                seconds = record.get("measurements", record).get("seconds", {})  # a run's, or a diagnostic's
+                how = "cached" if outcome["cached"] else f"{seconds.get('total', float('nan')):.1f}s"
                 bar.write(f"{request.label()}: {request.summary(record)} ({how})", file=sys.stderr)
         bar.set_postfix(failed=len(problems), refresh=False)
         bar.update(1)

@@ -58,14 +58,16 @@ class Block(nn.Module):
 class GPT(nn.Module):
     """Token ids (batch, length) -> next-token logits (batch, length, vocab)."""
 
-    def __init__(self, vocab_size: int, max_length: int, d_model: int, n_layers: int, n_heads: int):
+    def __init__(self, vocab_size: int, max_length: int, d_model: int, n_layers: int, n_heads: int,
+                 tie_embeddings: bool = True):
         super().__init__()
         self.token_embedding = nn.Embedding(vocab_size, d_model)
         self.position_embedding = nn.Embedding(max_length, d_model)
         self.blocks = nn.ModuleList(Block(d_model, n_heads) for _ in range(n_layers))
         self.ln_f = nn.LayerNorm(d_model)
         self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
-        self.lm_head.weight = self.token_embedding.weight  # tied input/output embeddings
+        if tie_embeddings:
+            self.lm_head.weight = self.token_embedding.weight  # tied input/output embeddings
         self.apply(self._init_weights)
         # GPT-2's scaled init of the residual projections keeps the residual stream's variance flat.
         for name, p in self.named_parameters():
@@ -124,6 +126,10 @@ class Transformer(TorchLearner):
     default batch of 32 takes 9 steps per epoch, so `stage2_steps_per_epoch = 9` keeps the default's
     step count. Larger batches then see more documents per checkpoint; that is the price of holding
     steps fixed, and the alternative (holding documents seen fixed) is what the knob's default does.
+    `tie_embeddings=False` gives the output layer its own weights. Tied, a definition's loss on its
+    variable token (predicted after the tag) trains the variable's input embedding through the
+    output layer, so the tag is decodable from that embedding whatever the network does with it; the
+    untied model removes that shortcut, so a tag probe can tell "tag stored" from "definition absorbed".
     `device="auto"` trains on CUDA when one is present, else on the CPU.
     """
     relative_cost = 20  # seconds per run relative to rf (longest runs start first)
@@ -137,13 +143,16 @@ class Transformer(TorchLearner):
                     "weight_decay": {"low": 0.0, "high": 0.1}}
 
     views = ("tokens",)
+    # added after the published records; these values are how those records were made
+    identity_neutral = {"steps_per_epoch": 0, "tie_embeddings": True}
+    output_layer = ("lm_head",)  # present only untied: tied, the output layer is the token table
 
     def __init__(self, n_layers: int = 2, d_model: int = 128, n_heads: int = 4, epochs: int = 30,
                  stage2_epochs: int = 64, batch_size: int = 128,
                  stage2_batch_size: int = 32, lr: float = 1e-3, stage2_lr: float = 2e-4,
                  beta1: float = 0.9, beta2: float = 0.98, weight_decay: float = 0.0, device: str = "auto",
                  n_threads: int = 1, random_state: int = 0, stage2_steps_per_epoch: int = 0,
-                 steps_per_epoch: int = 0):
+                 steps_per_epoch: int = 0, tie_embeddings: bool = True):
         self.n_layers = n_layers
         self.d_model = d_model
         self.n_heads = n_heads
@@ -161,6 +170,7 @@ class Transformer(TorchLearner):
         self.random_state = random_state
         self.stage2_steps_per_epoch = stage2_steps_per_epoch
         self.steps_per_epoch = steps_per_epoch
+        self.tie_embeddings = tie_embeddings
 
     def validate(self) -> None:
         super().validate()
@@ -174,7 +184,7 @@ class Transformer(TorchLearner):
         self.vocab_size_ = data.vocab_size
         # Room for longer stage-2/test sequences than stage 1's; positions past it are never trained.
         self.max_length_ = max(64, data.tokens.shape[1])
-        return GPT(data.vocab_size, self.max_length_, self.d_model, self.n_layers, self.n_heads)
+        return GPT(data.vocab_size, self.max_length_, self.d_model, self.n_layers, self.n_heads, self.tie_embeddings)
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.model_.parameters(), lr=self.lr, betas=(self.beta1, self.beta2),

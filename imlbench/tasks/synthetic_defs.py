@@ -13,7 +13,7 @@ import numpy as np
 from imlbench.core import seeds
 from imlbench.core.protocol import ALL, DEFINITION, FACT, HELD_OUT, QUESTION, TAGS, Examples, Task, TaskData, Vocab
 from imlbench.tasks import design
-from imlbench.views.base import PAD
+from imlbench.views.base import PAD, is_query, pack_by_subject
 
 QUESTION_MODES = ("identity", "attributes")
 
@@ -22,6 +22,8 @@ class SyntheticDefs(Task):
     """The default task of the benchmark (PROTOCOL §6)."""
 
     views = ("tokens", "table", "text")
+    # `context_docs` came after the published records; 1 (one document per sequence) is how they were made
+    identity_neutral = {"context_docs": 1}
 
     def __init__(
         self,
@@ -32,6 +34,7 @@ class SyntheticDefs(Task):
         tag_reliability: float = 1.0,
         n_attribute_values: int = 10,
         fractions: dict | None = None,
+        context_docs: int = 1,
     ):
         self.n_entities = n_entities
         self.n_phrasings = n_phrasings
@@ -40,6 +43,7 @@ class SyntheticDefs(Task):
         self.tag_reliability = tag_reliability
         self.n_attribute_values = n_attribute_values
         self.fractions = fractions
+        self.context_docs = context_docs
 
     def validate(self) -> None:
         if self.questions not in QUESTION_MODES:
@@ -51,6 +55,20 @@ class SyntheticDefs(Task):
         if self.n_entities < 20:
             raise ValueError(f"n_entities={self.n_entities} is too small; use at least 20")
         design.check_design_params(self.fractions, self.tag_reliability)
+        if self.context_docs < 1:
+            raise ValueError(f"context_docs={self.context_docs} must be at least 1 (documents per training sequence)")
+
+    def encode(self, view, data: TaskData, examples: Examples, split: str):
+        """The view's encoding; with `context_docs = k > 1`, training sequences of the tokens view hold
+        up to k documents about one variable (`pack_by_subject`): its definition, then its questions.
+        Queries stay one per sequence. Only the tokens view has sequences to pack."""
+        encoded = super().encode(view, data, examples, split)
+        if self.context_docs == 1 or is_query(examples):
+            return encoded
+        if view.name != "tokens":
+            raise ValueError(f"context_docs={self.context_docs} packs token sequences, which the {view.name} "
+                             f"view does not have; use a learner that reads tokens (transformer) or context_docs=1")
+        return pack_by_subject(encoded, examples, self.context_docs)
 
     def make_vocab(self) -> Vocab:
         groups = {

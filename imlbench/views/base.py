@@ -196,6 +196,39 @@ def token_layout(data: TaskData, examples: Examples) -> tuple[np.ndarray, np.nda
     return tokens, answer_pos
 
 
+def pack_by_subject(data: TokenData, examples: Examples, per_sequence: int) -> TokenData:
+    """Training documents about the same subject, up to `per_sequence` of them, in one sequence
+    (definitions first, then the rest in their given order; subjects in order of first appearance),
+    each document's tokens up to its answer, the loss where each document carries it. A model then
+    trains on positions past the first document, and on reading a definition from its context (or,
+    after an unreliable tag, not) — what an in-context test on trained positions needs."""
+    n = len(examples)
+    _, first, inverse = np.unique(examples.subject, return_index=True, return_inverse=True)
+    order = np.lexsort((np.arange(n), examples.kind != DEFINITION, first[inverse]))
+    groups, current, subject = [], [], None
+    for row in order:
+        if examples.subject[row] != subject or len(current) == per_sequence:
+            if current:
+                groups.append(current)
+            current, subject = [], examples.subject[row]
+        current.append(row)
+    groups.append(current)
+    lengths = data.answer_pos + 1
+    width = max(int(lengths[g].sum()) for g in groups)
+    tokens = np.full((len(groups), width), data.pad_id, dtype=np.int64)
+    loss_mask = np.zeros((len(groups), width), dtype=bool)
+    answer_pos = np.zeros(len(groups), dtype=np.int64)
+    for i, group in enumerate(groups):
+        at = 0
+        for row in group:
+            end = at + int(lengths[row])
+            tokens[i, at:end] = data.tokens[row, : lengths[row]]
+            loss_mask[i, at:end] = data.loss_mask[row, : lengths[row]]
+            answer_pos[i] = at + data.answer_pos[row]
+            at = end
+    return replace(data, tokens=tokens, loss_mask=loss_mask, answer_pos=answer_pos)
+
+
 class TokensView(View):
     """Token sequences (see `token_layout`); the tag is its own token."""
 
