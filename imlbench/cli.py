@@ -167,10 +167,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
                                      "permutations": args.permutations}, args.threshold)
     records, problems, paths = api.diagnose(requests, args.out, args.force, not args.quiet, args.executor,
                                             args.jobs, args.timeout, args.memory_limit)
-    for path in paths:
-        print(path)
-    if not args.quiet:
-        print("\n".join(api.diagnostic_summary(args.out, args.name)))
+    print("\n".join(map(str, paths + ([] if args.quiet else api.diagnostic_summary(args.out, args.name)))))
     for line in problems:
         print(f"imlbench: error: {one_line(line)}", file=sys.stderr)
     return 1 if problems else 0

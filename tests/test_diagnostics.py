@@ -287,6 +287,7 @@ def diagnostic_records(out):
     return {json.loads(p.read_text())["seed"]: (p, json.loads(p.read_text())) for p in folder.rglob("*.json")}
 
 
+@pytest.mark.slow  # minutes of waiting on processes and clocks: the default suite stays under ~10 min
 def test_diagnose_in_parallel_workers_records_a_failing_seed_with_its_traceback(out):
     argv = ["diagnose", "tag-probe", "--learner", "diagplugins:ProbeFailsOnSeed1", "--seeds", "2", "--jobs", "2",
             "--variables", "8", "--permutations", "20", "--out", str(out), "-q"] + [a for p in TINY_PARAMS for a in ("--param", p)]
@@ -302,6 +303,7 @@ def test_diagnose_in_parallel_workers_records_a_failing_seed_with_its_traceback(
     assert inline[0]["rows"] == found[0][1]["rows"]  # a worker computes what the driver computes
 
 
+@pytest.mark.slow  # minutes of waiting on processes and clocks: the default suite stays under ~10 min
 def test_diagnose_resumes_after_kill_9_computing_only_what_is_missing(out):
     tests = Path(__file__).resolve().parent
     command = [sys.executable, "-m", "imlbench", "diagnose", "tag-probe", "--learner", "diagplugins:ProbeFailsOnSeed1",

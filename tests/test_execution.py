@@ -28,7 +28,8 @@ def in_process(tmp_path_factory):
     return records_by_name(out)
 
 
-@pytest.mark.parametrize("executor", ["local", "dask", "submitit-local"])
+@pytest.mark.parametrize("executor", ["local", pytest.param("dask", marks=pytest.mark.slow),
+                                      pytest.param("submitit-local", marks=pytest.mark.slow)])
 def test_engines_reproduce_in_process_records(tmp_path, in_process, executor):
     summary = imlbench.run(out=tmp_path, executor=executor, jobs=2, **GRID)
     assert summary.attrs["problems"] == []
@@ -48,6 +49,7 @@ def test_unknown_executor_is_a_clear_error(tmp_path):
         imlbench.run(out=tmp_path, executor="yarn", jobs=2, **GRID)
 
 
+@pytest.mark.slow  # minutes of waiting on processes and clocks: the default suite stays under ~10 min
 def test_killed_dask_worker_loses_nothing_after_a_rerun(tmp_path):
     from dask.distributed import Client, LocalCluster
 

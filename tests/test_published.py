@@ -28,6 +28,7 @@ def test_committed_leaderboard_is_what_the_committed_records_give(tmp_path):
     assert (tmp_path / "leaderboard.csv").read_text() == (RESULTS / "leaderboard.csv").read_text()
 
 
+@pytest.mark.slow  # minutes of waiting on processes and clocks: the default suite stays under ~10 min
 def test_committed_report_is_what_the_committed_records_give(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)  # the report names its folder as given: reproduce.sh gives docs/results
     report(Path("docs/results"), tmp_path / "report.md")

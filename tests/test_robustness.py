@@ -60,7 +60,7 @@ def check_timed_out(out, limit=5):
         assert limit <= record["measurements"]["seconds"]["total"] < limit + 5
 
 
-@pytest.mark.parametrize("jobs", ["1", "2"])
+@pytest.mark.parametrize("jobs", ["1", pytest.param("2", marks=pytest.mark.slow)])
 def test_timeout_stops_hanging_runs_and_the_others_go_on(out, tmp_path, capsys, jobs):
     code = cli(out, "--learner", "testplugins:NeverYields,testplugins:YieldsForever,rf", "--timeout", "5",
                "--jobs", jobs)
@@ -71,6 +71,7 @@ def test_timeout_stops_hanging_runs_and_the_others_go_on(out, tmp_path, capsys, 
     only_inside(tmp_path, out)
 
 
+@pytest.mark.slow  # minutes of waiting on processes and clocks: the default suite stays under ~10 min
 def test_timeout_on_a_dask_local_cluster(out):
     summary = imlbench.run(learner="testplugins:NeverYields,testplugins:YieldsForever,rf", seeds=1,
                            params={"n_entities": 100}, out=out, executor="dask", jobs=2, timeout=5)
@@ -88,6 +89,7 @@ def test_a_learner_spec_sets_a_default_timeout_that_timeout_overrides(out, tmp_p
     assert by_learner(out)["stuck"]["error"] == "timed out after 3 s at stage stage1, checkpoint 0"
 
 
+@pytest.mark.slow  # minutes of waiting on processes and clocks: the default suite stays under ~10 min
 def test_timeout_through_submitit(out, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(TESTS))  # submitit's job process imports testplugins
     summary = imlbench.run(learner="testplugins:NeverYields", seeds=1, params={"n_entities": 100}, out=out,
@@ -230,7 +232,7 @@ def test_names_and_seeds_are_checked(out, capsys, argv, message):
 # failure isolation
 
 
-@pytest.mark.parametrize("jobs", ["1", "2"])
+@pytest.mark.parametrize("jobs", ["1", pytest.param("2", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("raises", ["SystemExit", "KeyboardInterrupt"])
 def test_base_exceptions_in_fit_become_error_records(out, tmp_path, capsys, raises, jobs):
     spec = bad_learner(tmp_path, "RaisesInFit", raises=raises)
@@ -337,6 +339,7 @@ def test_invalid_predictions_are_an_error_not_zero_accuracy(out, tmp_path, answe
     assert "integer vocabulary ids in 0.." in error
 
 
+@pytest.mark.slow  # minutes of waiting on processes and clocks: the default suite stays under ~10 min
 def test_invalid_predictions_are_caught_in_workers_too(out):
     assert cli(out, "--learner", "testplugins:BadPredictions,rf", "--jobs", "2") == 1
     assert by_learner(out)["testplugins:BadPredictions"]["error"].startswith("InvalidPredictions")

@@ -100,6 +100,7 @@ class SendsSigint(Spy):
     """Delivers a real SIGINT to its own process mid-fit, as a Ctrl-C of the driver would."""
 
     def fit(self, data) -> Iterator[None]:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a background job starts with it ignored
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(30)
         yield

@@ -26,6 +26,21 @@ for r in 0.625 0.75 0.875; do
 done
 # The language model's null control.
 run run --learner hf-causal-lm --task synthetic-defs-text --param tag_reliability=0.5 --seeds 10 --jobs 2
+# Batch size at equal optimizer steps (README, "Batch size at equal optimizer steps"): stage-1 batch
+# sizes with steps_per_epoch fixed, for the transformer and the mlp configuration the search confirmed.
+for b in 32 64 128; do
+  run run --learner transformer --task synthetic-defs --param batch_size=$b --param steps_per_epoch=52 --seeds 10 --jobs 2
+done
+for b in 32 128 512; do
+  run run --learner mlp-elicited --task synthetic-defs --param batch_size=$b --param steps_per_epoch=26 \
+    --param stage2_batch_size=128 --seeds 10 --jobs 2
+done
+# Model size (README, "Model size"): the transformer's width around its default of 128.
+for d in 64 256; do
+  run run --learner transformer --task synthetic-defs --param d_model=$d --seeds 10 --jobs 2
+done
+# The transformer without its tied-embedding shortcut (the tag probe's variant, README diagnostics).
+run run --learner transformer --task synthetic-defs --param tie_embeddings=false --seeds 10 --jobs 2
 
 # Elicitation searches (README, "Can any configuration show IML?"): 3 exploration seeds per trial,
 # the best configuration confirmed on seeds 0-9; the tag-blind transformer is the search's control.
@@ -37,6 +52,23 @@ search --learner gbm --task synthetic-defs --trials 8
 search --learner tag-blind-transformer --task synthetic-defs --trials 20
 # The control of the configuration the mlp search confirmed: the same mlp, blind to its tag.
 run run --learner tag-blind --task synthetic-defs --seeds 10 --jobs 2 --param 'base_params={batch_size = 128, embedding_dim = 16, epochs = 49, hidden = 725, lr = 0.0020822265649313204, stage2_epochs = 58, stage2_lr = 0.0027136655617871694}'
+
+# The paper's three hypotheses (README, "Why does IML happen?").
+diag() { echo "$(date +%T) imlbench diagnose $*" >&2; imlbench diagnose "$@" --out "$out" -q "${FORCE[@]}"; }
+diag in-context --learner transformer --task synthetic-defs --seeds 10 --jobs 2
+diag in-context --learner transformer --task synthetic-defs --param context_docs=4 --param steps_per_epoch=26 --seeds 10 --jobs 2
+diag tag-probe --learner transformer --task synthetic-defs --seeds 10 --jobs 2
+diag tag-probe --learner transformer --task synthetic-defs --param tie_embeddings=false --seeds 10 --jobs 2
+diag tag-probe --learner convnet --task tagged-digits --seeds 10 --jobs 2
+diag tag-probe --learner hf-causal-lm --task synthetic-defs-text --seeds 10 --jobs 2
+for b in 32 64 128; do
+  diag gradient-alignment --learner transformer --task synthetic-defs --param batch_size=$b --param steps_per_epoch=52 --every 5 --seeds 5 --jobs 2
+done
+for b in 32 128 512; do
+  diag gradient-alignment --learner mlp-elicited --task synthetic-defs --param batch_size=$b --param steps_per_epoch=26 \
+    --param stage2_batch_size=128 --every 5 --seeds 5 --jobs 2
+done
+diag gradient-alignment --learner hf-causal-lm --task synthetic-defs-text --every 10 --seeds 5 --jobs 2
 
 imlbench leaderboard "$out"
 imlbench report "$out" --out docs/report.md

@@ -177,11 +177,13 @@ class TorchLearner(Learner):
             self.model_ = self.build_model(data).to(self.device_)
 
     def fit(self, data) -> Iterator[None]:
-        self.prepare(data)
+        self.run_info_ = {}
+        self.prepare(data)  # a subclass may put what its records need into run_info_ here
         self.optimizer_ = self.make_optimizer()
         self.rng_ = np.random.default_rng(self.random_state)
         self.n_steps_ = 0  # optimizer steps taken so far (both stages)
-        self.run_info_ = {"n_parameters": sum(p.numel() for p in self.model_.parameters()), "optimizer_steps": {}}
+        self.run_info_.setdefault("n_parameters", sum(p.numel() for p in self.model_.parameters()))
+        self.run_info_["optimizer_steps"] = {}
         yield from self._train(data, Stage(self.lr, self.epochs, self.batch_size, self.steps_per_epoch))
 
     def continue_fit(self, data) -> Iterator[None]:
