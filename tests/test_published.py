@@ -198,3 +198,39 @@ def test_the_dose_response_in_the_readme_is_what_the_records_give():
     levels, _ = dose_response(records)
     for series, part in levels.groupby("series"):
         assert part[part["level"] == 0.5]["verdict"].iloc[0] != "IML", series  # the tags predict nothing
+
+
+def test_published_diagnostics_meet_their_preconditions_and_carry_their_controls():
+    """The tag probe has its permutation band at every layer (the language model's layer 0 inside
+    it); the in-context test on packed training passes its positive control; gradient alignment has
+    rows per parameter group, and its batch-size runs took equal optimizer steps and carry the IML
+    effect of the same runs."""
+    from imlbench.diagnostics.figures import in_context_precondition
+    from imlbench.harness.diagnostics import diagnostic_table
+
+    probe = diagnostic_table(RESULTS, "tag-probe")
+    assert probe[["null_low", "null_high"]].notna().all().all() and len(probe) >= 4 * 10 * 6
+    lm0 = probe[probe["learner"].str.startswith("hf-causal-lm") & (probe["layer"] == 0)]
+    assert len(lm0) == 20 and lm0["accuracy"].mean() < lm0["null_high"].mean()
+    untied = probe[probe["learner"].str.contains("tie_embeddings=False") & (probe["point"] == "at_point")]
+    assert (untied["accuracy"] > untied["null_high"]).mean() <= 0.2  # the shortcut removed: chance
+    context = in_context_precondition(diagnostic_table(RESULTS, "in-context"))
+    packed = context.loc[[g for g in context.index if "context_docs=4" in g][0]]
+    assert packed[("control", "mean")] >= 0.8 and packed[("control", "n_seeds")] == 10
+    alignment = diagnostic_table(RESULTS, "gradient-alignment")
+    assert {"all", "body", "embeddings"} <= set(alignment["parameters"]) and alignment["iml_effect"].notna().all()
+    for learner, steps in (("transformer[batch_size=", 1560), ("mlp-elicited[batch_size=", 1274)):
+        part = alignment[alignment["learner"].str.startswith(learner)]
+        assert part["learner"].nunique() == 3 and set(part["stage1_steps"]) == {steps}
+
+
+def test_batch_size_runs_took_equal_optimizer_steps():
+    records, _ = load_records(RESULTS)
+    steps = {}
+    for r in records:
+        if "steps_per_epoch" in r.learner["params"] and r.task_name == "synthetic-defs":
+            steps.setdefault(r.learner_name.split("[")[0], set()).add(
+                (r.learner["params"]["batch_size"], r.raw["learner_info"]["optimizer_steps"]["stage1"]))
+    assert {name: {s for _, s in pairs} for name, pairs in steps.items()} == {"transformer": {1560},
+                                                                              "mlp-elicited": {1274}}
+    assert all(len(pairs) == 3 for pairs in steps.values())

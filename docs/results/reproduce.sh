@@ -39,6 +39,17 @@ done
 for d in 64 256; do
   run run --learner transformer --task synthetic-defs --param d_model=$d --seeds 10 --jobs 2
 done
+# Attribute questions (README, "Attribute questions"): a one-seed search of the transformer after stage 1
+# (its own results folder), then the best setting over 10 seeds.
+attr=docs/results/attributes-search
+for args in "n_entities=200 epochs=100" "n_entities=200 epochs=300" "n_entities=200 epochs=300 d_model=256" \
+            "n_entities=200 epochs=300 n_layers=4" "n_entities=200 epochs=300 n_layers=4 d_model=256" \
+            "n_entities=100 epochs=600 n_layers=4"; do
+  params=(); for a in $args; do params+=(--param "$a"); done
+  echo "$(date +%T) imlbench run attributes ${params[*]}" >&2
+  imlbench run --learner transformer --task synthetic-defs-attributes --seeds 1 "${params[@]}" --out "$attr" -q "${FORCE[@]}"
+done
+run run --learner transformer --task synthetic-defs-attributes-small --param epochs=100 --seeds 10 --jobs 2
 # The transformer without its tied-embedding shortcut (the tag probe's variant, README diagnostics).
 run run --learner transformer --task synthetic-defs --param tie_embeddings=false --seeds 10 --jobs 2
 
