@@ -260,7 +260,9 @@ def test_sigterm_stops_a_run_with_one_line(tmp_path, monkeypatch):
     name, log = slow_plugin(tmp_path, monkeypatch, 60)
     proc = subprocess.Popen([sys.executable, "-m", "imlbench", "run", "--learner", f"{name}:Slow", "--seeds", "1",
                              "--param", "n_entities=100", "--out", str(tmp_path / "o"), "-q"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # as from a terminal: a shell's background job starts with SIGINT ignored
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while not log.exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.1)
