@@ -128,6 +128,27 @@ def test_packing_puts_a_variables_documents_in_one_sequence_definition_first():
         resolve("task", "synthetic-defs", {"context_docs": 0})
 
 
+def test_text_packing_puts_earlier_documents_of_a_variable_in_each_prompt():
+    """The text view's `context_docs`: every document stays one row with its own completion, its
+    prompt preceded by the earlier documents about the same variable (definition first); the
+    in-context queries lay a definition and a question out the same way."""
+    from imlbench.diagnostics.measures import in_context_text_queries
+    from imlbench.tasks.synthetic_defs_text import SyntheticDefsText
+
+    task = SyntheticDefsText(n_entities=60, context_docs=3)
+    data = task.generate(0)
+    text = get_view("text")
+    single, packed = task.render(text, data, data.stage1, "stage1"), task.encode(text, data, data.stage1, "stage1")
+    assert sorted(packed.completions) == sorted(single.completions) and len(packed.prompts) == len(single.prompts)
+    assert sorted(packed.y.tolist()) == sorted(single.y.tolist())
+    lines = [p.count("\n") - single.prompts[0].count("\n") for p in packed.prompts]
+    assert max(lines) > 0 and any(p.startswith(single.prompts[i]) for i, p in enumerate(packed.prompts))
+    questions = data.test.select(data.test.subset == SUBSET_CODE["d1consis"])
+    queries = in_context_text_queries(task, data, questions)
+    plain = task.encode(text, data, questions.without_targets(), "test")
+    assert all(q.endswith("\n" + p) and " is " in q for q, p in zip(queries.prompts, plain.prompts))
+
+
 def test_sample_variables_is_seeded_and_capped():
     data = SyntheticDefs(n_entities=200).generate(0)
     a = sample_variables(data, "d1consis", 5, np.random.default_rng(1))

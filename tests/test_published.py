@@ -215,7 +215,7 @@ def test_published_diagnostics_meet_their_preconditions_and_carry_their_controls
     untied = probe[probe["learner"].str.contains("tie_embeddings=False") & (probe["point"] == "at_point")]
     assert (untied["accuracy"] > untied["null_high"]).mean() <= 0.2  # the shortcut removed: chance
     context = in_context_precondition(diagnostic_table(RESULTS, "in-context"))
-    packed = context.loc[[g for g in context.index if "context_docs=4" in g][0]]
+    packed = context.loc[[g for g in context.index if "context_docs=4" in g and g.startswith("transformer")][0]]
     assert packed[("control", "mean")] >= 0.8 and packed[("control", "n_seeds")] == 10
     alignment = diagnostic_table(RESULTS, "gradient-alignment")
     assert {"all", "body", "embeddings"} <= set(alignment["parameters"]) and alignment["iml_effect"].notna().all()

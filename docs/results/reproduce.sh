@@ -68,6 +68,7 @@ run run --learner tag-blind --task synthetic-defs --seeds 10 --jobs 2 --param 'b
 diag() { echo "$(date +%T) imlbench diagnose $*" >&2; imlbench diagnose "$@" --out "$out" -q "${FORCE[@]}"; }
 diag in-context --learner transformer --task synthetic-defs --seeds 10 --jobs 2
 diag in-context --learner transformer --task synthetic-defs --param context_docs=4 --param steps_per_epoch=26 --seeds 10 --jobs 2
+diag in-context --learner hf-causal-lm --task synthetic-defs-text --param context_docs=4 --seeds 5 --jobs 2
 diag tag-probe --learner transformer --task synthetic-defs --seeds 10 --jobs 2
 diag tag-probe --learner transformer --task synthetic-defs --param tie_embeddings=false --seeds 10 --jobs 2
 diag tag-probe --learner convnet --task tagged-digits --seeds 10 --jobs 2

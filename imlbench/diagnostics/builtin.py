@@ -97,14 +97,18 @@ class TagProbe(Diagnostic):
 
 class InContext(Diagnostic):
     name = "in-context"
-    needs, needs_text = "predict", "a tokens-view predict"
-    views = ("tokens",)
+    needs, needs_text = "predict", "a tokens- or text-view predict"
+    views = ("tokens", "text")
     report_order = 3
     plot = staticmethod(figures.plot_in_context)
     table = staticmethod(figures.in_context_table)
 
     def measure(self, ctx: Context) -> dict[str, Any]:
-        from imlbench.diagnostics.measures import in_context_rows
+        from functools import partial
 
+        from imlbench.diagnostics.measures import in_context_queries, in_context_rows, in_context_text_queries
+
+        queries = (partial(in_context_text_queries, ctx.task, ctx.data) if ctx.view == "text"
+                   else partial(in_context_queries, ctx.data))
         return self.train_two_stages(ctx, lambda point, evaluator: in_context_rows(
-            ctx.learner, ctx.data, point, evaluator.test(ctx.learner)))
+            ctx.learner, ctx.data, point, evaluator.test(ctx.learner), queries))

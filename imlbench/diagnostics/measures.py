@@ -16,6 +16,7 @@ it on anything, and never change its weights, optimizer or random streams.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import warnings
 from typing import Any
@@ -242,12 +243,29 @@ def in_context_queries(data: TaskData, questions: Examples) -> TokenQueries:
     return TokenQueries(tokens, offset + q_answer, len(data.vocab), pad_id, data.vocab.ids("tag"))
 
 
+def in_context_text_queries(task, data: TaskData, questions: Examples):
+    """The text view's in-context queries: each question's prompt preceded by its variable's
+    definition, whole, on the line before (as `context_docs` lays documents out in training)."""
+    from dataclasses import replace
+
+    defs = Examples.concat([data.stage1, data.stage2])
+    defs = defs.select(defs.kind == DEFINITION)
+    order = {int(v): i for i, v in enumerate(defs.subject)}
+    chosen = defs.select(np.array([order[int(v)] for v in questions.subject]))
+    render = getattr(task, "render", task.encode)  # one document per row: no packing
+    d = render(get_view("text"), data, chosen, "test")
+    q = task.encode(get_view("text"), data, questions.without_targets(), "test")
+    prompts = tuple(dp + dc + "\n" + qp for dp, dc, qp in zip(d.prompts, d.completions, q.prompts))
+    return replace(q, prompts=prompts)
+
+
 # What the in-context test asks about: stage-2 variables per tag, and the positive control —
 # stage-1 variables defined by tag 1, asked in held-out phrasings (answered well out of context).
 IN_CONTEXT_SUBSETS = {"tag1": "d1consis", "tag2": "d2consis", "tag3": "d3consis", "stage1 tag1": "qd1consis"}
 
 
-def in_context_rows(learner, data: TaskData, point: str, out_of_context: dict[str, float]) -> list[dict[str, Any]]:
+def in_context_rows(learner, data: TaskData, point: str, out_of_context: dict[str, float],
+                    queries=None) -> list[dict[str, Any]]:
     """Accuracy per tag with the definition in context, beside the same questions' accuracy without
     it (the normal run's, at the same point). `stage1 tag1` is the positive control: questions the
     model answers out of context, asked after their definition, at the positions the in-context test
@@ -257,7 +275,7 @@ def in_context_rows(learner, data: TaskData, point: str, out_of_context: dict[st
         questions = data.test.select(data.test.subset == SUBSET_CODE[subset])
         if not len(questions):
             continue
-        predicted = np.asarray(learner.predict(in_context_queries(data, questions)))
+        predicted = np.asarray(learner.predict((queries or partial(in_context_queries, data))(questions)))
         rows.append({"point": point, "tag": tag, "n_questions": int(len(questions)),
                      "in_context": float((predicted == questions.target).mean()),
                      "out_of_context": float(out_of_context.get(subset, np.nan))})

@@ -59,16 +59,25 @@ class SyntheticDefs(Task):
             raise ValueError(f"context_docs={self.context_docs} must be at least 1 (documents per training sequence)")
 
     def encode(self, view, data: TaskData, examples: Examples, split: str):
-        """The view's encoding; with `context_docs = k > 1`, training sequences of the tokens view hold
-        up to k documents about one variable (`pack_by_subject`): its definition, then its questions.
-        Queries stay one per sequence. Only the tokens view has sequences to pack."""
-        encoded = super().encode(view, data, examples, split)
+        """The view's encoding; with `context_docs = k > 1`, training documents about one variable, up
+        to k, share one context (its definition first, then its questions): one sequence in the tokens
+        view (`pack_by_subject`), preceding documents in each prompt in the text view
+        (`pack_text_by_subject`). Queries stay one per sequence; the table view has no sequences."""
+        encoded = self.render(view, data, examples, split)
         if self.context_docs == 1 or is_query(examples):
             return encoded
-        if view.name != "tokens":
-            raise ValueError(f"context_docs={self.context_docs} packs token sequences, which the {view.name} "
-                             f"view does not have; use a learner that reads tokens (transformer) or context_docs=1")
-        return pack_by_subject(encoded, examples, self.context_docs)
+        if view.name == "tokens":
+            return pack_by_subject(encoded, examples, self.context_docs)
+        if view.name == "text":
+            from imlbench.views.text import pack_text_by_subject
+
+            return pack_text_by_subject(encoded, examples, self.context_docs)
+        raise ValueError(f"context_docs={self.context_docs} packs token sequences, which the {view.name} "
+                         f"view does not have; use a learner that reads tokens or text, or context_docs=1")
+
+    def render(self, view, data: TaskData, examples: Examples, split: str):
+        """One document per row, as the view (or a subclass's own rendering) encodes it."""
+        return super().encode(view, data, examples, split)
 
     def make_vocab(self) -> Vocab:
         groups = {

@@ -88,9 +88,9 @@ class SyntheticDefsText(SyntheticDefs):
 
     def __init__(self, n_entities: int = 1000, n_phrasings: int = 8, n_train_phrasings: int = 4,
                  tag_reliability: float = 1.0, fractions: dict | None = None, sources: str = "random",
-                 alias_length: int = 4):
+                 alias_length: int = 4, context_docs: int = 1):
         super().__init__(n_entities=n_entities, n_phrasings=n_phrasings, n_train_phrasings=n_train_phrasings,
-                         tag_reliability=tag_reliability, fractions=fractions)
+                         tag_reliability=tag_reliability, fractions=fractions, context_docs=context_docs)
         self.sources = sources
         self.alias_length = alias_length
 
@@ -120,9 +120,9 @@ class SyntheticDefsText(SyntheticDefs):
                      "templates": TEMPLATES[: self.n_phrasings]}
         return replace(data, info={**data.info, "text": rendering})
 
-    def encode(self, view: ViewLike, data: TaskData, examples: Examples, split: str):
+    def render(self, view: ViewLike, data: TaskData, examples: Examples, split: str):
         if view.name != "text":
-            return super().encode(view, data, examples, split)
+            return super().render(view, data, examples, split)
         return render_natural(data, examples)
 
 

@@ -196,12 +196,9 @@ def token_layout(data: TaskData, examples: Examples) -> tuple[np.ndarray, np.nda
     return tokens, answer_pos
 
 
-def pack_by_subject(data: TokenData, examples: Examples, per_sequence: int) -> TokenData:
-    """Training documents about the same subject, up to `per_sequence` of them, in one sequence
-    (definitions first, then the rest in their given order; subjects in order of first appearance),
-    each document's tokens up to its answer, the loss where each document carries it. A model then
-    trains on positions past the first document, and on reading a definition from its context (or,
-    after an unreliable tag, not) — what an in-context test on trained positions needs."""
+def subject_groups(examples: Examples, per_sequence: int) -> list[list[int]]:
+    """Rows about the same subject, up to `per_sequence` per group: definitions first, then the rest
+    in their given order; subjects in order of first appearance (how `context_docs` packs)."""
     n = len(examples)
     _, first, inverse = np.unique(examples.subject, return_index=True, return_inverse=True)
     order = np.lexsort((np.arange(n), examples.kind != DEFINITION, first[inverse]))
@@ -211,8 +208,16 @@ def pack_by_subject(data: TokenData, examples: Examples, per_sequence: int) -> T
             if current:
                 groups.append(current)
             current, subject = [], examples.subject[row]
-        current.append(row)
-    groups.append(current)
+        current.append(int(row))
+    return groups + [current] if current else groups
+
+
+def pack_by_subject(data: TokenData, examples: Examples, per_sequence: int) -> TokenData:
+    """Training documents about the same subject (`subject_groups`) in one sequence, each document's
+    tokens up to its answer, the loss where each document carries it. A model then trains on
+    positions past the first document, and on reading a definition from its context (or, after an
+    unreliable tag, not) — what an in-context test on trained positions needs."""
+    groups = subject_groups(examples, per_sequence)
     lengths = data.answer_pos + 1
     width = max(int(lengths[g].sum()) for g in groups)
     tokens = np.full((len(groups), width), data.pad_id, dtype=np.int64)

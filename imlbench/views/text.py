@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from imlbench.core.protocol import DEFINITION, HIDDEN, NO_ANSWER, Examples, TaskData  # noqa: F401 (NO_ANSWER re-exported)
-from imlbench.views.base import View, register_view
+from imlbench.views.base import View, register_view, subject_groups
 
 # What `hide_tags` writes in place of every tag: one string for all sources.
 NEUTRAL_TAG = "Source"
@@ -165,3 +165,20 @@ class TextView(View):
 
 
 TEXT = register_view(TextView())
+
+
+def pack_text_by_subject(data: TextData, examples: Examples, per_sequence: int) -> TextData:
+    """The text view's `context_docs`: documents about one subject (`subject_groups`) share a context.
+    Each document stays one row with the loss on its own completion, its prompt preceded by the
+    earlier documents of its group, whole (`prompt + completion`, one per line): every document is
+    trained once, and a question after its variable's definition is trained at the positions the
+    in-context test uses."""
+    prompts, completions, y = [], [], []
+    for group in subject_groups(examples, per_sequence):
+        context = ""
+        for row in group:
+            prompts.append(context + data.prompts[row])
+            completions.append(data.completions[row])
+            y.append(data.y[row])
+            context += data.prompts[row] + data.completions[row] + "\n"
+    return replace(data, prompts=tuple(prompts), completions=tuple(completions), y=np.asarray(y))
