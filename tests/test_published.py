@@ -187,15 +187,15 @@ def test_published_searches_are_what_their_records_give_and_the_readme_quotes_th
 
 
 def test_the_dose_response_in_the_readme_is_what_the_records_give():
-    from imlbench.outputs.report import _dose_section
-    from imlbench.scoring.trends import dose_response
+    from imlbench.outputs.report import _ablation_section
+    from imlbench.scoring.trends import DOSE, trend
 
     records, _ = load_records(RESULTS)
-    lines = _dose_section([r for r in records if r.ok], {})
+    lines = _ablation_section([r for r in records if r.ok], {}, DOSE)
     readme = (ROOT / "README.md").read_text()
     trends = [line for line in lines if line.startswith("- ")]
     assert len(trends) >= 2 and all(line in readme for line in trends)
-    levels, _ = dose_response(records)
+    levels, _ = trend(records, DOSE)
     for series, part in levels.groupby("series"):
         assert part[part["level"] == 0.5]["verdict"].iloc[0] != "IML", series  # the tags predict nothing
 

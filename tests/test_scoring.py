@@ -172,14 +172,14 @@ def _at(reliability, seed, d1, task_name="t"):
 
 
 def test_dose_response_joins_rows_that_differ_only_in_reliability_and_fits_the_slope():
-    from imlbench.scoring.trends import dose_response, slope
+    from imlbench.scoring.trends import DOSE, slope, trend
 
     # the effect grows by 10 points per +0.1 reliability (from 0 at 0.5), whatever the task's name
     records = [_at(r, s, 0.3 + (r - 0.5) + 0.01 * (s % 3), name) for r, name in
                ((0.5, "t-null"), (0.75, "t[tag_reliability=0.75]"), (1.0, "t")) for s in range(6)]
     other = [dict(_at(0.75, s, 0.9), task={"name": "u", "target": "synthetic-defs", "params": {"n": 2, "tag_reliability": 0.75}})
              for s in range(6)]  # another n: a series of its own, with one level, so no trend
-    levels, trends = dose_response(records + other)
+    levels, trends = trend(records + other, DOSE)
     assert len(trends) == 1 and list(levels["level"]) == [0.5, 0.75, 1.0]
     trend = trends.iloc[0]
     assert trend["slope"] == pytest.approx(100, abs=1) and trend["slope_ci_low"] < 100 < trend["slope_ci_high"]

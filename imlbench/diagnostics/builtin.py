@@ -11,6 +11,7 @@ tables in `figures`). Each is registered in the `imlbench.diagnostics` entry-poi
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from imlbench.core.protocol import TAGS
@@ -62,21 +63,15 @@ class GradientAlignment(Diagnostic):
         return {"rows": rows, "seconds": seconds, "stage1_checkpoints": checkpoint, "iml": effect,
                 "learner_info": info}
 
-    @staticmethod
-    def iml_effect(ctx: Context, seconds: dict[str, float]) -> dict[str, Any]:
+    def iml_effect(self, ctx: Context, seconds: dict[str, float]) -> dict[str, Any]:
         """Stage 2 to the evaluation point as `imlbench run` seeks it; the effect there, in points."""
         from imlbench.harness.evaluation import Evaluator
-        from imlbench.harness.stages import fit_to_budget
 
         evaluator = Evaluator(ctx.task, ctx.data, ctx.view)
-        stage2 = ctx.encode(ctx.data.stage2, "stage2")
-        outcome = fit_to_budget(timed(ctx.learner.continue_fit(stage2), seconds), ctx.learner, evaluator,
-                                "stage2", ctx.threshold, ctx.progress, until_point=True)
+        reached = self.stage2_to_point(ctx, evaluator, seconds)
         accuracy = evaluator.test(ctx.learner)
         return {"effect": 100 * (accuracy["d1consis"] - accuracy["d2consis"]),
-                "d1consis": accuracy["d1consis"], "d2consis": accuracy["d2consis"],
-                "evaluation_point": {k: outcome.point[k] for k in ("stage", "checkpoint")},
-                "definitions_learned": outcome.definitions_learned}
+                "d1consis": accuracy["d1consis"], "d2consis": accuracy["d2consis"], **reached}
 
 
 class TagProbe(Diagnostic):
@@ -104,8 +99,6 @@ class InContext(Diagnostic):
     table = staticmethod(figures.in_context_table)
 
     def measure(self, ctx: Context) -> dict[str, Any]:
-        from functools import partial
-
         from imlbench.diagnostics.measures import in_context_queries, in_context_rows, in_context_text_queries
 
         queries = (partial(in_context_text_queries, ctx.task, ctx.data) if ctx.view == "text"

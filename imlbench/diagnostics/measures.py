@@ -16,7 +16,8 @@ it on anything, and never change its weights, optimizer or random streams.
 from __future__ import annotations
 
 import math
-from functools import partial
+from collections.abc import Callable
+from dataclasses import replace
 
 import warnings
 from typing import Any
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from imlbench.core.protocol import DEFINITION, SUBSET_CODE, TAGS, Examples, TaskData, TokenQueries
+from imlbench.core.protocol import DEFINITION, SUBSET_CODE, Examples, TaskData, TokenQueries
 from imlbench.views.base import PAD, get_view, token_layout
 
 
@@ -113,8 +114,9 @@ def parameter_columns(learner) -> dict[str, torch.Tensor]:
     """Which columns of a flat gradient belong to each parameter group: `all`; `body` (neither the
     input embeddings nor the output layer); `embeddings` (the input tables — the transformer's token
     table is also its tied output layer). Groups the model does not have are left out."""
-    groups = [learner.parameter_group(name) for name in flat_params(learner.model_)]
-    sizes = [p.numel() for p in flat_params(learner.model_).values()]
+    params = flat_params(learner.model_)
+    groups = [learner.parameter_group(name) for name in params]
+    sizes = [p.numel() for p in params.values()]
     columns = {}
     for wanted in PARAMETER_GROUPS:
         mask = torch.cat([torch.full((n,), wanted in ("all", g)) for g, n in zip(groups, sizes)])
@@ -225,13 +227,18 @@ def probe_accuracies(features: np.ndarray, label_sets: np.ndarray, groups: np.nd
     return accuracy / len(splits)
 
 
-def in_context_queries(data: TaskData, questions: Examples) -> TokenQueries:
-    """Each question preceded by its variable's definition (from stage 1 or stage 2), in one
-    sequence: `tag variable value phrasing variable ->`, the answer position after it."""
+def definitions_of(data: TaskData, questions: Examples) -> Examples:
+    """The definition (from stage 1 or stage 2) of each question's variable, row for row."""
     defs = Examples.concat([data.stage1, data.stage2])
     defs = defs.select(defs.kind == DEFINITION)
     order = {int(v): i for i, v in enumerate(defs.subject)}
-    d_tokens, d_answer = token_layout(data, defs.select(np.array([order[int(v)] for v in questions.subject])))
+    return defs.select(np.array([order[int(v)] for v in questions.subject]))
+
+
+def in_context_queries(data: TaskData, questions: Examples) -> TokenQueries:
+    """Each question preceded by its variable's definition (from stage 1 or stage 2), in one
+    sequence: `tag variable value phrasing variable ->`, the answer position after it."""
+    d_tokens, d_answer = token_layout(data, definitions_of(data, questions))
     q_tokens, q_answer = token_layout(data, questions.without_targets())
     pad_id = data.vocab.id(PAD)
     offset = d_answer + 1  # the definition, value included
@@ -246,14 +253,8 @@ def in_context_queries(data: TaskData, questions: Examples) -> TokenQueries:
 def in_context_text_queries(task, data: TaskData, questions: Examples):
     """The text view's in-context queries: each question's prompt preceded by its variable's
     definition, whole, on the line before (as `context_docs` lays documents out in training)."""
-    from dataclasses import replace
-
-    defs = Examples.concat([data.stage1, data.stage2])
-    defs = defs.select(defs.kind == DEFINITION)
-    order = {int(v): i for i, v in enumerate(defs.subject)}
-    chosen = defs.select(np.array([order[int(v)] for v in questions.subject]))
     render = getattr(task, "render", task.encode)  # one document per row: no packing
-    d = render(get_view("text"), data, chosen, "test")
+    d = render(get_view("text"), data, definitions_of(data, questions), "test")
     q = task.encode(get_view("text"), data, questions.without_targets(), "test")
     prompts = tuple(dp + dc + "\n" + qp for dp, dc, qp in zip(d.prompts, d.completions, q.prompts))
     return replace(q, prompts=prompts)
@@ -265,9 +266,10 @@ IN_CONTEXT_SUBSETS = {"tag1": "d1consis", "tag2": "d2consis", "tag3": "d3consis"
 
 
 def in_context_rows(learner, data: TaskData, point: str, out_of_context: dict[str, float],
-                    queries=None) -> list[dict[str, Any]]:
+                    queries: Callable[[Examples], Any]) -> list[dict[str, Any]]:
     """Accuracy per tag with the definition in context, beside the same questions' accuracy without
-    it (the normal run's, at the same point). `stage1 tag1` is the positive control: questions the
+    it (the normal run's, at the same point); `queries` lays questions out in context for the
+    learner's view (`in_context_queries`, `in_context_text_queries`). `stage1 tag1` is the positive control: questions the
     model answers out of context, asked after their definition, at the positions the in-context test
     uses — high only if those positions were trained (`context_docs`)."""
     rows = []
@@ -275,7 +277,7 @@ def in_context_rows(learner, data: TaskData, point: str, out_of_context: dict[st
         questions = data.test.select(data.test.subset == SUBSET_CODE[subset])
         if not len(questions):
             continue
-        predicted = np.asarray(learner.predict((queries or partial(in_context_queries, data))(questions)))
+        predicted = np.asarray(learner.predict(queries(questions)))
         rows.append({"point": point, "tag": tag, "n_questions": int(len(questions)),
                      "in_context": float((predicted == questions.target).mean()),
                      "out_of_context": float(out_of_context.get(subset, np.nan))})

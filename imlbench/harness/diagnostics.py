@@ -101,13 +101,19 @@ class Diagnostic(ABC):
         seconds: dict[str, float] = {}
         exhaust(timed(ctx.learner.fit(ctx.encode(ctx.data.stage1, "stage1")), seconds), "stage1", ctx.progress)
         rows = at("after_stage1", evaluator)
+        reached = self.stage2_to_point(ctx, evaluator, seconds)
+        rows += at("at_point", evaluator)
+        return {"rows": rows, **reached, "seconds": seconds}
+
+    @staticmethod
+    def stage2_to_point(ctx: Context, evaluator: Evaluator, seconds: dict[str, float]) -> dict[str, Any]:
+        """Stage 2 of the fitted learner up to the evaluation point as the runner seeks it (to the end
+        of the budget where the point is never reached); where the point was."""
         stage2 = ctx.encode(ctx.data.stage2, "stage2")
         outcome = fit_to_budget(timed(ctx.learner.continue_fit(stage2), seconds), ctx.learner, evaluator,
                                 "stage2", ctx.threshold, ctx.progress, until_point=True)
-        rows += at("at_point", evaluator)
-        return {"rows": rows, "evaluation_point": {"stage": outcome.point["stage"],
-                                                   "checkpoint": outcome.point["checkpoint"]},
-                "definitions_learned": outcome.definitions_learned, "seconds": seconds}
+        return {"evaluation_point": {k: outcome.point[k] for k in ("stage", "checkpoint")},
+                "definitions_learned": outcome.definitions_learned}
 
     def plot(self, frame: pd.DataFrame, stem: Path, formats: Iterable[str]) -> list[Path]:
         """The diagnostic's figure from its CSV's rows; none by default."""

@@ -60,7 +60,7 @@ class MLP(TorchLearner):
                     "stage2_lr": {"low": 3e-5, "high": 3e-3, "log": True}}
     views = ("table",)
     # added after the published records; these values are how those records were made
-    identity_neutral = {"steps_per_epoch": 0, "stage2_batch_size": None}
+    identity_neutral = {**TorchLearner.identity_neutral, "stage2_batch_size": None}
 
     def __init__(self, embedding_dim: int = 64, hidden: int = 256, epochs: int = 50, stage2_epochs: int = 48,
                  batch_size: int = 64, lr: float = 1e-3, stage2_lr: float = 3e-4, n_threads: int = 1,

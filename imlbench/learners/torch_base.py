@@ -113,7 +113,7 @@ class TorchLearner(Learner):
 
     def parameter_group(self, name: str) -> str:
         """`output`, `embeddings` or `body` for a parameter name of `model_.named_parameters()`."""
-        if name.startswith(self.output_layer) and self.output_layer:
+        if self.output_layer and name.startswith(self.output_layer):
             return "output"
         return "embeddings" if "embed" in name else "body"
 

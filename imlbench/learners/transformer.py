@@ -144,7 +144,7 @@ class Transformer(TorchLearner):
 
     views = ("tokens",)
     # added after the published records; these values are how those records were made
-    identity_neutral = {"steps_per_epoch": 0, "tie_embeddings": True}
+    identity_neutral = {**TorchLearner.identity_neutral, "tie_embeddings": True}
     output_layer = ("lm_head",)  # present only untied: tied, the output layer is the token table
 
     def __init__(self, n_layers: int = 2, d_model: int = 128, n_heads: int = 4, epochs: int = 30,

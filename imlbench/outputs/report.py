@@ -215,10 +215,6 @@ def _ablation_section(records: list[Record], rel: dict[str, str], ablation: Abla
     return lines + [""]
 
 
-def _dose_section(records: list[Record], rel: dict[str, str]) -> list[str]:
-    return _ablation_section(records, rel, DOSE)
-
-
 def _seed_range(seeds: list[int]) -> str:
     return f"{seeds[0]}–{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else ", ".join(map(str, seeds))
 

@@ -54,7 +54,6 @@ BATCH = Ablation("batch-size", "batch_size", "learner", "Batch size at equal opt
 SIZE = Ablation("model-size", "d_model", "learner", "Model size", "model width d_model (log scale)",
                 per_doubling=True)
 ABLATIONS = (DOSE, BATCH, SIZE)
-DOSE_PARAMETER = DOSE.parameter
 
 
 def _level(record: Record, ablation: Ablation) -> Any:
@@ -112,13 +111,6 @@ def trend(records: Iterable[Record | dict[str, Any]], ablation: Ablation = DOSE,
                        "n_runs": len(y), **fitted,
                        **{f"{k}_per_step": v * ablation.step for k, v in fitted.items() if k.startswith("slope")}})
     return pd.DataFrame(levels), pd.DataFrame(trends)
-
-
-def dose_response(records: Iterable[Record | dict[str, Any]], parameter: str = DOSE_PARAMETER,
-                  alpha: float = ALPHA) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The effect against a task parameter (tag reliability by default): `trend` of that ablation."""
-    ablation = DOSE if parameter == DOSE.parameter else Ablation(parameter, parameter, "task", parameter, parameter)
-    return trend(records, ablation, alpha)
 
 
 def slope(x: list[float], y: list[float], alpha: float = ALPHA) -> dict[str, float]:
