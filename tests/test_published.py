@@ -186,6 +186,24 @@ def test_published_searches_are_what_their_records_give_and_the_readme_quotes_th
     assert control["trials"] >= 20 and not control["verdict"].startswith("IML elicited")
 
 
+STAGE1_SEARCHES = {  # folder -> the settings its README table shows
+    "attributes-search": {"entities": "task.n_entities", "layers": "learner.n_layers", "d_model": "learner.d_model",
+                          "stage-1 epochs": "learner.epochs"},
+    "set-inclusion-search": {"variables": "task.n_variables", "values": "task.n_values",
+                             "training questions": "task.n_train_questions", "layers": "learner.n_layers",
+                             "stage-1 epochs": "learner.epochs"},
+}
+
+
+@pytest.mark.parametrize("folder", sorted(STAGE1_SEARCHES))
+def test_readme_stage1_search_tables_are_what_their_records_give(folder):
+    from imlbench.outputs.report import stage1_search_table
+
+    records, problems = load_records(RESULTS / folder)
+    assert records and not problems
+    assert stage1_search_table(records, STAGE1_SEARCHES[folder]) in (ROOT / "README.md").read_text()
+
+
 def test_the_dose_response_in_the_readme_is_what_the_records_give():
     from imlbench.outputs.report import _ablation_section
     from imlbench.scoring.trends import DOSE, trend
@@ -196,8 +214,12 @@ def test_the_dose_response_in_the_readme_is_what_the_records_give():
     trends = [line for line in lines if line.startswith("- ")]
     assert len(trends) >= 2 and all(line in readme for line in trends)
     levels, _ = trend(records, DOSE)
+    learners = {"transformer", "convnet", "hf-causal-lm"}
+    assert learners <= set(levels["learner"])
     for series, part in levels.groupby("series"):
         assert part[part["level"] == 0.5]["verdict"].iloc[0] != "IML", series  # the tags predict nothing
+        if part["learner"].iloc[0] in learners:  # five levels, ten seeds each
+            assert sorted(part["level"]) == [0.5, 0.625, 0.75, 0.875, 1.0] and set(part["n_seeds"]) == {10}, series
 
 
 def test_published_diagnostics_meet_their_preconditions_and_carry_their_controls():

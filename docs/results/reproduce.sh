@@ -10,6 +10,16 @@ cd "$(dirname "$0")/../.."
 out=docs/results
 run() { echo "$(date +%T) imlbench $*" >&2; imlbench "$@" --out "$out" -q "${FORCE[@]}"; }
 FORCE=("$@")
+# one_seed_search FOLDER TASK "k=v k=v" ...: the transformer on TASK, one seed per setting, in a results
+# folder of its own (a search, not a leaderboard row).
+one_seed_search() {
+  local folder=$1 task=$2 args a; shift 2
+  for args in "$@"; do
+    local params=(); for a in $args; do params+=(--param "$a"); done
+    echo "$(date +%T) imlbench run $task ${params[*]}" >&2
+    imlbench run --learner transformer --task "$task" --seeds 1 "${params[@]}" --out "$folder" -q "${FORCE[@]}"
+  done
+}
 
 # The leaderboard: every learner on every task it supports, both pipelines, 10 seeds.
 run run --suite default --jobs 2
@@ -23,6 +33,7 @@ run run --learner hf-causal-lm,transformer --task synthetic-defs-text --seeds 10
 for r in 0.625 0.75 0.875; do
   run run --learner transformer --task synthetic-defs --param tag_reliability=$r --seeds 10 --jobs 2
   run run --learner convnet --task tagged-digits --param tag_reliability=$r --seeds 10 --jobs 2
+  run run --learner hf-causal-lm --task synthetic-defs-text --param tag_reliability=$r --seeds 10 --jobs 2
 done
 # The language model's null control.
 run run --learner hf-causal-lm --task synthetic-defs-text --param tag_reliability=0.5 --seeds 10 --jobs 2
@@ -35,21 +46,27 @@ for b in 32 128 512; do
   run run --learner mlp-elicited --task synthetic-defs --param batch_size=$b --param steps_per_epoch=26 \
     --param stage2_batch_size=128 --seeds 10 --jobs 2
 done
-# Model size (README, "Model size"): the transformer's width around its default of 128.
+# Model size (README, "Model size"): the transformer's and the language model's width around
+# their default of 128.
 for d in 64 256; do
   run run --learner transformer --task synthetic-defs --param d_model=$d --seeds 10 --jobs 2
+  run run --learner hf-causal-lm --task synthetic-defs-text --param d_model=$d --seeds 10 --jobs 2
 done
 # Attribute questions (README, "Attribute questions"): a one-seed search of the transformer after stage 1
 # (its own results folder), then the best setting over 10 seeds.
-attr=docs/results/attributes-search
-for args in "n_entities=200 epochs=100" "n_entities=200 epochs=300" "n_entities=200 epochs=300 d_model=256" \
-            "n_entities=200 epochs=300 n_layers=4" "n_entities=200 epochs=300 n_layers=4 d_model=256" \
-            "n_entities=100 epochs=600 n_layers=4"; do
-  params=(); for a in $args; do params+=(--param "$a"); done
-  echo "$(date +%T) imlbench run attributes ${params[*]}" >&2
-  imlbench run --learner transformer --task synthetic-defs-attributes --seeds 1 "${params[@]}" --out "$attr" -q "${FORCE[@]}"
-done
+one_seed_search docs/results/attributes-search synthetic-defs-attributes \
+  "n_entities=200 epochs=100" "n_entities=200 epochs=300" "n_entities=200 epochs=300 d_model=256" \
+  "n_entities=200 epochs=300 n_layers=4" "n_entities=200 epochs=300 n_layers=4 d_model=256" \
+  "n_entities=100 epochs=600 n_layers=4"
 run run --learner transformer --task synthetic-defs-attributes-small --param epochs=100 --seeds 10 --jobs 2
+# Set-inclusion (README, "Set-inclusion"): a one-seed search of the transformer after stage 1 (its own
+# results folder).
+one_seed_search docs/results/set-inclusion-search set-inclusion-small \
+  "n_variables=1000 n_values=20 n_train_questions=12 n_test_questions=8 epochs=100" \
+  "n_variables=1000 n_values=20 n_train_questions=12 n_test_questions=8 epochs=100 n_layers=4" \
+  "epochs=100" "n_variables=200 n_values=20 epochs=200"
+# The three-stage pipeline (the authors' ablation: stage-1 definitions, then their questions, then stage 2).
+run run --learner transformer --task synthetic-defs --pipeline three-stage --seeds 10 --jobs 2
 # The transformer without its tied-embedding shortcut (the tag probe's variant, README diagnostics).
 run run --learner transformer --task synthetic-defs --param tie_embeddings=false --seeds 10 --jobs 2
 
@@ -68,7 +85,7 @@ run run --learner tag-blind --task synthetic-defs --seeds 10 --jobs 2 --param 'b
 diag() { echo "$(date +%T) imlbench diagnose $*" >&2; imlbench diagnose "$@" --out "$out" -q "${FORCE[@]}"; }
 diag in-context --learner transformer --task synthetic-defs --seeds 10 --jobs 2
 diag in-context --learner transformer --task synthetic-defs --param context_docs=4 --param steps_per_epoch=26 --seeds 10 --jobs 2
-diag in-context --learner hf-causal-lm --task synthetic-defs-text --param context_docs=4 --seeds 5 --jobs 2
+diag in-context --learner hf-causal-lm --task synthetic-defs-text --param context_docs=4 --seeds 10 --jobs 2
 diag tag-probe --learner transformer --task synthetic-defs --seeds 10 --jobs 2
 diag tag-probe --learner transformer --task synthetic-defs --param tie_embeddings=false --seeds 10 --jobs 2
 diag tag-probe --learner convnet --task tagged-digits --seeds 10 --jobs 2

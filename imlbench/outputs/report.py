@@ -215,6 +215,27 @@ def _ablation_section(records: list[Record], rel: dict[str, str], ablation: Abla
     return lines + [""]
 
 
+def stage1_search_table(records: list[Record], settings: dict[str, str]) -> str:
+    """A one-seed search of what stage 1 learns, as a Markdown table: per run, its `settings`
+    (header -> "task.<param>" or "learner.<param>", resolved values), the held-out accuracy per
+    stage-1 subset after stage 1 (%), the worst stage-1 training subset (%) and the run's seconds.
+    Why: a search whose best stage-1 accuracy is the result must be read off its records, not typed."""
+    shown = ("qd1consis", "qd2incons", "q", "no_qd_baseline")
+
+    def setting(record: Record, where: str) -> Any:
+        kind, name = where.split(".", 1)
+        return (record.task if kind == "task" else record.learner)["params"][name]
+
+    rows = []
+    for r in sorted((r for r in records if r.ok), key=lambda r: [setting(r, w) for w in settings.values()]):
+        trained = r.raw["train_accuracy"]["after_stage1"]
+        rows.append({**{header: setting(r, where) for header, where in settings.items()},
+                     **{name: _num(100 * r.accuracy_after_stage1[name], "{:.1f}") for name in shown},
+                     "stage-1 training (min)": _num(100 * min(trained.values()), "{:.1f}"),
+                     "s/run": _num(r.seconds)})
+    return _md_table(rows)
+
+
 def _seed_range(seeds: list[int]) -> str:
     return f"{seeds[0]}–{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else ", ".join(map(str, seeds))
 
