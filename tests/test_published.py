@@ -187,8 +187,8 @@ def test_published_searches_are_what_their_records_give_and_the_readme_quotes_th
 
 
 STAGE1_SEARCHES = {  # folder -> the settings its README table shows
-    "attributes-search": {"entities": "task.n_entities", "layers": "learner.n_layers", "d_model": "learner.d_model",
-                          "stage-1 epochs": "learner.epochs"},
+    "attributes-search": {"learner": "learner", "entities": "task.n_entities", "layers": "learner.n_layers",
+                          "d_model": "learner.d_model", "stage-1 epochs": "learner.epochs"},
     "set-inclusion-search": {"variables": "task.n_variables", "values": "task.n_values",
                              "training questions": "task.n_train_questions", "layers": "learner.n_layers",
                              "stage-1 epochs": "learner.epochs"},

@@ -10,14 +10,14 @@ cd "$(dirname "$0")/../.."
 out=docs/results
 run() { echo "$(date +%T) imlbench $*" >&2; imlbench "$@" --out "$out" -q "${FORCE[@]}"; }
 FORCE=("$@")
-# one_seed_search FOLDER TASK "k=v k=v" ...: the transformer on TASK, one seed per setting, in a results
-# folder of its own (a search, not a leaderboard row).
+# one_seed_search FOLDER LEARNER TASK "k=v k=v" ...: LEARNER on TASK, one seed per setting, in a results
+# folder of its own (a search of what stage 1 learns, not a leaderboard row).
 one_seed_search() {
-  local folder=$1 task=$2 args a; shift 2
+  local folder=$1 learner=$2 task=$3 args a; shift 3
   for args in "$@"; do
     local params=(); for a in $args; do params+=(--param "$a"); done
-    echo "$(date +%T) imlbench run $task ${params[*]}" >&2
-    imlbench run --learner transformer --task "$task" --seeds 1 "${params[@]}" --out "$folder" -q "${FORCE[@]}"
+    echo "$(date +%T) imlbench run $learner $task ${params[*]}" >&2
+    imlbench run --learner "$learner" --task "$task" --seeds 1 "${params[@]}" --out "$folder" -q "${FORCE[@]}"
   done
 }
 
@@ -54,14 +54,16 @@ for d in 64 256; do
 done
 # Attribute questions (README, "Attribute questions"): a one-seed search of the transformer after stage 1
 # (its own results folder), then the best setting over 10 seeds.
-one_seed_search docs/results/attributes-search synthetic-defs-attributes \
+one_seed_search docs/results/attributes-search transformer synthetic-defs-attributes \
   "n_entities=200 epochs=100" "n_entities=200 epochs=300" "n_entities=200 epochs=300 d_model=256" \
   "n_entities=200 epochs=300 n_layers=4" "n_entities=200 epochs=300 n_layers=4 d_model=256" \
   "n_entities=100 epochs=600 n_layers=4"
+# The language model on the same task's text view (token names as words).
+one_seed_search docs/results/attributes-search hf-causal-lm synthetic-defs-attributes-small "epochs=30" "epochs=100"
 run run --learner transformer --task synthetic-defs-attributes-small --param epochs=100 --seeds 10 --jobs 2
 # Set-inclusion (README, "Set-inclusion"): a one-seed search of the transformer after stage 1 (its own
 # results folder).
-one_seed_search docs/results/set-inclusion-search set-inclusion-small \
+one_seed_search docs/results/set-inclusion-search transformer set-inclusion-small \
   "n_variables=1000 n_values=20 n_train_questions=12 n_test_questions=8 epochs=100" \
   "n_variables=1000 n_values=20 n_train_questions=12 n_test_questions=8 epochs=100 n_layers=4" \
   "epochs=100" "n_variables=200 n_values=20 epochs=200"

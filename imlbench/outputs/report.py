@@ -217,14 +217,16 @@ def _ablation_section(records: list[Record], rel: dict[str, str], ablation: Abla
 
 def stage1_search_table(records: list[Record], settings: dict[str, str]) -> str:
     """A one-seed search of what stage 1 learns, as a Markdown table: per run, its `settings`
-    (header -> "task.<param>" or "learner.<param>", resolved values), the held-out accuracy per
-    stage-1 subset after stage 1 (%), the worst stage-1 training subset (%) and the run's seconds.
-    Why: a search whose best stage-1 accuracy is the result must be read off its records, not typed."""
+    (header -> "task.<param>" or "learner.<param>", resolved values; a bare "task" or "learner" is its
+    registered target), the held-out accuracy per stage-1 subset after stage 1 (%), the worst stage-1
+    training subset (%) and the run's seconds. Why: a search whose best stage-1 accuracy is the result
+    must be read off its records, not typed."""
     shown = ("qd1consis", "qd2incons", "q", "no_qd_baseline")
 
     def setting(record: Record, where: str) -> Any:
-        kind, name = where.split(".", 1)
-        return (record.task if kind == "task" else record.learner)["params"][name]
+        kind, _, name = where.partition(".")
+        part = record.task if kind == "task" else record.learner
+        return part["params"][name] if name else part["target"]
 
     rows = []
     for r in sorted((r for r in records if r.ok), key=lambda r: [setting(r, w) for w in settings.values()]):
