@@ -28,6 +28,7 @@ from torch.nn import functional as F
 
 from imlbench.core.protocol import DEFINITION, SUBSET_CODE, Examples, TaskData, TokenQueries
 from imlbench.views.base import PAD, get_view, token_layout
+from imlbench.views.text import as_context
 
 
 def flat_params(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -256,7 +257,7 @@ def in_context_text_queries(task, data: TaskData, questions: Examples):
     render = getattr(task, "render", task.encode)  # one document per row: no packing
     d = render(get_view("text"), data, definitions_of(data, questions), "test")
     q = task.encode(get_view("text"), data, questions.without_targets(), "test")
-    prompts = tuple(dp + dc + "\n" + qp for dp, dc, qp in zip(d.prompts, d.completions, q.prompts))
+    prompts = tuple(as_context(dp, dc) + qp for dp, dc, qp in zip(d.prompts, d.completions, q.prompts))
     return replace(q, prompts=prompts)
 
 

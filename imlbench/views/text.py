@@ -167,6 +167,12 @@ class TextView(View):
 TEXT = register_view(TextView())
 
 
+def as_context(prompt: str, completion: str) -> str:
+    """A whole document as it precedes a later prompt in one context (one per line): the one layout
+    that `pack_text_by_subject` trains on and the in-context test asks in."""
+    return prompt + completion + "\n"
+
+
 def pack_text_by_subject(data: TextData, examples: Examples, per_sequence: int) -> TextData:
     """The text view's `context_docs`: documents about one subject (`subject_groups`) share a context.
     Each document stays one row with the loss on its own completion, its prompt preceded by the
@@ -180,5 +186,5 @@ def pack_text_by_subject(data: TextData, examples: Examples, per_sequence: int) 
             prompts.append(context + data.prompts[row])
             completions.append(data.completions[row])
             y.append(data.y[row])
-            context += data.prompts[row] + data.completions[row] + "\n"
+            context += as_context(data.prompts[row], data.completions[row])
     return replace(data, prompts=tuple(prompts), completions=tuple(completions), y=np.asarray(y))
