@@ -1,8 +1,10 @@
 """Incremental evaluation: protocol v2 runs whole budgets, so the test set is predicted at many
 checkpoints. Side by side in one process, a default two-stage rf and gbm fit with the test set
 predicted at every checkpoint (as the harness does): re-voting every tree each time (v1) against adding
-only the new trees to the kept votes or margins. The predictions are asserted equal; `extra_info`
-holds the seconds spent predicting and their share of the whole.
+only the new trees to the kept votes or margins; for rf also the kept votes summed from scikit-learn's
+dense per-tree probabilities (`dense`) against the leaves' nonzero class fractions (`incremental`).
+The predictions are asserted equal; `extra_info` holds the seconds spent predicting and their share
+of the whole.
 """
 
 import time
@@ -13,13 +15,27 @@ import pytest
 from imlbench.learners.boosting import GradientBoosting
 from imlbench.learners.forest import RandomForest
 from imlbench.tasks.synthetic_defs import SyntheticDefs
-from imlbench.views.base import get_view
+from imlbench.views.base import get_view, one_hot
 
 
 class RevotingForest(RandomForest):
     def _votes(self, queries):
         self.votes_ = {}  # forget the kept votes: every tree votes again
         return super()._votes(queries)
+
+
+class DenseVotingForest(RandomForest):
+    """Kept votes, each new batch of trees summed through scikit-learn's `predict_proba`."""
+
+    def _votes(self, queries):
+        key = len(queries.X)
+        counted, votes, X = self.votes_.get(key, (0, None, None))
+        if votes is None:
+            X, votes = one_hot(queries.X), np.zeros((len(queries.X), len(self.label_space_)))
+        for forest in self.forests_[counted:]:
+            votes[:, np.searchsorted(self.label_space_, forest.classes_)] += forest.predict_proba(X) * forest.n_estimators
+        self.votes_[key] = (len(self.forests_), votes, X)
+        return votes.copy()
 
 
 class RepredictingBooster(GradientBoosting):
@@ -48,6 +64,7 @@ def fit_and_predict_each_checkpoint(learner, table) -> tuple[list[np.ndarray], f
 
 
 CASES = {"rf": (RandomForest, RevotingForest, {}),
+         "rf-dense": (DenseVotingForest, RevotingForest, {}),
          "gbm": (GradientBoosting, RepredictingBooster, {"n_rounds": 10, "stage2_rounds": 10})}
 
 

@@ -148,7 +148,7 @@ def plan_suite(name: str, seeds: int | Iterable[int] | None = None, threshold: f
 
 
 def execute_plan(requests: list[RunRequest], out: str | Path = DEFAULT_OUT, force: bool = False,
-                 verbose: bool = True, executor: str | Any = None, jobs: int = 1,
+                 verbose: bool = True, executor: str | Any = None, jobs: int | str = 1,
                  timeout: float | None = None,
                  memory_limit: str | int | None = None) -> tuple[list[dict[str, Any]], list[str]]:
     """Run (or load) every request. Returns (records, one-line problems). A failing run never
@@ -162,7 +162,7 @@ def run(learner: str | Iterable[str] = "rf", task: str | Iterable[str] = "synthe
         seeds: int | Iterable[int] = DEFAULT_SEEDS, pipeline: str | Iterable[str] = "two-stage",
         params: dict[str, Any] | list[str] | None = None, out: str | Path = DEFAULT_OUT,
         force: bool = False, threshold: float = DEFAULT_THRESHOLD, margin: float | None = None,
-        verbose: bool = False, executor: str | Any = None, jobs: int = 1,
+        verbose: bool = False, executor: str | Any = None, jobs: int | str = 1,
         timeout: float | None = None, memory_limit: str | int | None = None) -> pd.DataFrame:
     """Run a grid and return its summary (one row per task x learner x pipeline).
 
@@ -204,7 +204,7 @@ def plan_diagnostics(diagnostic: str, learner: str | Iterable[str], task: str | 
 
 
 def diagnose(requests: list[DiagnoseRequest], out: str | Path = DEFAULT_OUT, force: bool = False,
-             verbose: bool = True, executor: str | Any = None, jobs: int = 1,
+             verbose: bool = True, executor: str | Any = None, jobs: int | str = 1,
              timeout: float | None = None,
              memory_limit: str | int | None = None) -> tuple[list[dict[str, Any]], list[str], list[Path]]:
     """Run (or reuse) diagnostic requests through the harness (workers, time limits, records,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -15,6 +16,7 @@ import pandas as pd
 from imlbench import api
 from imlbench.api import parse_seeds
 from imlbench.outputs.figures import FORMATS, plot
+from imlbench.execution.engines import AUTO_JOBS, resolve_jobs
 from imlbench.core.registry import ImlbenchError, available, one_line, parse_pair, resolve, target_class
 from imlbench.outputs.report import leaderboard_rows, report, scoring_legend
 from imlbench.sweep import PARAM_PREFIX, parse_grid, sweep
@@ -177,9 +179,21 @@ SEEDS_HELP = "a count N (seeds 0..N-1), a list 0,3,7 or a range 2-4 (default: 10
 MARGIN_HELP = "equivalence margin in points for the verdict 'none' (default: each task's own, 10 for the built-ins)"
 
 
+def parse_jobs(text: str) -> int | str:
+    """--jobs: a whole number of at least 1, or auto."""
+    value = AUTO_JOBS if text.strip().lower() == AUTO_JOBS else (int(text) if text.strip().isdigit() else text)
+    try:
+        resolve_jobs(value, 1)
+    except ImlbenchError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--jobs ")) from None
+    return value
+
+
 def _execution_options(parser: argparse.ArgumentParser, jobs_help: str) -> None:
     """Where runs execute and what bounds them: the same for run, search and diagnose."""
-    parser.add_argument("--jobs", type=int, default=1, help=jobs_help)
+    parser.add_argument("--jobs", type=parse_jobs, default=os.environ.get("IMLBENCH_JOBS", AUTO_JOBS),
+                        help=f"{jobs_help}: a number, or auto (the default; IMLBENCH_JOBS sets another): one "
+                             f"per CPU core, at most one per 4 GiB of memory and per run to do")
     parser.add_argument("--executor", default=None, help="local (default), dask (a LocalCluster of --jobs workers), "
                                                          "dask://HOST:PORT, slurm (submitit), submitit-local")
     parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
@@ -246,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite in OUT/searches/NAME)")
     se.add_argument("--name", default=None, help="study name (default: LEARNER_TASK_PIPELINE)")
     se.add_argument("--seed", type=int, default=0, help="the sampler's seed (default: 0)")
-    _execution_options(se, "parallel runs within a trial (default: 1)")
+    _execution_options(se, "parallel runs within a trial")
     se.add_argument("--out", default=api.DEFAULT_OUT, help="results directory (default: results); the search "
                                                         "goes to OUT/searches/NAME, confirmed runs to OUT")
     se.add_argument("-q", "--quiet", action="store_true", help="no progress lines")

@@ -82,7 +82,7 @@ class Search:
 
     def __init__(self, learner: str, task: str, pipeline: str = "two-stage", out: str | Path = api.DEFAULT_OUT,
                  explore_seeds: int = 3, confirm_seeds: int = 10, params: dict[str, Any] | None = None,
-                 name: str | None = None, storage: str | None = None, seed: int = 0, jobs: int = 1,
+                 name: str | None = None, storage: str | None = None, seed: int = 0, jobs: int | str = 1,
                  timeout: float | None = None, executor: Any = None, memory_limit: str | int | None = None,
                  verbose: bool = True):
         if explore_seeds < 2 or confirm_seeds < 2:

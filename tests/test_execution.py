@@ -93,3 +93,21 @@ def test_suite_errors_are_one_line(capsys, tmp_path):
     assert "unknown suite 'nope'; valid: controls, default, extended, gpu, llm, smoke" in capsys.readouterr().err
     assert main(["run", "--suite", "smoke", "--learner", "rf", "--out", str(tmp_path)]) == 2
     assert "drop --learner/--task/--param or drop --suite" in capsys.readouterr().err
+
+
+def test_jobs_auto_uses_the_cores_but_no_more_than_the_runs_or_the_memory(monkeypatch):
+    from imlbench.cli import build_parser
+    from imlbench.execution import engines
+
+    monkeypatch.setattr(engines.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.setattr(engines, "total_memory", lambda: 64 * 1024 ** 3)
+    assert engines.resolve_jobs("auto", 10) == 4 and engines.resolve_jobs("auto", 3) == 3
+    assert engines.resolve_jobs("auto", 0) == 1 and engines.resolve_jobs(7, 2) == 7
+    monkeypatch.setattr(engines, "total_memory", lambda: 9 * 1024 ** 3)
+    assert engines.resolve_jobs("auto", 10) == 2  # 4 GiB per run
+    for bad in (0, -1, 1.5, True, "two"):
+        with pytest.raises(imlbench.ImlbenchError, match="at least 1 or 'auto'"):
+            engines.resolve_jobs(bad, 4)
+    monkeypatch.delenv("IMLBENCH_JOBS")
+    assert build_parser().parse_args(["run"]).jobs == "auto"  # the command line's default
+    assert build_parser().parse_args(["run", "--jobs", "3"]).jobs == 3

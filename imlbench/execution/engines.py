@@ -16,6 +16,7 @@ process group when the run ends; `memory_limit` bounds that process group's resi
 from __future__ import annotations
 
 import math
+import os
 import socket
 import sys
 import time
@@ -27,7 +28,7 @@ from tqdm.auto import tqdm
 
 from imlbench.store.records import prepare_out
 from imlbench.core.registry import load_target, ImlbenchError, did_you_mean
-from imlbench.harness.processes import parse_memory, preload
+from imlbench.harness.processes import parse_memory, preload, total_memory
 from imlbench.harness.runner import RunRequest, cached_record
 from imlbench.execution.workers import job_outcome, run_limited, run_supervised
 
@@ -35,6 +36,20 @@ EXECUTORS = ("local", "dask", "dask://HOST:PORT", "slurm", "submitit-local")
 POLL_SECONDS = 0.2
 DASK_CONNECT_SECONDS = 10
 SLURM_MARGIN_MINUTES = 5  # Slurm's own limit is a backstop: the job stops the run at its limit first
+AUTO_JOBS = "auto"
+MEMORY_PER_AUTO_JOB = 4 * 1024 ** 3  # the learners' peak is 0.3-1.5 GB (the default LM ~2): room for twice that
+
+
+def resolve_jobs(jobs: int | str, n_runs: int) -> int:
+    """A --jobs value as a number of parallel runs. "auto": one per CPU core this process may use,
+    no more than there are runs to execute, and no more than leaves each run 4 GiB of the machine's
+    memory (each run's default memory limit is the machine's memory divided by the jobs)."""
+    if jobs == AUTO_JOBS:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return max(1, min(cores, n_runs, total_memory() // MEMORY_PER_AUTO_JOB))
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ImlbenchError(f"--jobs must be a whole number of at least 1 or {AUTO_JOBS!r}, got {jobs!r}")
+    return jobs
 
 
 def run_job(request: RunRequest, out: str, force: bool, limit: float | None = None,
@@ -118,18 +133,18 @@ def _reachable(spec: str) -> str:
 
 
 def drive(requests: list[RunRequest], out: str | Path, force: bool = False, executor: str | Any = None,
-          jobs: int = 1, quiet: bool = False, timeout: float | None = None,
+          jobs: int | str = 1, quiet: bool = False, timeout: float | None = None,
           memory_limit: str | int | None = None) -> tuple[list[dict[str, Any]], list[str]]:
     """Load finished runs, execute the missing ones, and show one progress bar (runs done / total,
     failures, ETA; the current run's stage and checkpoint where known). Returns (records, problems).
     `executor` is a name ("local": in this process with one job and no time limit, else `jobs`
     supervised workers; see `open_executor` for the others) or any object with a
-    concurrent.futures-style `submit`. `timeout` (seconds, 0 = none) limits every run; `memory_limit`
-    ("4G", "512M", bytes; 0 = none; None = the machine's memory / jobs) every run's learner."""
-    if jobs < 1:
-        raise ImlbenchError(f"--jobs must be at least 1, got {jobs}")
+    concurrent.futures-style `submit`; `jobs` a number or "auto" (`resolve_jobs`). `timeout` (seconds,
+    0 = none) limits every run; `memory_limit` ("4G", "512M", bytes; 0 = none; None = the machine's
+    memory / jobs) every run's learner."""
+    resolve_jobs(jobs, 1)
     check_timeout(timeout)
-    memory = parse_memory(memory_limit, jobs)
+    parse_memory(memory_limit)  # a bad limit is an error before anything runs
     if isinstance(executor, str):
         check_executor(executor)
     prepare_out(out)
@@ -164,7 +179,8 @@ def drive(requests: list[RunRequest], out: str | Path, force: bool = False, exec
         todo = longest_first(_missing(requests, out, force, finish))
         preload(sorted({module for module in map(learner_module, todo) if module}))
         jobs_ = [(request, limit_for(request, timeout)) for request in todo]
-        _execute(jobs_, str(out), force, executor, jobs, finish, show, memory)
+        jobs = resolve_jobs(jobs, len(todo))
+        _execute(jobs_, str(out), force, executor, jobs, finish, show, parse_memory(memory_limit, jobs))
     finally:
         bar.close()
     return [found[id(r)] for r in requests if id(r) in found], problems
