@@ -204,6 +204,30 @@ def test_readme_stage1_search_tables_are_what_their_records_give(folder):
     assert stage1_search_table(records, STAGE1_SEARCHES[folder]) in (ROOT / "README.md").read_text()
 
 
+def test_the_budget_table_in_the_readme_is_what_the_records_give():
+    """Every default row's budget reaches past the latest seed's evaluation point (a persistence
+    window exists), and the README's table is the records'."""
+    from imlbench.outputs.report import budget_table
+
+    records, _ = load_records(RESULTS)
+    table = budget_table(records, ["transformer", "convnet", "mlp", "rf", "gbm", "tag-blind"],
+                         ["synthetic-defs", "tagged-digits"])
+    assert table in (ROOT / "README.md").read_text()
+    ratios = [float(line.split(" | ")[6]) for line in table.splitlines()[2:]]
+    assert len(ratios) == 18 and min(ratios) > 1.2
+
+
+def test_the_performance_table_in_the_readme_is_what_was_measured():
+    """Each command's two wall times and their ratio in the README are the rows of versus-2aa6489.csv."""
+    import csv
+
+    rows = list(csv.DictReader((RESULTS / "performance" / "versus-2aa6489.csv").open()))
+    readme = (ROOT / "README.md").read_text()
+    for command in ("main-rf", "main-transformer", "suite"):
+        old, new = (float(r["seconds"]) for r in rows if r["command"] == command)
+        assert f"| {old:.1f} s | {new:.1f} s | {new / old:.2f}× |" in readme, command
+
+
 def test_the_dose_response_in_the_readme_is_what_the_records_give():
     from imlbench.outputs.report import _ablation_section
     from imlbench.scoring.trends import DOSE, trend

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# The one command behind every number in README.md and docs/report.md:
+# The one command behind every result in README.md and docs/report.md:
 #   bash docs/results/reproduce.sh
+# (The wall times of README "Performance" are measurements of this machine, not results: they come
+# from `bash benchmarks/versus.sh 2aa6489` and `python -m pytest benchmarks/bench_evaluation.py
+# --benchmark-json=docs/results/performance/bench_evaluation.json`, into docs/results/performance.)
 # Finished runs are reused (records under docs/results/records), so on a checkout with the committed
 # records it trains nothing and rebuilds the leaderboard, the report and the figures; with --force
 # (passed through to every run) it recomputes everything (protocol v2, 10 seeds: see README for the

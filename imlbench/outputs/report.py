@@ -238,6 +238,37 @@ def stage1_search_table(records: list[Record], settings: dict[str, str]) -> str:
     return _md_table(rows)
 
 
+def budget_table(records: list[Record], learners: list[str], tasks: list[str]) -> str:
+    """How each learner's budget covers its evaluation points and what it costs, as a Markdown
+    table: per (learner, task, pipeline), the scored stage's budget in checkpoints, the evaluation
+    points over the seeds (median and range; seeds whose definitions were never learned counted
+    apart), the budget as a multiple of the latest point, the mean seconds of a run and the share
+    of them spent evaluating. Why: protocol v2 scores at the point and reports persistence after
+    it, so a budget must reach past every seed's point, and its cost is only justified by that."""
+    groups: dict[tuple[str, str, str], list[Record]] = {}
+    for r in records:
+        if r.ok and r.learner_name in learners and r.task_name in tasks and r.pipeline in ("two-stage", "one-stage"):
+            groups.setdefault((r.learner_name, r.task_name, r.pipeline), []).append(r)
+    rows = []
+    for (learner, task, pipeline), runs in sorted(groups.items(), key=lambda g: (learners.index(g[0][0]), g[0][1:])):
+        stage = runs[0].evaluation_point["stage"]
+        budget = max(e["checkpoint"] for e in runs[0].curve if e["stage"] == stage)
+        points = sorted(r.evaluation_point["checkpoint"] for r in runs if r.definitions_learned)
+        rows.append({"learner": learner, "task": task, "pipeline": pipeline, "seeds": len(runs),
+                     "budget (checkpoints)": budget,
+                     "evaluation point, median (range)":
+                         f"{points[len(points) // 2]} ({points[0]}–{points[-1]})" if points else "–",
+                     "budget ÷ latest point": f"{budget / points[-1]:.1f}" if points else "–",
+                     "definitions never learned": len(runs) - len(points),
+                     "s/run": f"{sum(r.seconds for r in runs) / len(runs):.1f}",
+                     "evaluation": f"{sum(_evaluation_seconds(r) for r in runs) / sum(r.seconds for r in runs):.0%}"})
+    return _md_table(rows)
+
+
+def _evaluation_seconds(record: Record) -> float:
+    return float(record.raw["measurements"]["seconds"].get("evaluation", 0.0))
+
+
 def _seed_range(seeds: list[int]) -> str:
     return f"{seeds[0]}–{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else ", ".join(map(str, seeds))
 
