@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import threading
@@ -16,7 +15,7 @@ import pandas as pd
 from imlbench import api
 from imlbench.api import parse_seeds
 from imlbench.outputs.figures import FORMATS, plot
-from imlbench.execution.engines import AUTO_JOBS, resolve_jobs
+from imlbench.execution.engines import JOBS_HELP, default_jobs, parse_jobs
 from imlbench.core.registry import ImlbenchError, available, one_line, parse_pair, resolve, target_class
 from imlbench.outputs.report import leaderboard_rows, report, scoring_legend
 from imlbench.sweep import PARAM_PREFIX, parse_grid, sweep
@@ -179,21 +178,9 @@ SEEDS_HELP = "a count N (seeds 0..N-1), a list 0,3,7 or a range 2-4 (default: 10
 MARGIN_HELP = "equivalence margin in points for the verdict 'none' (default: each task's own, 10 for the built-ins)"
 
 
-def parse_jobs(text: str) -> int | str:
-    """--jobs: a whole number of at least 1, or auto."""
-    value = AUTO_JOBS if text.strip().lower() == AUTO_JOBS else (int(text) if text.strip().isdigit() else text)
-    try:
-        resolve_jobs(value, 1)
-    except ImlbenchError as exc:
-        raise argparse.ArgumentTypeError(str(exc).removeprefix("--jobs ")) from None
-    return value
-
-
 def _execution_options(parser: argparse.ArgumentParser, jobs_help: str) -> None:
     """Where runs execute and what bounds them: the same for run, search and diagnose."""
-    parser.add_argument("--jobs", type=parse_jobs, default=os.environ.get("IMLBENCH_JOBS", AUTO_JOBS),
-                        help=f"{jobs_help}: a number, or auto (the default; IMLBENCH_JOBS sets another): one "
-                             f"per CPU core, at most one per 4 GiB of memory and per run to do")
+    parser.add_argument("--jobs", type=parse_jobs, default=default_jobs(), help=f"{jobs_help}: {JOBS_HELP}")
     parser.add_argument("--executor", default=None, help="local (default), dask (a LocalCluster of --jobs workers), "
                                                          "dask://HOST:PORT, slurm (submitit), submitit-local")
     parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",

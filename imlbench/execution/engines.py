@@ -15,6 +15,7 @@ process group when the run ends; `memory_limit` bounds that process group's resi
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import socket
@@ -50,6 +51,25 @@ def resolve_jobs(jobs: int | str, n_runs: int) -> int:
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ImlbenchError(f"--jobs must be a whole number of at least 1 or {AUTO_JOBS!r}, got {jobs!r}")
     return jobs
+
+
+JOBS_HELP = "a number, or auto (the default; IMLBENCH_JOBS sets another): one per CPU core, at most one per " \
+            "4 GiB of memory and per run to do"
+
+
+def default_jobs() -> str:
+    """The command line's --jobs when none is given: IMLBENCH_JOBS, else auto."""
+    return os.environ.get("IMLBENCH_JOBS", AUTO_JOBS)
+
+
+def parse_jobs(text: str) -> int | str:
+    """--jobs as the command line reads it: a whole number of at least 1, or auto."""
+    value = AUTO_JOBS if text.strip().lower() == AUTO_JOBS else (int(text) if text.strip().isdigit() else text)
+    try:
+        resolve_jobs(value, 1)
+    except ImlbenchError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--jobs ")) from None
+    return value
 
 
 def run_job(request: RunRequest, out: str, force: bool, limit: float | None = None,
