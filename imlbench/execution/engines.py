@@ -38,7 +38,10 @@ POLL_SECONDS = 0.2
 DASK_CONNECT_SECONDS = 10
 SLURM_MARGIN_MINUTES = 5  # Slurm's own limit is a backstop: the job stops the run at its limit first
 AUTO_JOBS = "auto"
-MEMORY_PER_AUTO_JOB = 4 * 1024 ** 3  # the learners' peak is 0.3-1.5 GB (the default LM ~2): room for twice that
+# the published runs peaked at 0.37-2.0 GB resident (rf on synthetic-defs highest): room for twice that
+MEMORY_PER_AUTO_JOB = 4 * 1024 ** 3
+JOBS_HELP = "a number, or auto (the default; IMLBENCH_JOBS sets another): one per CPU core, at most one per " \
+            "4 GiB of memory and per run to do"
 
 
 def resolve_jobs(jobs: int | str, n_runs: int) -> int:
@@ -51,10 +54,6 @@ def resolve_jobs(jobs: int | str, n_runs: int) -> int:
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ImlbenchError(f"--jobs must be a whole number of at least 1 or {AUTO_JOBS!r}, got {jobs!r}")
     return jobs
-
-
-JOBS_HELP = "a number, or auto (the default; IMLBENCH_JOBS sets another): one per CPU core, at most one per " \
-            "4 GiB of memory and per run to do"
 
 
 def default_jobs() -> str:
