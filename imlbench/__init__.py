@@ -1,15 +1,34 @@
-"""imlbench: a learner-agnostic benchmark for implicit meta-learning (PROTOCOL.md)."""
+"""imlbench: a learner-agnostic benchmark for implicit meta-learning (PROTOCOL.md).
 
-from importlib import metadata
+The names below load on first use, so that a plugin's `import imlbench.protocol` imports the
+protocol types and nothing of the harness, execution or scoring.
+"""
 
-from imlbench import views as _views  # noqa: F401  registers every built-in view, the text view included
-from imlbench.api import leaderboard, plan, run
-from imlbench.core.errors import ImlbenchError
-from imlbench.core.protocol import Learner, Task
+from __future__ import annotations
 
-try:
-    __version__ = metadata.version("imlbench")
-except metadata.PackageNotFoundError:  # running from a checkout that is not installed
-    __version__ = "0+unknown"
+import importlib
+from typing import Any
+
+_LAZY = {
+    "leaderboard": "imlbench.api",
+    "plan": "imlbench.api",
+    "run": "imlbench.api",
+    "ImlbenchError": "imlbench.core.errors",
+    "Learner": "imlbench.core.protocol",
+    "Task": "imlbench.core.protocol",
+}
 
 __all__ = ["ImlbenchError", "Learner", "Task", "leaderboard", "plan", "run", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from importlib import metadata
+
+        try:
+            return metadata.version("imlbench")
+        except metadata.PackageNotFoundError:  # running from a checkout that is not installed
+            return "0+unknown"
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'imlbench' has no attribute {name!r}")

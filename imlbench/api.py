@@ -10,17 +10,33 @@ from typing import Any
 
 import pandas as pd
 
-from imlbench.execution.engines import drive
-from imlbench.harness.diagnostics import (DiagnoseRequest, diagnostic_table, get_diagnostic, plan_diagnostic,
-                                         write_outputs)
-from imlbench.harness.pipelines import PIPELINES, get_pipeline
-from imlbench.store.records import load_records
-from imlbench.core.registry import (SPEC_TYPES, ImlbenchError, available, check_keys, did_you_mean, parse_pair,
-                               resolve, split_overrides, suite_specs, target_class)
+from imlbench.core.pipelines import get_pipeline, pipeline_names
 from imlbench.core.protocol import DEFAULT_THRESHOLD
+from imlbench.core.specs import (
+    SPEC_TYPES,
+    ImlbenchError,
+    available,
+    check_keys,
+    did_you_mean,
+    parse_pair,
+    resolve,
+    split_overrides,
+    suite_specs,
+    target_class,
+)
+from imlbench.execution.engines import drive
+from imlbench.harness.diagnostics import (
+    DiagnoseRequest,
+    diagnostic_table,
+    get_diagnostic,
+    plan_diagnostic,
+    write_outputs,
+)
+from imlbench.harness.pipelines import check_pipeline
 from imlbench.harness.runner import RunRequest
 from imlbench.harness.stages import choose_view
 from imlbench.scoring.verdicts import summarize, write_leaderboard
+from imlbench.store.records import load_records
 
 DEFAULT_OUT = "results"
 DEFAULT_SEEDS = 10
@@ -56,7 +72,9 @@ def seed_list(seeds: int | Iterable[int]) -> list[int]:
     chosen = [int(s) for s in chosen]
     repeated = sorted({s for s in chosen if chosen.count(s) > 1})
     if repeated:
-        raise ImlbenchError(f"seed {', '.join(map(str, repeated))} listed more than once in {chosen}; list each seed once")
+        raise ImlbenchError(
+            f"seed {', '.join(map(str, repeated))} listed more than once in {chosen}; list each seed once"
+        )
     return chosen
 
 
@@ -76,9 +94,15 @@ def parse_seeds(text: str) -> int | list[int]:
     raise ImlbenchError(f"bad --seeds {text!r}; expected a count (5), a list (0,3,7) or a range (2-4)")
 
 
-def plan(learner: str | Iterable[str], task: str | Iterable[str], seeds: int | Iterable[int] = DEFAULT_SEEDS,
-         pipeline: str | Iterable[str] = "two-stage", params: dict[str, Any] | list[str] | None = None,
-         threshold: float = DEFAULT_THRESHOLD, skip_unsupported: bool = False) -> list[RunRequest]:
+def plan(
+    learner: str | Iterable[str],
+    task: str | Iterable[str],
+    seeds: int | Iterable[int] = DEFAULT_SEEDS,
+    pipeline: str | Iterable[str] = "two-stage",
+    params: dict[str, Any] | list[str] | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+    skip_unsupported: bool = False,
+) -> list[RunRequest]:
     """Resolve names and parameters into run requests; every user error surfaces here, before any run.
 
     `params` is a dict (`{"n_entities": 200, "learner.lr": 1e-3}`) or a list of `key=value` strings.
@@ -88,7 +112,7 @@ def plan(learner: str | Iterable[str], task: str | Iterable[str], seeds: int | I
     if params is not None and not isinstance(params, (dict, list, tuple)):
         raise ImlbenchError(f"bad params {params!r}: expected a table of key = value (or key=value strings)")
     pairs = list(params.items()) if isinstance(params, dict) else [parse_pair(str(p)) for p in params or []]
-    pipelines = [get_pipeline(p) for p in _names(pipeline, "pipeline", PIPELINES)]
+    pipelines = [get_pipeline(p) for p in _names(pipeline, "pipeline", pipeline_names())]
     if not 0 < threshold <= 1:
         raise ImlbenchError(f"threshold must lie in (0, 1], got {threshold}")
     requests, seeds_ = [], seed_list(seeds)
@@ -97,7 +121,7 @@ def plan(learner: str | Iterable[str], task: str | Iterable[str], seeds: int | I
         for p in pipelines:
             try:
                 choose_view(learner_obj, task_obj, learner_spec.name, task_spec.name)
-                p.check(learner_obj, learner_spec.name)
+                check_pipeline(p, learner_obj, learner_spec.name)
             except ImlbenchError:
                 if skip_unsupported:
                     continue
@@ -106,8 +130,12 @@ def plan(learner: str | Iterable[str], task: str | Iterable[str], seeds: int | I
     return requests
 
 
-def _specs(task: str | Iterable[str], learner: str | Iterable[str], pairs: list[tuple[str, Any]],
-           only_where_known: bool = False) -> list[tuple[Any, Any]]:
+def _specs(
+    task: str | Iterable[str],
+    learner: str | Iterable[str],
+    pairs: list[tuple[str, Any]],
+    only_where_known: bool = False,
+) -> list[tuple[Any, Any]]:
     """(task spec, learner spec) for every named pair, parameters split between the two and
     checked. With `only_where_known`, a suite-wide parameter applies where it exists."""
     specs = []
@@ -123,13 +151,17 @@ def _specs(task: str | Iterable[str], learner: str | Iterable[str], pairs: list[
     return specs
 
 
-def plan_suite(name: str, seeds: int | Iterable[int] | None = None, threshold: float = DEFAULT_THRESHOLD) -> list[RunRequest]:
+def plan_suite(
+    name: str, seeds: int | Iterable[int] | None = None, threshold: float = DEFAULT_THRESHOLD
+) -> list[RunRequest]:
     """A suite (`suites/NAME.toml` or a path): every listed learner on every listed task it supports."""
     specs = suite_specs("suite")
     path = Path(name) if name.endswith(".toml") else specs.get(name)
     if path is None or not path.is_file():
-        raise ImlbenchError(f"unknown suite {name!r}; valid: {', '.join(sorted(specs)) or '(none)'} "
-                            f"(or a .toml path){did_you_mean(name, specs)}")
+        raise ImlbenchError(
+            f"unknown suite {name!r}; valid: {', '.join(sorted(specs)) or '(none)'} "
+            f"(or a .toml path){did_you_mean(name, specs)}"
+        )
     try:
         suite = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
@@ -137,20 +169,33 @@ def plan_suite(name: str, seeds: int | Iterable[int] | None = None, threshold: f
     check_keys(f"suite {path}", suite, SUITE_KEYS)
     missing = [k for k in ("tasks", "learners") if k not in suite]
     if missing:
-        raise ImlbenchError(f"suite {path} lists no {' and no '.join(missing)}; add e.g. {missing[0]} = [\"...\"]")
+        raise ImlbenchError(f'suite {path} lists no {" and no ".join(missing)}; add e.g. {missing[0]} = ["..."]')
     tasks, learners = suite["tasks"], suite["learners"]
     for key in ("name", "version", "description", "params"):
         test, expected = SPEC_TYPES[key]
         if key in suite and not test(suite[key]):
             raise ImlbenchError(f"bad {key!r} in suite {path}: expected {expected}, got {suite[key]!r}")
-    return plan(learners, tasks, suite.get("seeds", DEFAULT_SEEDS) if seeds is None else seeds,
-                suite.get("pipelines", ["two-stage"]), suite.get("params", {}), threshold, skip_unsupported=True)
+    return plan(
+        learners,
+        tasks,
+        suite.get("seeds", DEFAULT_SEEDS) if seeds is None else seeds,
+        suite.get("pipelines", ["two-stage"]),
+        suite.get("params", {}),
+        threshold,
+        skip_unsupported=True,
+    )
 
 
-def execute_plan(requests: list[RunRequest], out: str | Path = DEFAULT_OUT, force: bool = False,
-                 verbose: bool = True, executor: str | Any = None, jobs: int | str = 1,
-                 timeout: float | None = None,
-                 memory_limit: str | int | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+def execute_plan(
+    requests: list[RunRequest],
+    out: str | Path = DEFAULT_OUT,
+    force: bool = False,
+    verbose: bool = True,
+    executor: str | Any = None,
+    jobs: int | str = 1,
+    timeout: float | None = None,
+    memory_limit: str | int | None = None,
+) -> tuple[list[dict[str, Any]], list[str]]:
     """Run (or load) every request. Returns (records, one-line problems). A failing run never
     stops the others: its error is recorded and reported. `timeout` (seconds; 0 = none) limits
     each run's wall clock and overrides a learner spec's `timeout`. `memory_limit` ("4G", "512M";
@@ -158,18 +203,29 @@ def execute_plan(requests: list[RunRequest], out: str | Path = DEFAULT_OUT, forc
     return drive(requests, out, force, executor, jobs, quiet=not verbose, timeout=timeout, memory_limit=memory_limit)
 
 
-def run(learner: str | Iterable[str] = "rf", task: str | Iterable[str] = "synthetic-defs",
-        seeds: int | Iterable[int] = DEFAULT_SEEDS, pipeline: str | Iterable[str] = "two-stage",
-        params: dict[str, Any] | list[str] | None = None, out: str | Path = DEFAULT_OUT,
-        force: bool = False, threshold: float = DEFAULT_THRESHOLD, margin: float | None = None,
-        verbose: bool = False, executor: str | Any = None, jobs: int | str = 1,
-        timeout: float | None = None, memory_limit: str | int | None = None) -> pd.DataFrame:
+def run(
+    learner: str | Iterable[str] = "rf",
+    task: str | Iterable[str] = "synthetic-defs",
+    seeds: int | Iterable[int] = DEFAULT_SEEDS,
+    pipeline: str | Iterable[str] = "two-stage",
+    params: dict[str, Any] | list[str] | None = None,
+    out: str | Path = DEFAULT_OUT,
+    force: bool = False,
+    threshold: float = DEFAULT_THRESHOLD,
+    margin: float | None = None,
+    verbose: bool = False,
+    executor: str | Any = None,
+    jobs: int | str = 1,
+    timeout: float | None = None,
+    memory_limit: str | int | None = None,
+) -> pd.DataFrame:
     """Run a grid and return its summary (one row per task x learner x pipeline).
 
     `executor`/`jobs` choose where runs execute (see `imlbench.execution.engines.open_executor`); any
     concurrent.futures-style executor object works too. `timeout` limits each run (seconds): a run
-    past it is stopped and recorded as an error. The records are in `summary.attrs["records"]`, failures in `summary.attrs["problems"]`; the
-    leaderboard of everything under `out` is rewritten to `out/leaderboard.csv`.
+    past it is stopped and recorded as an error. The records are in `summary.attrs["records"]`,
+    failures in `summary.attrs["problems"]`; the leaderboard of everything under `out` is rewritten
+    to `out/leaderboard.csv`.
     """
     requests = plan(learner, task, seeds, pipeline, params, threshold)
     records, problems = execute_plan(requests, out, force, verbose, executor, jobs, timeout, memory_limit)
@@ -180,8 +236,9 @@ def run(learner: str | Iterable[str] = "rf", task: str | Iterable[str] = "synthe
     return summary
 
 
-def leaderboard(out: str | Path = DEFAULT_OUT, csv: str | Path | None = None,
-                margin: float | None = None) -> pd.DataFrame:
+def leaderboard(
+    out: str | Path = DEFAULT_OUT, csv: str | Path | None = None, margin: float | None = None
+) -> pd.DataFrame:
     """Rebuild the leaderboard from every record under `out`; unreadable files are listed in
     `attrs["problems"]` and left untouched."""
     records, problems = load_records(Path(out))
@@ -190,10 +247,15 @@ def leaderboard(out: str | Path = DEFAULT_OUT, csv: str | Path | None = None,
     return frame
 
 
-def plan_diagnostics(diagnostic: str, learner: str | Iterable[str], task: str | Iterable[str],
-                     seeds: int | Iterable[int] = DEFAULT_SEEDS, params: list[str] | None = None,
-                     options: dict[str, Any] | None = None,
-                     threshold: float = DEFAULT_THRESHOLD) -> list[DiagnoseRequest]:
+def plan_diagnostics(
+    diagnostic: str,
+    learner: str | Iterable[str],
+    task: str | Iterable[str],
+    seeds: int | Iterable[int] = DEFAULT_SEEDS,
+    params: list[str] | None = None,
+    options: dict[str, Any] | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> list[DiagnoseRequest]:
     """Resolve a diagnostic's grid as `plan` does a run's; every user error surfaces here."""
     pairs = [parse_pair(str(p)) for p in params or []]
     seeds_ = seed_list(seeds)
@@ -203,14 +265,21 @@ def plan_diagnostics(diagnostic: str, learner: str | Iterable[str], task: str | 
     return requests
 
 
-def diagnose(requests: list[DiagnoseRequest], out: str | Path = DEFAULT_OUT, force: bool = False,
-             verbose: bool = True, executor: str | Any = None, jobs: int | str = 1,
-             timeout: float | None = None,
-             memory_limit: str | int | None = None) -> tuple[list[dict[str, Any]], list[str], list[Path]]:
+def diagnose(
+    requests: list[DiagnoseRequest],
+    out: str | Path = DEFAULT_OUT,
+    force: bool = False,
+    verbose: bool = True,
+    executor: str | Any = None,
+    jobs: int | str = 1,
+    timeout: float | None = None,
+    memory_limit: str | int | None = None,
+) -> tuple[list[dict[str, Any]], list[str], list[Path]]:
     """Run (or reuse) diagnostic requests through the harness (workers, time limits, records,
     resume), then rebuild each diagnostic's CSV and figure. Returns (records, problems, paths)."""
-    records, problems = drive(requests, out, force, executor, jobs, quiet=not verbose, timeout=timeout,
-                              memory_limit=memory_limit)
+    records, problems = drive(
+        requests, out, force, executor, jobs, quiet=not verbose, timeout=timeout, memory_limit=memory_limit
+    )
     paths = write_outputs(Path(out), {r.diagnostic for r in requests})
     return records, problems, paths
 

@@ -34,10 +34,10 @@ import pandas as pd
 from imlbench import api
 from imlbench.core.errors import ImlbenchError
 from imlbench.core.names import safe_name
-from imlbench.core.registry import resolve, search_space_of
 from imlbench.core.seeds import search_seed
-from imlbench.scoring.statistics import ALPHA
+from imlbench.core.specs import resolve, search_space_of
 from imlbench.scoring.verdicts import guard_notes, summarize
+from imlbench.search_results import _config, _confirmed, search_figure, search_verdict
 from imlbench.store.records import write_atomic
 from imlbench.store.results import SEARCHES_DIR
 
@@ -52,8 +52,10 @@ def distributions(space: dict[str, Any], learner: str) -> dict[str, Any]:
     import optuna.distributions as d
 
     if not isinstance(space, dict) or not space:
-        raise ImlbenchError(f"learner {learner!r} declares no search space; give its spec a [search] table "
-                            f"(parameter = {{low = 1, high = 10}} or {{choices = [...]}})")
+        raise ImlbenchError(
+            f"learner {learner!r} declares no search space; give its spec a [search] table "
+            f"(parameter = {{low = 1, high = 10}} or {{choices = [...]}})"
+        )
     found = {}
     for name, entry in space.items():
         try:
@@ -80,14 +82,29 @@ def trial_value(row: dict[str, Any]) -> tuple[float, bool]:
 class Search:
     """One study: its seeds, storage and folder; `explore` runs trials, `confirm` decides."""
 
-    def __init__(self, learner: str, task: str, pipeline: str = "two-stage", out: str | Path = api.DEFAULT_OUT,
-                 explore_seeds: int = 3, confirm_seeds: int = 10, params: dict[str, Any] | None = None,
-                 name: str | None = None, storage: str | None = None, seed: int = 0, jobs: int | str = 1,
-                 timeout: float | None = None, executor: Any = None, memory_limit: str | int | None = None,
-                 verbose: bool = True):
+    def __init__(
+        self,
+        learner: str,
+        task: str,
+        pipeline: str = "two-stage",
+        out: str | Path = api.DEFAULT_OUT,
+        explore_seeds: int = 3,
+        confirm_seeds: int = 10,
+        params: dict[str, Any] | None = None,
+        name: str | None = None,
+        storage: str | None = None,
+        seed: int = 0,
+        jobs: int | str = 1,
+        timeout: float | None = None,
+        executor: Any = None,
+        memory_limit: str | int | None = None,
+        verbose: bool = True,
+    ):
         if explore_seeds < 2 or confirm_seeds < 2:
-            raise ImlbenchError(f"--explore-seeds and --confirm-seeds must be at least 2 (a CI needs two seeds), "
-                                f"got {explore_seeds} and {confirm_seeds}")
+            raise ImlbenchError(
+                f"--explore-seeds and --confirm-seeds must be at least 2 (a CI needs two seeds), "
+                f"got {explore_seeds} and {confirm_seeds}"
+            )
         if confirm_seeds > EXPLORE_SEED_START:
             raise ImlbenchError(f"--confirm-seeds must be at most {EXPLORE_SEED_START} (exploration seeds start there)")
         self.learner, self.task, self.pipeline, self.out = learner, task, pipeline, Path(out)
@@ -111,16 +128,27 @@ class Search:
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         try:
-            study = optuna.create_study(study_name=self.name, storage=self.storage, sampler=self._sampler(-1),
-                                        direction="maximize", load_if_exists=True)
+            study = optuna.create_study(
+                study_name=self.name,
+                storage=self.storage,
+                sampler=self._sampler(-1),
+                direction="maximize",
+                load_if_exists=True,
+            )
         except Exception as exc:  # a bad URL, a database that is not Optuna's
             raise ImlbenchError(f"cannot open search storage {self.storage!r}: {type(exc).__name__}: {exc}") from exc
-        identity = {"learner": self.learner, "task": self.task, "pipeline": self.pipeline,
-                    "explore_seeds": self.explore, "fixed_params": json.dumps(self.params, sort_keys=True)}
+        identity = {
+            "learner": self.learner,
+            "task": self.task,
+            "pipeline": self.pipeline,
+            "explore_seeds": self.explore,
+            "fixed_params": json.dumps(self.params, sort_keys=True),
+        }
         stored = {k: study.user_attrs[k] for k in IDENTITY_ATTRS if k in study.user_attrs}
         if stored and stored != identity:
-            raise ImlbenchError(f"search {self.name!r} in {self.storage} is another search ({stored}); "
-                                f"pass another --name")
+            raise ImlbenchError(
+                f"search {self.name!r} in {self.storage} is another search ({stored}); pass another --name"
+            )
         for key, value in identity.items():
             study.set_user_attr(key, value)
         return study
@@ -164,8 +192,9 @@ class Search:
 
     def _plan(self, values: dict[str, Any], seeds: list[int]) -> list[Any]:
         """The runs of one point of the space on `seeds`: the fixed parameters plus the point's."""
-        return api.plan(self.learner, self.task, seeds, self.pipeline,
-                        {**self.params, **self.built.searched_params(values)})
+        return api.plan(
+            self.learner, self.task, seeds, self.pipeline, {**self.params, **self.built.searched_params(values)}
+        )
 
     def _evaluate(self, requests: list[Any], out: Path) -> tuple[float, dict[str, Any]]:
         records, problems = api.execute_plan(requests, out, verbose=False, **self.execution)
@@ -173,12 +202,20 @@ class Search:
             return FAILED, {"summary": f"failed: {problems[0]}", "censored": False, "error": problems[0]}
         row = summarize(records).iloc[0].to_dict()
         value, censored = trial_value(row)
-        shown = (f"effect {row['effect_mean']:+.1f} [{row['ci_low']:+.1f}, {row['ci_high']:+.1f}]"
-                 + (" censored" if censored else ""))
-        return value, {"summary": shown, "censored": censored, "effect_mean": row["effect_mean"],
-                       "ci_low": row["ci_low"], "ci_high": row["ci_high"], "verdict": row["verdict"],
-                       "verdict_note": row["verdict_note"], "row_learner": row["learner"],
-                       "seconds": float(row["seconds_per_seed"] * row["n_seeds"])}
+        shown = f"effect {row['effect_mean']:+.1f} [{row['ci_low']:+.1f}, {row['ci_high']:+.1f}]" + (
+            " censored" if censored else ""
+        )
+        return value, {
+            "summary": shown,
+            "censored": censored,
+            "effect_mean": row["effect_mean"],
+            "ci_low": row["ci_low"],
+            "ci_high": row["ci_high"],
+            "verdict": row["verdict"],
+            "verdict_note": row["verdict_note"],
+            "row_learner": row["learner"],
+            "seconds": float(row["seconds_per_seed"] * row["n_seeds"]),
+        }
 
     def confirm_best(self, top: int = 1) -> dict[str, Any]:
         """Re-run the `top` best measured configurations on the confirmation seeds (into OUT, so they
@@ -193,11 +230,19 @@ class Search:
                 seen.add(key)
                 ranked.append(trial)
         chosen = ranked[:top]
-        result: dict[str, Any] = {"name": self.name, "learner": self.label, "task": self.task,
-                                  "pipeline": self.pipeline, "trials": len(done),
-                                  "measured_trials": len(ranked), "explore_seeds": self.explore,
-                                  "confirm_seeds": self.confirm, "fixed_params": self.params,
-                                  "storage": self.storage, "confirmed": []}
+        result: dict[str, Any] = {
+            "name": self.name,
+            "learner": self.label,
+            "task": self.task,
+            "pipeline": self.pipeline,
+            "trials": len(done),
+            "measured_trials": len(ranked),
+            "explore_seeds": self.explore,
+            "confirm_seeds": self.confirm,
+            "fixed_params": self.params,
+            "storage": self.storage,
+            "confirmed": [],
+        }
         if chosen:
             plans = {t.number: self._plan(t.params, self.confirm) for t in chosen}
             requests = [r for plan in plans.values() for r in plan]
@@ -207,8 +252,15 @@ class Search:
             for trial in chosen:
                 name = plans[trial.number][0].learner.name
                 row = by_name.get(name, {})
-                result["confirmed"].append({"trial": trial.number, "params": trial.params, "row": name,
-                                            "explore_value": trial.value, **_confirmed(row)})
+                result["confirmed"].append(
+                    {
+                        "trial": trial.number,
+                        "params": trial.params,
+                        "row": name,
+                        "explore_value": trial.value,
+                        **_confirmed(row),
+                    }
+                )
             write_atomic(self.folder / "confirmed.csv", lambda f: frame.to_csv(f, index=False, float_format="%.4g"))
             result["problems"] = problems
             api.leaderboard(self.out)
@@ -222,44 +274,16 @@ class Search:
         for t in self.study.get_trials(deepcopy=False):
             row = {"trial": t.number, "state": t.state.name, "value": t.value}
             row.update({f"param.{k}": v for k, v in t.params.items()})
-            row.update({k: t.user_attrs.get(k) for k in ("effect_mean", "ci_low", "ci_high", "verdict",
-                                                         "censored", "seconds", "retry_of", "error")})
+            row.update(
+                {
+                    k: t.user_attrs.get(k)
+                    for k in ("effect_mean", "ci_low", "ci_high", "verdict", "censored", "seconds", "retry_of", "error")
+                }
+            )
             rows.append(row)
         path = self.folder / "trials.csv"
         write_atomic(path, lambda f: pd.DataFrame(rows).to_csv(f, index=False, float_format="%.6g"))
         return path
-
-
-def summary_lines(result: dict[str, Any]) -> list[str]:
-    """What `imlbench search` prints: each confirmed configuration, the verdict, where the files are."""
-    lines = [f"confirmed trial {c['trial']}: {c['row']}  effect {c['effect_mean']:+.1f} [{c['ci_low']:+.1f}, "
-             f"{c['ci_high']:+.1f}] p_holm {c['p_holm']:.3g} -> {c['verdict']}"
-             for c in result["confirmed"] if c.get("n_seeds")]
-    folder = Path(result["figure"]).parent
-    return lines + [f"search {result['name']}: {result['verdict']}",
-                    f"trials: {folder / 'trials.csv'}  figure: {result['figure']}"]
-
-
-def _confirmed(row: dict[str, Any]) -> dict[str, Any]:
-    keys = ("n_seeds", "effect_mean", "ci_low", "ci_high", "p_difference", "p_signflip", "p_holm", "verdict",
-            "verdict_note", "seeds")
-    return {k: row.get(k) for k in keys}
-
-
-def search_verdict(result: dict[str, Any]) -> str:
-    """The search's one sentence: elicited (a confirmed `IML` that survives Holm) or not."""
-    n = result["trials"]
-    rows = [c for c in result["confirmed"] if c.get("n_seeds")]
-    elicited = [c for c in rows if c["verdict"] == "IML" and c["p_holm"] < ALPHA]
-    if elicited:
-        c = max(elicited, key=lambda c: c["effect_mean"])
-        return (f"IML elicited (config {_config(c['params'])}): {c['effect_mean']:+.1f} "
-                f"[{c['ci_low']:+.1f}, {c['ci_high']:+.1f}] on {c['n_seeds']} fresh seeds, p_holm {c['p_holm']:.2g}")
-    if not rows:
-        return f"not elicited in {n} trials (no configuration's effect could be measured: every trial censored or failed)"
-    c = max(rows, key=lambda c: c["effect_mean"])
-    return (f"not elicited in {n} trials (best confirmed effect {c['effect_mean']:+.1f} [{c['ci_low']:+.1f}, "
-            f"{c['ci_high']:+.1f}], verdict {c['verdict']}, config {_config(c['params'])})")
 
 
 def _suggest(trial: Any, name: str, dist: Any) -> Any:
@@ -269,10 +293,6 @@ def _suggest(trial: Any, name: str, dist: Any) -> Any:
         return trial.suggest_categorical(name, dist.choices)
     suggest = trial.suggest_int if isinstance(dist, d.IntDistribution) else trial.suggest_float
     return suggest(name, dist.low, dist.high, log=dist.log)
-
-
-def _config(params: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(params.items()))
 
 
 def _alive(pid: int) -> bool:
@@ -296,43 +316,3 @@ def search(learner: str, task: str, trials: int = 20, confirm_top: int = 1, **op
     result = study.confirm_best(confirm_top)
     result["figure"] = str(search_figure(study, result))
     return result
-
-
-def search_figure(study: Search, result: dict[str, Any]) -> Path:
-    """Effect by trial (exploration CI, censored trials grey, confirmations red) beside Optuna's
-    parameter importances."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import optuna
-
-    trials = [t for t in study.study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for t in trials:
-        if "effect_mean" not in t.user_attrs:
-            continue
-        mean, low, high = (t.user_attrs[k] for k in ("effect_mean", "ci_low", "ci_high"))
-        colour = "grey" if t.user_attrs.get("censored") else "C0"
-        left.errorbar(t.number, mean, yerr=[[mean - low], [high - mean]], fmt="o", color=colour, capsize=2)
-    for c in result["confirmed"]:
-        if c.get("n_seeds"):
-            mean = c["effect_mean"]
-            left.errorbar(c["trial"] + 0.3, mean, yerr=[[mean - c["ci_low"]], [c["ci_high"] - mean]], fmt="s",
-                          color="C3", capsize=2)
-    left.axhline(0, color="black", lw=0.8)
-    left.set(xlabel="trial", ylabel="IML effect (95% CI)",
-             title=f"{study.label} on {study.task} ({study.pipeline})\n{len(study.explore)} exploration seeds "
-                   f"(grey: censored); red: {len(study.confirm)} confirmation seeds")
-    try:
-        evaluator = optuna.importance.FanovaImportanceEvaluator(seed=study.seed)
-        importances = optuna.importance.get_param_importances(study.study, evaluator=evaluator) if len(trials) > 1 else {}
-    except (RuntimeError, ValueError):  # too few distinct trials to fit the importance model
-        importances = {}
-    right.barh(list(importances)[::-1], list(importances.values())[::-1])
-    right.set(xlabel="importance (fANOVA) for the objective", title="parameter importances")
-    fig.tight_layout()
-    path = study.folder / "search.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

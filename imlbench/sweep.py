@@ -16,12 +16,13 @@ from typing import Any
 import pandas as pd
 
 from imlbench import api
+from imlbench.core.names import safe_name
+from imlbench.core.protocol import DEFAULT_THRESHOLD
+from imlbench.core.specs import ImlbenchError, parse_value
+from imlbench.scoring.verdicts import summarize
 from imlbench.store.records import write_atomic
 from imlbench.store.results import PARAM_PREFIX, SWEEPS_DIR
-from imlbench.core.registry import ImlbenchError, parse_value
-from imlbench.core.protocol import DEFAULT_THRESHOLD
-from imlbench.scoring.verdicts import summarize
-from imlbench.core.names import safe_name
+
 
 def split_values(text: str) -> list[str]:
     """Split `v1,v2,...` at top-level commas only: a TOML list `[1, 2]`, inline table `{a = 1}` or
@@ -103,10 +104,19 @@ def _value_text(value: Any) -> str:
     return value if isinstance(value, str) else repr(value)
 
 
-def sweep(learner: str, task: str, grid: dict[str, list[Any]], seeds: int | Iterable[int] = 10,
-          pipeline: str = "two-stage", out: str | Path = "results", force: bool = False,
-          verbose: bool = False, name: str | None = None, threshold: float = DEFAULT_THRESHOLD,
-          margin: float | None = None) -> pd.DataFrame:
+def sweep(
+    learner: str,
+    task: str,
+    grid: dict[str, list[Any]],
+    seeds: int | Iterable[int] = 10,
+    pipeline: str = "two-stage",
+    out: str | Path = "results",
+    force: bool = False,
+    verbose: bool = False,
+    name: str | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+    margin: float | None = None,
+) -> pd.DataFrame:
     """Run every point of the cartesian `grid` (param overrides) and score each one.
 
     Every grid point is planned before any run starts, so a bad name or value fails at once. Returns

@@ -16,11 +16,27 @@ from imlbench.tasks.tagged_digits import TaggedDigits
 
 def test_subset_codes_and_tags_are_fixed():
     """A subset's code is stored in every example and scored by name: the order is part of the data."""
-    assert SUBSETS == ("qd1consis", "qd2incons", "qd1incons", "qd2consis", "q", "d1consis", "d2consis",
-                       "d3consis", "no_qd_baseline")
+    assert SUBSETS == (
+        "qd1consis",
+        "qd2incons",
+        "qd1incons",
+        "qd2consis",
+        "q",
+        "d1consis",
+        "d2consis",
+        "d3consis",
+        "no_qd_baseline",
+    )
     assert TAGS == ("tag1", "tag2", "tag3")
-    assert DEFAULT_FRACTIONS == {"qd1consis": 0.3, "qd2incons": 0.3, "q": 0.1, "d1consis": 0.1,
-                                 "d2consis": 0.1, "d3consis": 0.1, "no_qd_baseline": 0.05}
+    assert DEFAULT_FRACTIONS == {
+        "qd1consis": 0.3,
+        "qd2incons": 0.3,
+        "q": 0.1,
+        "d1consis": 0.1,
+        "d2consis": 0.1,
+        "d3consis": 0.1,
+        "no_qd_baseline": 0.05,
+    }
 
 
 def test_the_table_reads_like_its_names():
@@ -37,8 +53,17 @@ def test_the_table_reads_like_its_names():
             source = by_name[s.reverse_of]
             assert (s.tag, s.defined_in, s.consistent) == (source.tag, source.defined_in, not source.consistent)
             assert s.weight == 0
-    assert [s.name for s in build_order()] == ["qd1consis", "qd1incons", "qd2incons", "qd2consis", "q",
-                                               "d1consis", "d2consis", "d3consis", "no_qd_baseline"]
+    assert [s.name for s in build_order()] == [
+        "qd1consis",
+        "qd1incons",
+        "qd2incons",
+        "qd2consis",
+        "q",
+        "d1consis",
+        "d2consis",
+        "d3consis",
+        "no_qd_baseline",
+    ]
 
 
 def test_assigned_subsets_partition_the_variables():
@@ -77,8 +102,11 @@ def digest(data: TaskData, pictures: np.ndarray | None = None) -> str:
 GOLDEN = {  # digests of generate(seed) (and the test pictures) as every earlier version produced them
     "synthetic-defs reliability 0.7": (SyntheticDefs(n_entities=60, tag_reliability=0.7), 1, "dabd6d7b7c4d0899"),
     "synthetic-defs attributes": (SyntheticDefs(n_entities=60, questions="attributes"), 0, "22b654a4bb0f8611"),
-    "set-inclusion reliability 0.7": (SetInclusion(n_variables=60, tag_reliability=0.7, n_train_questions=4,
-                                                   n_test_questions=4), 2, "423ceec06d507be4"),
+    "set-inclusion reliability 0.7": (
+        SetInclusion(n_variables=60, tag_reliability=0.7, n_train_questions=4, n_test_questions=4),
+        2,
+        "423ceec06d507be4",
+    ),
     "tagged-digits reliability 0.8": (TaggedDigits(n_entities=40, tag_reliability=0.8), 0, "d3f67690cbabf0ad"),
 }
 

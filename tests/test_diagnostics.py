@@ -14,22 +14,24 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from reference import mean_by_group, per_example_grads_loop
 
+from imlbench.api import diagnose
+from imlbench.api import plan_diagnostics as plan
 from imlbench.cli import main
-from imlbench.api import diagnose, plan_diagnostics as plan
-from imlbench.harness.diagnostics import DIAGNOSTICS_DIR
-from imlbench.diagnostics.measures import (group_grads, in_context_queries, mean_by_group, per_example_grads,
-                                           per_example_grads_loop, sample_variables)
+from imlbench.core.names import DIAGNOSTICS_DIR
+from imlbench.core.pipelines import get_pipeline
+from imlbench.core.protocol import DEFINITION, QUESTION, SUBSET_CODE
+from imlbench.core.specs import ImlbenchError, resolve
+from imlbench.diagnostics.measures import group_grads, in_context_queries, per_example_grads, sample_variables
+from imlbench.harness.pipelines import check_pipeline, continue_as_stage1
+from imlbench.harness.runner import RunRequest, run_one
+from imlbench.harness.stages import exhaust
 from imlbench.learners.convnet import ConvNet
 from imlbench.learners.mlp import MLP
 from imlbench.learners.transformer import Transformer
-from imlbench.core.protocol import DEFINITION, QUESTION, SUBSET_CODE
-from imlbench.harness.runner import RunRequest, run_one
-from imlbench.harness.stages import check_pipeline, exhaust
-from imlbench.core.registry import ImlbenchError, resolve
 from imlbench.tasks.synthetic_defs import SyntheticDefs
 from imlbench.tasks.tagged_digits import TaggedDigits
-from imlbench.harness.pipelines import continue_as_stage1, get_pipeline
 from imlbench.views.base import get_view
 
 FAST = dict(epochs=2, stage2_epochs=2, device="cpu")
@@ -38,8 +40,13 @@ TINY = {
     "mlp": (lambda: MLP(embedding_dim=8, hidden=16, **FAST), SyntheticDefs, "table"),
     "convnet": (lambda: ConvNet(channels1=4, channels2=8, hidden=16, **FAST), TaggedDigits, "image"),
 }
-TINY_PARAMS = ["n_entities=60", "learner.epochs=2", "learner.stage2_epochs=2", "learner.hidden=16",
-               "learner.embedding_dim=8"]
+TINY_PARAMS = [
+    "n_entities=60",
+    "learner.epochs=2",
+    "learner.stage2_epochs=2",
+    "learner.hidden=16",
+    "learner.embedding_dim=8",
+]
 
 
 def _fitted(name: str):
@@ -65,8 +72,9 @@ def test_vmapped_gradients_equal_a_plain_loop(name):
     # uneven groups (padding with weight 0 must not count)
     group = torch.from_numpy(np.arange(len(batch[0])) % 3).to(batch[0].device)
     group[0] = 2  # sizes differ
-    torch.testing.assert_close(group_grads(learner, batch, group, 3), mean_by_group(reference, group, 3),
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        group_grads(learner, batch, group, 3), mean_by_group(reference, group, 3), atol=1e-5, rtol=1e-5
+    )
 
 
 def Examples_about(data):
@@ -157,12 +165,15 @@ def test_sample_variables_is_seeded_and_capped():
     assert np.isin(a, data.test.subject[data.test.subset == SUBSET_CODE["d1consis"]]).all()
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["diagnose", "tag-probe", "--learner", "rf"], "learner 'rf' cannot be diagnosed"),
-    (["diagnose", "spectral", "--learner", "mlp"], "valid: gradient-alignment, in-context, tag-probe"),
-    (["diagnose", "in-context", "--learner", "mlp"], "needs a sequence view"),
-    (["diagnose", "in-context", "--learner", "convnet", "--task", "tagged-digits"], "reads the image view"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["diagnose", "tag-probe", "--learner", "rf"], "learner 'rf' cannot be diagnosed"),
+        (["diagnose", "spectral", "--learner", "mlp"], "valid: gradient-alignment, in-context, tag-probe"),
+        (["diagnose", "in-context", "--learner", "mlp"], "needs a sequence view"),
+        (["diagnose", "in-context", "--learner", "convnet", "--task", "tagged-digits"], "reads the image view"),
+    ],
+)
 def test_cli_errors_are_one_line(argv, needle, capsys, out):
     assert main(argv + ["--seeds", "1", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
@@ -239,10 +250,15 @@ def test_answer_loss_is_the_last_loss_position_and_groups_split_the_parameters()
 
 
 def test_in_context_compares_with_out_of_context(out):
-    params = ["n_entities=60", "learner.epochs=2", "learner.stage2_epochs=2", "learner.d_model=16",
-              "learner.n_layers=1", "learner.n_heads=2"]
-    (record,), _, _ = diagnose(plan("in-context", "transformer", "synthetic-defs", [0], params, {}), out,
-                              verbose=False)
+    params = [
+        "n_entities=60",
+        "learner.epochs=2",
+        "learner.stage2_epochs=2",
+        "learner.d_model=16",
+        "learner.n_layers=1",
+        "learner.n_heads=2",
+    ]
+    (record,), _, _ = diagnose(plan("in-context", "transformer", "synthetic-defs", [0], params, {}), out, verbose=False)
     assert record["status"] == "ok", record.get("error")
     rows = pd.DataFrame(record["rows"])
     assert set(rows["tag"]) == {"tag1", "tag2", "tag3", "stage1 tag1"}  # stage1 tag1: the positive control
@@ -257,22 +273,29 @@ def test_in_context_control_passes_and_the_transformer_does_not_read_new_definit
     A learner that copied from its context would fail the second assertion; one whose test positions
     were untrained, the first."""
     params = ["n_entities=200", "context_docs=4", "learner.epochs=30"]
-    records, _, _ = diagnose(plan("in-context", "transformer", "synthetic-defs", [0, 1], params, {}), out,
-                             verbose=False)
+    records, _, _ = diagnose(
+        plan("in-context", "transformer", "synthetic-defs", [0, 1], params, {}), out, verbose=False
+    )
     rows = pd.DataFrame([row for r in records for row in r["rows"]])
     after = rows[rows["point"] == "after_stage1"].groupby("tag")["in_context"].mean()
     assert after["stage1 tag1"] >= 0.9 and after["tag1"] <= 0.1
     from imlbench.diagnostics.figures import in_context_table
+
     table = "\n".join(in_context_table(rows.assign(group="g", seed=[0] * len(rows))))
     assert "| g | " in table and "| yes |" in table
 
 
 # -- three-stage -----------------------------------------------------------------------------
 
+
+def stage1_parts(pipeline: str, data) -> list:
+    return [step.examples(data, None) for step in get_pipeline(pipeline).before]
+
+
 def test_stage1_parts_split_definitions_from_questions():
     data = SyntheticDefs(n_entities=60).generate(0)
-    assert get_pipeline("two-stage").stage1_parts(data.stage1)[0] is data.stage1
-    defs, rest = get_pipeline("three-stage").stage1_parts(data.stage1)
+    assert stage1_parts("two-stage", data)[0] is data.stage1
+    defs, rest = stage1_parts("three-stage", data)
     assert (defs.kind == DEFINITION).all() and (rest.kind == QUESTION).all()
     assert len(defs) + len(rest) == len(data.stage1) and len(defs) > 0
 
@@ -281,7 +304,7 @@ def test_stage1b_trains_with_stage1_settings_and_restores_them():
     learner = MLP(epochs=3, stage2_epochs=7, lr=1e-3, stage2_lr=1e-4, device="cpu")
     task = SyntheticDefs(n_entities=60)
     data = task.generate(0)
-    a, b = (task.encode(get_view("table"), data, part, "stage1") for part in get_pipeline("three-stage").stage1_parts(data.stage1))
+    a, b = (task.encode(get_view("table"), data, part, "stage1") for part in stage1_parts("three-stage", data))
     assert exhaust(learner.fit(a)) == 3
     seen = []
     for _ in continue_as_stage1(learner, b):
@@ -298,10 +321,11 @@ def test_three_stage_pipeline_runs_and_scores_like_two_stage(out):
     assert record["stage1_checkpoints"] == 4  # 1a and 1b, two epochs each
     assert np.isfinite(record["scores"]["effect_before_stage2"])
     with pytest.raises(ImlbenchError, match="cannot run the three-stage pipeline"):
-        check_pipeline(resolve("learner", "testplugins:NoContinue").build(), "NoContinue", "three-stage")
+        check_pipeline(get_pipeline("three-stage"), resolve("learner", "testplugins:NoContinue").build(), "NoContinue")
 
 
 # -- diagnostics run by the one harness: workers, errors, resume ------------------------------
+
 
 def diagnostic_records(out):
     folder = out / DIAGNOSTICS_DIR / "records" / "tag-probe"
@@ -310,8 +334,23 @@ def diagnostic_records(out):
 
 @pytest.mark.slow  # minutes of waiting on processes and clocks: the default suite stays under ~10 min
 def test_diagnose_in_parallel_workers_records_a_failing_seed_with_its_traceback(out):
-    argv = ["diagnose", "tag-probe", "--learner", "diagplugins:ProbeFailsOnSeed1", "--seeds", "2", "--jobs", "2",
-            "--variables", "8", "--permutations", "20", "--out", str(out), "-q"] + [a for p in TINY_PARAMS for a in ("--param", p)]
+    argv = [
+        "diagnose",
+        "tag-probe",
+        "--learner",
+        "diagplugins:ProbeFailsOnSeed1",
+        "--seeds",
+        "2",
+        "--jobs",
+        "2",
+        "--variables",
+        "8",
+        "--permutations",
+        "20",
+        "--out",
+        str(out),
+        "-q",
+    ] + [a for p in TINY_PARAMS for a in ("--param", p)]
     assert main(argv) == 1  # one seed failed
     found = diagnostic_records(out)
     assert found[0][1]["status"] == "ok" and found[0][1]["rows"]
@@ -319,19 +358,44 @@ def test_diagnose_in_parallel_workers_records_a_failing_seed_with_its_traceback(
     assert failed["status"] == "error" and "probe failed on purpose" in failed["error"]
     assert "Traceback" in failed["traceback"] and "hidden_states" in failed["traceback"]
     assert failed["environment"]["cpu"]  # the same provenance as a run's record
-    inline, _, _ = diagnose(plan("tag-probe", "mlp", "synthetic-defs", [0], TINY_PARAMS, {"variables": 8, "permutations": 20}),
-                            out / "inline", verbose=False)
+    inline, _, _ = diagnose(
+        plan("tag-probe", "mlp", "synthetic-defs", [0], TINY_PARAMS, {"variables": 8, "permutations": 20}),
+        out / "inline",
+        verbose=False,
+    )
     assert inline[0]["rows"] == found[0][1]["rows"]  # a worker computes what the driver computes
 
 
 @pytest.mark.slow  # minutes of waiting on processes and clocks: the default suite stays under ~10 min
 def test_diagnose_resumes_after_kill_9_computing_only_what_is_missing(out):
     tests = Path(__file__).resolve().parent
-    command = [sys.executable, "-m", "imlbench", "diagnose", "tag-probe", "--learner", "diagplugins:ProbeFailsOnSeed1",
-               "--seeds", "2", "--jobs", "2", "--variables", "8", "--permutations", "20", "--out", str(out), "-q"]
+    command = [
+        sys.executable,
+        "-m",
+        "imlbench",
+        "diagnose",
+        "tag-probe",
+        "--learner",
+        "diagplugins:ProbeFailsOnSeed1",
+        "--seeds",
+        "2",
+        "--jobs",
+        "2",
+        "--variables",
+        "8",
+        "--permutations",
+        "20",
+        "--out",
+        str(out),
+        "-q",
+    ]
     command += [a for p in TINY_PARAMS for a in ("--param", p)]
-    driver = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(tests), "SLOW_SEED1": "1"},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    driver = subprocess.Popen(
+        command,
+        env={**os.environ, "PYTHONPATH": str(tests), "SLOW_SEED1": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 300  # generous: on a loaded machine two workers start slowly
     while time.monotonic() < deadline and 0 not in diagnostic_records(out):
         time.sleep(0.2)
@@ -341,15 +405,25 @@ def test_diagnose_resumes_after_kill_9_computing_only_what_is_missing(out):
     assert set(first) == {0}
     path, record = first[0]
     stamp = path.stat().st_mtime_ns
-    records, problems, _ = diagnose(plan("tag-probe", "diagplugins:ProbeFailsOnSeed1", "synthetic-defs", [0, 1],
-                                         TINY_PARAMS, {"variables": 8, "permutations": 20}), out, verbose=False)
+    records, problems, _ = diagnose(
+        plan(
+            "tag-probe",
+            "diagplugins:ProbeFailsOnSeed1",
+            "synthetic-defs",
+            [0, 1],
+            TINY_PARAMS,
+            {"variables": 8, "permutations": 20},
+        ),
+        out,
+        verbose=False,
+    )
     assert path.stat().st_mtime_ns == stamp and records[0] == record  # seed 0 reused, not recomputed
     assert records[1]["status"] == "error" and len(problems) == 1  # seed 1 ran (and fails on purpose)
 
 
 def test_a_plugin_diagnostic_is_one_class_and_one_entry_point(out, monkeypatch):
     """The README's sketch, registered as an entry point would register it, run through `diagnose`."""
-    from imlbench.harness import diagnostics as harness_diagnostics
+    from imlbench.core.registry import DIAGNOSTICS
     from imlbench.harness.diagnostics import Context, Diagnostic
 
     class DefinitionFit(Diagnostic):
@@ -357,19 +431,20 @@ def test_a_plugin_diagnostic_is_one_class_and_one_entry_point(out, monkeypatch):
 
         def measure(self, ctx: Context) -> dict:
             def rows_at(point, evaluator):
-                return [{"point": point, "tag": tag, "accuracy": acc}
-                        for tag, acc in evaluator.definitions(ctx.learner).items()]
+                return [
+                    {"point": point, "tag": tag, "accuracy": acc}
+                    for tag, acc in evaluator.definitions(ctx.learner).items()
+                ]
+
             return self.train_two_stages(ctx, rows_at)
 
-    class Point:  # what an installed entry point gives: a name whose load() is the class
-        def load(self):
-            return DefinitionFit
-
-    real = harness_diagnostics.entry_points
-    monkeypatch.setattr(harness_diagnostics, "entry_points",
-                        lambda kind: {**real(kind), "definition-fit": Point()} if kind == "diagnostic" else real(kind))
-    (record,), problems, paths = diagnose(plan("definition-fit", "mlp", "synthetic-defs", [0], TINY_PARAMS), out,
-                                          verbose=False)
+    DIAGNOSTICS.register("definition-fit", DefinitionFit)  # in this process, as an entry point registers it
+    try:
+        (record,), problems, paths = diagnose(
+            plan("definition-fit", "mlp", "synthetic-defs", [0], TINY_PARAMS), out, verbose=False
+        )
+    finally:
+        DIAGNOSTICS.unregister("definition-fit")
     assert not problems and record["status"] == "ok"
     rows = pd.DataFrame(record["rows"])
     assert set(rows["point"]) == {"after_stage1", "at_point"} and set(rows["tag"]) == {"tag1", "tag2", "tag3"}
@@ -378,13 +453,12 @@ def test_a_plugin_diagnostic_is_one_class_and_one_entry_point(out, monkeypatch):
     assert (out / DIAGNOSTICS_DIR / "definition-fit.csv").exists()
 
 
-
 def test_the_probe_measures_its_chance_level_instead_of_assuming_50():
     """Folds grouped by variable put chance below 50% (a probe that learns nothing predicts its
     training folds' majority); the permutation null says where chance is, so a layer without the
     tag sits inside its band and one with it sits above."""
-    from imlbench.diagnostics.measures import probe_rows
     from imlbench.core.protocol import SUBSET_CODE
+    from imlbench.diagnostics.measures import probe_rows
     from imlbench.tasks.synthetic_defs import SyntheticDefs
 
     task = SyntheticDefs(n_entities=200)

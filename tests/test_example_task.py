@@ -8,9 +8,9 @@ import tomllib
 
 import numpy as np
 import pytest
+from conftest import TESTS
 
 import imlbench
-from conftest import TESTS
 from imlbench.protocol import ALL, DEFINITION, HELD_OUT, QUESTION, SUBSET_CODE, SUBSET_DESIGN, TAGS
 
 EXAMPLE = TESTS.parent / "examples" / "imlbench-plugin-example"
@@ -72,19 +72,28 @@ def test_the_task_builds_the_protocols_subsets():
 def test_the_task_runs_end_to_end_as_module_and_class(tmp_path):
     from imlbench_nearest.colours import Colours
 
-    summary = imlbench.run(learner="rf", task=TARGET, seeds=[0], out=tmp_path,
-                           params={"n_things": 100, "n_estimators": 25, "stage2_estimators": 25})
+    summary = imlbench.run(
+        learner="rf",
+        task=TARGET,
+        seeds=[0],
+        out=tmp_path,
+        params={"n_things": 100, "n_estimators": 25, "stage2_estimators": 25},
+    )
     assert not summary.attrs["problems"] and len(summary.attrs["records"]) == 1
     record = summary.attrs["records"][0]
     assert record["status"] == "ok" and record["error"] is None
     assert record["task"]["target"] == TARGET and record["task"]["params"] == {"n_things": 100, "n_colours": 8}
     data = Colours(n_things=100).generate(0)  # the harness ran on exactly the task's data
-    assert [record["sizes"][s] for s in ("stage1", "stage2", "test")] == [len(data.stage1), len(data.stage2),
-                                                                         len(data.test)]
+    assert [record["sizes"][s] for s in ("stage1", "stage2", "test")] == [
+        len(data.stage1),
+        len(data.stage2),
+        len(data.test),
+    ]
     assert set(record["accuracy"]) == set(record["accuracy_after_stage1"]) == IN_USE
     assert all(0.0 <= a <= 1.0 for a in record["accuracy"].values())
     assert set(record["definition_accuracy"]) == set(TAGS)
     assert record["scores"]["iml_effect"] == pytest.approx(
-        100 * (record["accuracy"]["d1consis"] - record["accuracy"]["d2consis"]))
+        100 * (record["accuracy"]["d1consis"] - record["accuracy"]["d2consis"])
+    )
     assert record["accuracy"]["q"] > 0.5  # the forest learns to answer questions about the things
     assert summary["n_seeds"].tolist() == [1] and math.isfinite(summary["effect_mean"].iloc[0])

@@ -10,8 +10,13 @@ import imlbench
 from imlbench.api import execute_plan
 from imlbench.store.records import iter_record_files, read_record
 
-GRID = dict(learner="rf", task="synthetic-defs", seeds=2, pipeline="two-stage,one-stage",
-            params={"n_entities": 100, "n_estimators": 10, "stage2_estimators": 10})
+GRID = dict(
+    learner="rf",
+    task="synthetic-defs",
+    seeds=2,
+    pipeline="two-stage,one-stage",
+    params={"n_entities": 100, "n_estimators": 10, "stage2_estimators": 10},
+)
 
 
 PROVENANCE = ("measurements", "versions", "environment")  # timings and where it ran, not what it computed
@@ -28,8 +33,10 @@ def in_process(tmp_path_factory):
     return records_by_name(out)
 
 
-@pytest.mark.parametrize("executor", ["local", pytest.param("dask", marks=pytest.mark.slow),
-                                      pytest.param("submitit-local", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "executor",
+    ["local", pytest.param("dask", marks=pytest.mark.slow), pytest.param("submitit-local", marks=pytest.mark.slow)],
+)
 def test_engines_reproduce_in_process_records(tmp_path, in_process, executor):
     summary = imlbench.run(out=tmp_path, executor=executor, jobs=2, **GRID)
     assert summary.attrs["problems"] == []
@@ -53,10 +60,13 @@ def test_unknown_executor_is_a_clear_error(tmp_path):
 def test_killed_dask_worker_loses_nothing_after_a_rerun(tmp_path):
     from dask.distributed import Client, LocalCluster
 
-    requests = imlbench.plan(learner="mlp", task="synthetic-defs", seeds=6,
-                             params={"n_entities": 100, "epochs": 20, "stage2_epochs": 20})
-    with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster, \
-            Client(cluster) as client:
+    requests = imlbench.plan(
+        learner="mlp", task="synthetic-defs", seeds=6, params={"n_entities": 100, "epochs": 20, "stage2_epochs": 20}
+    )
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
         victim = sorted(client.scheduler_info()["workers"])[0]
 
         def kill_one_worker():
@@ -100,10 +110,10 @@ def test_jobs_auto_uses_the_cores_but_no_more_than_the_runs_or_the_memory(monkey
     from imlbench.execution import engines
 
     monkeypatch.setattr(engines.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
-    monkeypatch.setattr(engines, "total_memory", lambda: 64 * 1024 ** 3)
+    monkeypatch.setattr(engines, "total_memory", lambda: 64 * 1024**3)
     assert engines.resolve_jobs("auto", 10) == 4 and engines.resolve_jobs("auto", 3) == 3
     assert engines.resolve_jobs("auto", 0) == 1 and engines.resolve_jobs(7, 2) == 7
-    monkeypatch.setattr(engines, "total_memory", lambda: 9 * 1024 ** 3)
+    monkeypatch.setattr(engines, "total_memory", lambda: 9 * 1024**3)
     assert engines.resolve_jobs("auto", 10) == 2  # 4 GiB per run
     for bad in (0, -1, 1.5, True, "two"):
         with pytest.raises(imlbench.ImlbenchError, match="at least 1 or 'auto'"):

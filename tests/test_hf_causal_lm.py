@@ -12,17 +12,27 @@ pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
 
 import imlbench  # noqa: E402
-from imlbench.learners.hf_causal_lm import HFCausalLM, word_level_tokenizer  # noqa: E402
 from imlbench.core.protocol import QUESTION  # noqa: E402
-from imlbench.core.registry import ImlbenchError, resolve  # noqa: E402
 from imlbench.core.seeds import derive_seed  # noqa: E402
+from imlbench.core.specs import ImlbenchError, resolve  # noqa: E402
+from imlbench.learners.hf_causal_lm import HFCausalLM  # noqa: E402
+from imlbench.learners.hf_loading import word_level_tokenizer  # noqa: E402
 from imlbench.tasks.synthetic_defs_text import SyntheticDefsText  # noqa: E402
-from imlbench.views.text import NO_ANSWER, TextQueries  # noqa: E402
-from imlbench.views.text import TEXT  # noqa: E402
+from imlbench.views.text import (  # noqa: E402
+    NO_ANSWER,
+    TEXT,  # noqa: E402
+)
 
 TINY = dict(d_model=32, n_layers=1, n_heads=2, epochs=2, stage2_epochs=2, batch_size=32, device="cpu")
-TINY_RUN = {"n_entities": 40, "d_model": 32, "n_layers": 1, "n_heads": 2, "epochs": 3, "stage2_epochs": 2,
-            "device": "cpu"}
+TINY_RUN = {
+    "n_entities": 40,
+    "d_model": 32,
+    "n_layers": 1,
+    "n_heads": 2,
+    "epochs": 3,
+    "stage2_epochs": 2,
+    "device": "cpu",
+}
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +40,8 @@ def task_data():
     task = SyntheticDefsText(n_entities=40)
     data = task.generate(0)
     encode = lambda split, query=False: task.encode(  # noqa: E731
-        TEXT, data, getattr(data, split).without_targets() if query else getattr(data, split), split)
+        TEXT, data, getattr(data, split).without_targets() if query else getattr(data, split), split
+    )
     return task, data, encode
 
 
@@ -148,8 +159,9 @@ def test_bfloat16_autocast_runs_on_cpu(task_data):
     assert learner.run_info_["dtype"] == "bfloat16"
     # autocast computes in bfloat16, but the weights and AdamW's moments stay float32
     assert {p.dtype for p in learner.model_.parameters()} == {torch.float32}
-    assert {v.dtype for state in learner.optimizer_.state.values() for k, v in state.items() if k != "step"} \
-        == {torch.float32}
+    assert {v.dtype for state in learner.optimizer_.state.values() for k, v in state.items() if k != "step"} == {
+        torch.float32
+    }
     assert len(learner.predict(encode("stage2", query=True))) == len(data.stage2)
 
 
@@ -164,8 +176,13 @@ def test_saved_model_directory_gives_the_same_records(tmp_path, offline):
     learner.save_pretrained(tmp_path / "tiny")
     runs = {}
     for name, model in (("builtin", "tiny-gpt-neox"), ("dir", str(tmp_path / "tiny"))):
-        summary = imlbench.run(learner="hf-causal-lm", task="synthetic-defs-text", seeds=[seed],
-                               params={**TINY_RUN, "model": model}, out=tmp_path / name)
+        summary = imlbench.run(
+            learner="hf-causal-lm",
+            task="synthetic-defs-text",
+            seeds=[seed],
+            params={**TINY_RUN, "model": model},
+            out=tmp_path / name,
+        )
         (runs[name],) = summary.attrs["records"]
         assert runs[name]["status"] == "ok", runs[name]["error"]
     for key in ("accuracy", "accuracy_after_stage1", "definition_accuracy", "curve", "scores", "train_accuracy"):
@@ -186,7 +203,8 @@ def test_unencodable_label_is_a_one_line_error(task_data, tmp_path):
     other = SyntheticDefsText(n_entities=40).generate(1)
     with pytest.raises(ValueError, match="cannot encode"):
         HFCausalLM(**{**TINY, "model": str(tmp_path / "seed0")}).prepare(
-            task.encode(TEXT, other, other.stage1, "stage1"))
+            task.encode(TEXT, other, other.stage1, "stage1")
+        )
 
 
 def test_unknown_model_is_a_one_line_error_without_network(task_data, offline, monkeypatch):
@@ -195,8 +213,9 @@ def test_unknown_model_is_a_one_line_error_without_network(task_data, offline, m
     task, data, encode = task_data
     attempts = []
     load = transformers.AutoTokenizer.from_pretrained
-    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained",
-                        lambda *a, **k: attempts.append(a) or load(*a, **k))
+    monkeypatch.setattr(
+        transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: attempts.append(a) or load(*a, **k)
+    )
     for name in ("imlbench-test/no-such-model", "imlbench-test/no-such-model", "./no/such/dir"):
         learner = HFCausalLM(**{**TINY, "model": name})
         with pytest.raises(ImlbenchError) as info:
@@ -239,9 +258,17 @@ def test_generic_text_view_runs_on_a_tokens_task(tmp_path):
 
 
 def test_tag_blind_runs_on_the_text_view(tmp_path):
-    summary = imlbench.run(learner="tag-blind", task="synthetic-defs-text", seeds=[0], out=tmp_path,
-                           params={"base": "hf-causal-lm", "n_entities": 40,
-                                   "base_params": {k: v for k, v in TINY_RUN.items() if k != "n_entities"}})
+    summary = imlbench.run(
+        learner="tag-blind",
+        task="synthetic-defs-text",
+        seeds=[0],
+        out=tmp_path,
+        params={
+            "base": "hf-causal-lm",
+            "n_entities": 40,
+            "base_params": {k: v for k, v in TINY_RUN.items() if k != "n_entities"},
+        },
+    )
     (record,) = summary.attrs["records"]
     assert record["status"] == "ok", record["error"]
     assert record["view"] == "text"
@@ -303,8 +330,9 @@ def test_per_example_loss_feeds_gradient_alignment(task_data):
     """`example_loss` ignores padding, agrees with the training loss (weighted by loss tokens), and
     vmapped per-example gradients through `functional_call` equal a plain autograd loop."""
     import torch
+    from reference import per_example_grads_loop
 
-    from imlbench.diagnostics.measures import per_example_grads, per_example_grads_loop
+    from imlbench.diagnostics.measures import per_example_grads
 
     task, data, encode = task_data
     learner = HFCausalLM(**{**TINY, "epochs": 1})
@@ -337,15 +365,22 @@ def test_answer_scores_are_the_labels_log_probabilities(task_data):
 
     where = {int(v): i for i, v in enumerate(queries.label_space)}
     for row in (0, 5):
-        prompt = learner._encode([queries.prompts[row]], special=True)[0]
+        prompt = encode(learner.tokenizer_, learner.tokenizer_name_, [queries.prompts[row]], special=True)[0]
         for column in (0, 6):
-            label = learner._encode([" " + queries.label_texts[where[int(candidates[column])]]], special=False)[0]
+            label = encode(
+                learner.tokenizer_,
+                learner.tokenizer_name_,
+                [" " + queries.label_texts[where[int(candidates[column])]]],
+                special=False,
+            )[0]
             with torch.no_grad():
                 logits = learner.model_(input_ids=torch.tensor([prompt + label])).logits[0]
             logp = torch.log_softmax(logits.float(), dim=-1)
             expected = sum(float(logp[len(prompt) - 1 + k, t]) for k, t in enumerate(label))
             assert scores[row, column] == pytest.approx(expected, abs=1e-4)
     # batching and left padding change nothing
-    np.testing.assert_allclose(learner.set_params(eval_batch_size=1).predict_scores(queries, candidates), scores, atol=1e-5)
+    np.testing.assert_allclose(
+        learner.set_params(eval_batch_size=1).predict_scores(queries, candidates), scores, atol=1e-5
+    )
     with pytest.raises(ValueError, match="no text"):
         learner.predict_scores(queries, np.array([10**6]))

@@ -10,7 +10,7 @@ import pytest
 
 import imlbench
 from imlbench.cli import main
-from imlbench.core.registry import resolve
+from imlbench.core.specs import resolve
 from imlbench.harness.processes import parse_memory
 from imlbench.harness.stages import execute
 from imlbench.store.records import iter_record_files, read_record
@@ -44,8 +44,7 @@ def test_a_learner_patching_its_process_changes_no_other_run(tmp_path):
 
 
 def test_predict_finds_no_answer_key_in_its_process(tmp_path):
-    assert main(["run", *SMALL, "--learner", "testplugins:ReadsAnswers,testplugins:Spy",
-                 "--out", str(tmp_path)]) == 0
+    assert main(["run", *SMALL, "--learner", "testplugins:ReadsAnswers,testplugins:Spy", "--out", str(tmp_path)]) == 0
     records = by_learner(tmp_path)
     reader, fallback = records["testplugins:ReadsAnswers"], records["testplugins:Spy"]
     assert reader["accuracy"] == fallback["accuracy"] and reader["curve"] == fallback["curve"]
@@ -54,7 +53,8 @@ def test_predict_finds_no_answer_key_in_its_process(tmp_path):
 
 def test_the_same_learner_in_the_harness_process_would_read_the_answers():
     """Guards the test above: the stack walk does find the targets when nothing isolates it."""
-    task, learner = resolve("task", "synthetic-defs", {"n_entities": 100}), resolve("learner", "testplugins:ReadsAnswers")
+    task = resolve("task", "synthetic-defs", {"n_entities": 100})
+    learner = resolve("learner", "testplugins:ReadsAnswers")
     result = execute(task, learner, 0, "two-stage", 0.98, isolated=False)
     assert min(result["accuracy"].values()) == 1.0
 
@@ -70,9 +70,14 @@ def alive(pids):
     return found
 
 
-@pytest.mark.parametrize("hang, argv", [  # a supervised worker first starts its fork server (torch: slow)
-    pytest.param(True, ["--timeout", "5"], marks=pytest.mark.slow),
-    pytest.param(True, ["--timeout", "5", "--jobs", "2"], marks=pytest.mark.slow), (False, [])])
+@pytest.mark.parametrize(
+    "hang, argv",
+    [  # a supervised worker first starts its fork server (torch: slow)
+        pytest.param(True, ["--timeout", "5"], marks=pytest.mark.slow),
+        pytest.param(True, ["--timeout", "5", "--jobs", "2"], marks=pytest.mark.slow),
+        (False, []),
+    ],
+)
 def test_nothing_a_learner_started_outlives_its_run(tmp_path, hang, argv):
     pid_file = tmp_path / "pids"
     learner = spec(tmp_path, "leaves", "LeavesChildren", pid_file=str(pid_file), hang=hang)
@@ -94,16 +99,38 @@ def test_nothing_a_learner_started_outlives_its_run(tmp_path, hang, argv):
 @pytest.mark.parametrize("jobs", ["1", pytest.param("2", marks=pytest.mark.slow)])
 def test_a_learner_past_its_memory_limit_gets_an_error_record(tmp_path, jobs):
     hog = spec(tmp_path, "hog", "HogsMemory", mib=3000)
-    code = main(["run", *SMALL, "--learner", f"{hog},majority", "--memory-limit", "800M", "--jobs", jobs,
-                 "--out", str(tmp_path / "r")])
+    code = main(
+        [
+            "run",
+            *SMALL,
+            "--learner",
+            f"{hog},majority",
+            "--memory-limit",
+            "800M",
+            "--jobs",
+            jobs,
+            "--out",
+            str(tmp_path / "r"),
+        ]
+    )
     records = by_learner(tmp_path / "r")
     assert code == 1 and records["majority"]["status"] == "ok"
     error = records["hog"]["error"]
     assert error.startswith("exceeded memory limit of 800 MiB (") and error.endswith("at stage stage1, checkpoint 0")
 
 
-@pytest.mark.parametrize("text, expected", [("4G", 4 * 2**30), ("512M", 512 * 2**20), ("1.5g", 3 * 2**29),
-                                            ("2GiB", 2 * 2**30), ("1000", 1000), ("0", None), (0, None)])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("4G", 4 * 2**30),
+        ("512M", 512 * 2**20),
+        ("1.5g", 3 * 2**29),
+        ("2GiB", 2 * 2**30),
+        ("1000", 1000),
+        ("0", None),
+        (0, None),
+    ],
+)
 def test_memory_limits_parse(text, expected):
     assert parse_memory(text) == expected
 

@@ -9,6 +9,8 @@ end feed them a synthetic violation to show that they can fail.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,12 +52,25 @@ def imports_in(source: str, name: str, is_package: bool, known: set[str] | dict)
     return found
 
 
-def imported(name: str) -> dict[str, int]:
-    path = MODULES[name]
-    return imports_in(path.read_text(), name, path.name == "__init__.py", MODULES)
+def parents(name: str) -> list[str]:
+    """The packages whose `__init__` runs before module `name` does: importing a.b.c runs a and a.b."""
+    parts = name.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
 
 
-GRAPH = {name: imported(name) for name in MODULES}
+def graph_of(sources: dict[str, tuple[str, bool]]) -> dict[str, dict[str, int]]:
+    """module -> (source, is_package) to module -> what importing it runs of the package: each module
+    it imports, anywhere in its source, and the `__init__` of every package above that module (the
+    edge that a circle through a package's `__init__` hides behind)."""
+    graph = {}
+    for name, (source, is_package) in sources.items():
+        found = imports_in(source, name, is_package, sources)
+        for target, line in list(found.items()):
+            for package in parents(target):
+                if package in sources and package != name and not within(name, package):
+                    found.setdefault(package, line)
+        graph[name] = found
+    return graph
 
 
 def find_cycle(graph: dict[str, dict[str, int] | set[str]]) -> list[str] | None:
@@ -66,7 +81,7 @@ def find_cycle(graph: dict[str, dict[str, int] | set[str]]) -> list[str] | None:
         state[name] = 1
         for other in sorted(graph.get(name, ())):
             if state.get(other) == 1:
-                return path[path.index(other):] + [other]
+                return path[path.index(other) :] + [other]
             if other not in state:
                 cycle = visit(other, path + [other])
                 if cycle:
@@ -87,48 +102,97 @@ def within(name: str, prefix: str) -> bool:
     return name == prefix or (prefix != ROOT and name.startswith(prefix + "."))
 
 
+# The layers, bottom first: (name, the modules in it, what it is). A module may import its own
+# layer and any layer below it; nothing above. The README's architecture page is drawn from this
+# table (`architecture_lines`), so the picture and the rule are one.
+LAYERS = (
+    ("core", ("imlbench.core", ROOT), "protocol types, errors, names, seeds, the registry, pipelines as data"),
+    ("views", ("imlbench.views",), "how examples become a learner's input"),
+    ("built-ins", ("imlbench.tasks", "imlbench.learners"), "tasks and learners, registered as plugins are"),
+    ("store", ("imlbench.store",), "RunRecord: checked, written, read; provenance; claims"),
+    ("scoring", ("imlbench.scoring",), "per-run scores recomputed from records; verdicts; trends"),
+    ("harness", ("imlbench.harness",), "one run in one process: stages, evaluation, the learner's process"),
+    ("outputs", ("imlbench.outputs",), "leaderboard tables, figures, report"),
+    ("diagnostics", ("imlbench.diagnostics",), "built-in diagnostics: extend the harness, draw with outputs"),
+    ("execution", ("imlbench.execution",), "engines: workers, dask, slurm; planning the order of runs"),
+    ("api", ("imlbench.api", "imlbench.testing", "imlbench.protocol"), "the Python API, the plugin checker"),
+    ("tools", ("imlbench.search", "imlbench.search_results", "imlbench.sweep"), "elicitation search, sweeps"),
+    ("cli", ("imlbench.cli", "imlbench.__main__"), "the command line"),
+)
+# Same-floor pairs that must not import each other either way, each with its reason.
+APART = (
+    (("imlbench.outputs",), ("imlbench.harness",), "outputs read records; they never run anything"),
+    (("imlbench.tasks",), ("imlbench.learners",), "a task never knows a learner, nor a learner a task"),
+    (("imlbench.learners",), ("imlbench.tasks",), "a task never knows a learner, nor a learner a task"),
+)
+
+
+def layer_of(name: str) -> int | None:
+    for level, (_, prefixes, _) in enumerate(LAYERS):
+        if any(within(name, p) for p in prefixes):
+            return level
+    return None
+
+
 @dataclass(frozen=True)
 class Rule:
-    """Modules inside any of `importers` import nothing inside `forbidden` and, where `only` is
-    given, nothing of the package outside `only`."""
+    """Modules inside any of `importers` import nothing inside `forbidden`."""
 
     why: str
     importers: tuple[str, ...]
     forbidden: tuple[str, ...] = ()
-    only: tuple[str, ...] | None = None
 
     def breaks(self, importer: str, target: str) -> bool:
-        if not any(within(importer, p) for p in self.importers):
-            return False
-        if any(within(target, p) for p in self.forbidden):
-            return True
-        return self.only is not None and not any(within(target, p) for p in self.only)
+        return any(within(importer, p) for p in self.importers) and any(within(target, p) for p in self.forbidden)
 
 
-ABOVE_VIEWS = ("imlbench.harness", "imlbench.diagnostics", "imlbench.execution", "imlbench.store", "imlbench.scoring", "imlbench.outputs",
-               "imlbench.api", "imlbench.cli", "imlbench.sweep", ROOT)
-RULES = (
-    Rule("core is the bottom layer", ("imlbench.core",), only=("imlbench.core",)),
-    Rule("protocol.py is at the bottom of core: plugins import it", ("imlbench.core.protocol",), only=()),
-    Rule("views, tasks and learners sit below the harness and everything above it",
-         ("imlbench.views", "imlbench.tasks", "imlbench.learners"), forbidden=ABOVE_VIEWS),
-    Rule("the harness runs one run in one process, below execution, outputs and the api",
-         ("imlbench.harness",), forbidden=("imlbench.execution", "imlbench.outputs", "imlbench.api", "imlbench.cli",
-                                           "imlbench.sweep", ROOT)),
-    Rule("the harness finds built-in learners and diagnostics through entry points, as it finds plugins",
-         ("imlbench.harness",), forbidden=("imlbench.learners", "imlbench.diagnostics")),
-    Rule("the built-in diagnostics extend the harness and draw with outputs; they never run anything",
-         ("imlbench.diagnostics",), forbidden=("imlbench.execution", "imlbench.api", "imlbench.cli", "imlbench.sweep",
-                                               ROOT)),
-    Rule("records, scoring and outputs read results; they never run anything",
-         ("imlbench.store", "imlbench.scoring", "imlbench.outputs"), forbidden=("imlbench.execution",)),
-)
+def layer_rules() -> tuple[Rule, ...]:
+    """One rule per layer (nothing above it) plus the apart pairs: every layer pair has a direction."""
+    rules = []
+    for level, (name, prefixes, _) in enumerate(LAYERS):
+        above = tuple(p for _, ps, _ in LAYERS[level + 1 :] for p in ps)
+        if above:
+            rules.append(Rule(f"{name} sits below {', '.join(n for n, _, _ in LAYERS[level + 1 :])}", prefixes, above))
+    rules += [Rule(why, importers, forbidden) for importers, forbidden, why in APART]
+    rules.append(
+        Rule(
+            "the harness finds built-in learners and tasks through the registry, as it finds plugins",
+            ("imlbench.harness", "imlbench.execution"),
+            ("imlbench.learners", "imlbench.tasks"),
+        )
+    )
+    allowed = {"imlbench.core.protocol", "imlbench.core.viewdata", *parents("imlbench.core.protocol")}
+    rules.append(
+        Rule(
+            "protocol.py is the bottom of core (with the view data it re-exports): plugins import it",
+            ("imlbench.core.protocol", "imlbench.core.viewdata"),
+            tuple(m for m in MODULES if m not in allowed),
+        )
+    )
+    return tuple(rules)
+
+
+RULES = layer_rules()
+GRAPH = graph_of({name: (path.read_text(), path.name == "__init__.py") for name, path in MODULES.items()})
+
+
+def architecture_lines() -> list[str]:
+    """The layer picture of docs/architecture.md, top layer first, from LAYERS."""
+    lines = []
+    for name, prefixes, what in reversed(LAYERS):
+        modules = ", ".join(p.removeprefix("imlbench.") if p != ROOT else "imlbench/__init__" for p in prefixes)
+        lines.append(f"{name:<12} {modules:<46} {what}")
+    return lines
 
 
 def violations(graph: dict[str, dict[str, int]], rules=RULES) -> list[str]:
-    return [f"{importer} imports {target} (line {line}): {rule.why}"
-            for importer, targets in sorted(graph.items()) for target, line in sorted(targets.items())
-            for rule in rules if rule.breaks(importer, target)]
+    return [
+        f"{importer} imports {target} (line {line}): {rule.why}"
+        for importer, targets in sorted(graph.items())
+        for target, line in sorted(targets.items())
+        for rule in rules
+        if rule.breaks(importer, target)
+    ]
 
 
 # --- the package --------------------------------------------------------------------------------
@@ -154,14 +218,16 @@ def test_no_module_is_too_long_to_hold_in_mind(name):
 
 
 def test_the_import_walk_sees_function_level_and_relative_imports():
-    source = ("import os\n"
-              "from . import b\n"
-              "from .c import thing\n"
-              "from ..d import e\n"
-              "def f():\n"
-              "    import p.q.r\n"
-              "    if True:\n"
-              "        from p.q import s\n")
+    source = (
+        "import os\n"
+        "from . import b\n"
+        "from .c import thing\n"
+        "from ..d import e\n"
+        "def f():\n"
+        "    import p.q.r\n"
+        "    if True:\n"
+        "        from p.q import s\n"
+    )
     known = {"p.q.a", "p.q.b", "p.q.c", "p.d", "p.d.e", "p.q.r", "p.q", "p.q.s"}
     found = imports_in(source, "p.q.a", False, known)
     assert set(found) == {"p.q.b", "p.q.c", "p.d.e", "p.q.r", "p.q.s"} and found["p.q.r"] == 6
@@ -170,11 +236,11 @@ def test_the_import_walk_sees_function_level_and_relative_imports():
 
 
 def test_the_import_walk_sees_a_function_level_import_of_the_package():
-    """tagged_digits imports the registry inside a function only, and the walk still finds it."""
-    source = MODULES["imlbench.tasks.tagged_digits"].read_text()
+    """controls imports the spec resolver inside a function only, and the walk still finds it."""
+    source = MODULES["imlbench.learners.controls"].read_text()
     top_level = {n.module for n in ast.parse(source).body if isinstance(n, ast.ImportFrom)}
-    assert "imlbench.core.registry" not in top_level
-    assert "imlbench.core.registry" in GRAPH["imlbench.tasks.tagged_digits"]
+    assert "imlbench.core.specs" not in top_level
+    assert "imlbench.core.specs" in GRAPH["imlbench.learners.controls"]
 
 
 def test_a_cycle_is_found():
@@ -187,19 +253,72 @@ def test_a_layer_violation_is_found():
     graph = {
         "imlbench.core.seeds": {"imlbench.views.base": 3},  # core above its layer
         "imlbench.core.registry": {"imlbench.core.errors": 1},  # fine
-        "imlbench.store.results": {"imlbench.execution.engines": 40},  # a function-level import counts alike
+        "imlbench.store.records": {"imlbench.scoring.runs": 40},  # a function-level import counts alike
+        "imlbench.outputs.report": {"imlbench.harness.diagnostics": 7},  # same floor, kept apart
         "imlbench.harness.runner": {"imlbench.learners.forest": 9, "imlbench.store.records": 2},
-        "imlbench.learners.mlp": {ROOT: 5},  # the root runs the api
-        "imlbench.api": {"imlbench.execution.engines": 1, "imlbench.learners.forest": 1},  # the top may
+        "imlbench.api": {"imlbench.execution.engines": 1, "imlbench.store.records": 1},  # the top may
     }
-    assert violations(graph) == [
-        "imlbench.core.seeds imports imlbench.views.base (line 3): core is the bottom layer",
-        "imlbench.harness.runner imports imlbench.learners.forest (line 9): the harness finds built-in learners and diagnostics "
-        "through entry points, as it finds plugins",
-        "imlbench.learners.mlp imports imlbench (line 5): views, tasks and learners sit below the harness and "
-        "everything above it",
-        "imlbench.store.results imports imlbench.execution.engines (line 40): records, scoring and outputs read "
-        "results; they never run anything",
+    found = violations(graph)
+    assert [f.partition(":")[0] for f in found] == [
+        "imlbench.core.seeds imports imlbench.views.base (line 3)",
+        "imlbench.harness.runner imports imlbench.learners.forest (line 9)",
+        "imlbench.outputs.report imports imlbench.harness.diagnostics (line 7)",
+        "imlbench.store.records imports imlbench.scoring.runs (line 40)",
     ]
+    assert "store sits below scoring" in found[3] and "outputs read records" in found[2]
     assert not within("imlbench.api", ROOT) and within("imlbench.core.seeds", "imlbench.core")
     assert not within("imlbench.coredump", "imlbench.core")
+
+
+def test_a_function_level_import_that_closes_a_circle_through_a_package_init_is_found():
+    """store.records imports scoring.runs inside a function; scoring's `__init__` imports verdicts,
+    which imports store.records: no two modules import each other, yet importing one runs the other."""
+    sources = {
+        "imlbench.store": ("", True),
+        "imlbench.store.records": ("def recompute():\n    from imlbench.scoring.runs import run_scores\n", False),
+        "imlbench.scoring": ("from imlbench.scoring.verdicts import summarize\n", True),
+        "imlbench.scoring.runs": ("import math\n", False),
+        "imlbench.scoring.verdicts": ("from imlbench.store.records import Record\n", False),
+    }
+    graph = graph_of(sources)
+    assert "imlbench.scoring" in graph["imlbench.store.records"]  # the package `__init__` runs first
+    assert find_cycle(graph) == [
+        "imlbench.scoring",
+        "imlbench.scoring.verdicts",
+        "imlbench.store.records",
+        "imlbench.scoring",
+    ]
+    sources["imlbench.store.records"] = ("import math\n", False)
+    assert find_cycle(graph_of(sources)) is None
+
+
+def test_every_module_is_in_a_layer():
+    assert [name for name in MODULES if layer_of(name) is None] == []
+
+
+def test_importing_the_protocol_loads_no_harness_scoring_or_heavy_library():
+    """A plugin's `import imlbench.protocol` stays cheap: the package `__init__` is lazy."""
+    code = (
+        "import sys, imlbench.protocol; print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('imlbench', 'scipy', 'tqdm', 'pandas', 'torch', 'sklearn'))))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert loaded == [
+        "imlbench",
+        "imlbench.core",
+        "imlbench.core.protocol",
+        "imlbench.core.viewdata",
+        "imlbench.protocol",
+    ]
+
+
+def test_the_architecture_page_draws_the_layers_of_this_table():
+    page = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    assert "\n".join(architecture_lines()) in page, "regenerate with: python tests/test_layout.py"
+
+
+if __name__ == "__main__":  # redraw the layer picture of docs/architecture.md from LAYERS
+    page = PACKAGE.parent / "docs" / "architecture.md"
+    head, _, rest = page.read_text().partition("```\n")
+    _, _, tail = rest.partition("```\n")
+    page.write_text(head + "```\n" + "\n".join(architecture_lines()) + "\n```\n" + tail)

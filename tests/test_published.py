@@ -14,8 +14,9 @@ import pytest
 from scipy import stats
 
 import imlbench
-from imlbench.store.records import load_records
-from imlbench.outputs.report import _md_table, leaderboard_rows, report
+from imlbench.outputs.console import _md_table, leaderboard_rows
+from imlbench.outputs.report import report
+from imlbench.scoring.runs import load_scored
 from imlbench.scoring.verdicts import summarize
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +40,7 @@ def test_readme_tables_are_the_committed_leaderboard():
     """Each README results table is the leaderboard of the committed records for one task, its rows at
     the learners' own settings (configured rows, `learner[key=value]`, are in the search section)."""
     readme = (ROOT / "README.md").read_text()
-    records, problems = load_records(RESULTS)
+    records, problems = load_scored(RESULTS)
     assert not problems
     board = summarize(records)
     for task in ("synthetic-defs", "tagged-digits", "synthetic-defs-text", "synthetic-defs-null", "tagged-digits-null"):
@@ -50,7 +51,9 @@ def test_readme_tables_are_the_committed_leaderboard():
 def _signflip(effects: list[float]) -> float:
     """The exact two-sided sign-flip p, by enumerating every sign pattern (no imlbench or scipy code)."""
     observed = abs(sum(effects))
-    sums = [abs(sum(s * e for s, e in zip(signs, effects))) for signs in itertools.product((1, -1), repeat=len(effects))]
+    sums = [
+        abs(sum(s * e for s, e in zip(signs, effects))) for signs in itertools.product((1, -1), repeat=len(effects))
+    ]
     return sum(t >= observed - 1e-9 for t in sums) / len(sums)
 
 
@@ -64,8 +67,10 @@ def _verdict_from_scipy(effects: list[float], margin: float) -> str:
             return "none"
         return "IML" if e > 0 else "reverse" if abs(e) > margin and len(effects) >= 6 else "inconclusive"
     p_diff = stats.ttest_1samp(effects, 0.0).pvalue
-    p_eq = max(stats.ttest_1samp(effects, -margin, alternative="greater").pvalue,
-               stats.ttest_1samp(effects, margin, alternative="less").pvalue)
+    p_eq = max(
+        stats.ttest_1samp(effects, -margin, alternative="greater").pvalue,
+        stats.ttest_1samp(effects, margin, alternative="less").pvalue,
+    )
     if p_eq < ALPHA:
         return "none"
     if p_diff < ALPHA and _signflip(effects) < ALPHA:
@@ -166,19 +171,26 @@ def test_published_searches_are_what_their_records_give_and_the_readme_quotes_th
     assert {"rf", "mlp", "gbm", "tag-blind-transformer"} <= set(searches)
     board = _rows()
     for s in searches.values():
-        explored, problems = load_records(s["folder"])
+        explored, problems = load_scored(s["folder"])
         assert not problems and explored
-        assert {r.seed for r in explored} == set(s["explore_seeds"]) and not set(s["explore_seeds"]) & set(s["confirm_seeds"])
+        assert {r.seed for r in explored} == set(s["explore_seeds"]) and not set(s["explore_seeds"]) & set(
+            s["confirm_seeds"]
+        )
         rows = {row["learner"]: row for row in summarize(explored).to_dict("records")}
         trials = pd.read_csv(s["folder"] / "trials.csv")
         done = trials[trials["state"] == "COMPLETE"]
         assert len(done) == s["trials"]
         for _, trial in done.iterrows():
-            measured = [trial_value(row)[0] for row in rows.values() if
-                        math.isclose(row["effect_mean"], trial["effect_mean"], abs_tol=1e-3)]
+            measured = [
+                trial_value(row)[0]
+                for row in rows.values()
+                if math.isclose(row["effect_mean"], trial["effect_mean"], abs_tol=1e-3)
+            ]
             assert any(math.isclose(v, trial["value"], abs_tol=1e-3) for v in measured), (s["name"], trial["trial"])
         for c in s["confirmed"]:
-            row = board[(board["learner"] == c["row"]) & (board["task"] == s["task"]) & (board["pipeline"] == s["pipeline"])]
+            row = board[
+                (board["learner"] == c["row"]) & (board["task"] == s["task"]) & (board["pipeline"] == s["pipeline"])
+            ]
             assert len(row) == 1 and row.iloc[0]["seeds"] == ";".join(map(str, s["confirm_seeds"]))
             assert row.iloc[0]["effect_mean"] == pytest.approx(c["effect_mean"], abs=1e-3)
         assert s["verdict"] in readme, f"README does not quote the verdict of search {s['name']}"
@@ -187,19 +199,28 @@ def test_published_searches_are_what_their_records_give_and_the_readme_quotes_th
 
 
 STAGE1_SEARCHES = {  # folder -> the settings its README table shows
-    "attributes-search": {"learner": "learner", "entities": "task.n_entities", "layers": "learner.n_layers",
-                          "d_model": "learner.d_model", "stage-1 epochs": "learner.epochs"},
-    "set-inclusion-search": {"variables": "task.n_variables", "values": "task.n_values",
-                             "training questions": "task.n_train_questions", "layers": "learner.n_layers",
-                             "stage-1 epochs": "learner.epochs"},
+    "attributes-search": {
+        "learner": "learner",
+        "entities": "task.n_entities",
+        "layers": "learner.n_layers",
+        "d_model": "learner.d_model",
+        "stage-1 epochs": "learner.epochs",
+    },
+    "set-inclusion-search": {
+        "variables": "task.n_variables",
+        "values": "task.n_values",
+        "training questions": "task.n_train_questions",
+        "layers": "learner.n_layers",
+        "stage-1 epochs": "learner.epochs",
+    },
 }
 
 
 @pytest.mark.parametrize("folder", sorted(STAGE1_SEARCHES))
 def test_readme_stage1_search_tables_are_what_their_records_give(folder):
-    from imlbench.outputs.report import stage1_search_table
+    from reference import stage1_search_table
 
-    records, problems = load_records(RESULTS / folder)
+    records, problems = load_scored(RESULTS / folder)
     assert records and not problems
     assert stage1_search_table(records, STAGE1_SEARCHES[folder]) in (ROOT / "README.md").read_text()
 
@@ -207,11 +228,12 @@ def test_readme_stage1_search_tables_are_what_their_records_give(folder):
 def test_the_budget_table_in_the_readme_is_what_the_records_give():
     """Every default row's budget reaches past the latest seed's evaluation point (a persistence
     window exists), and the README's table is the records'."""
-    from imlbench.outputs.report import budget_table
+    from reference import budget_table
 
-    records, _ = load_records(RESULTS)
-    table = budget_table(records, ["transformer", "convnet", "mlp", "rf", "gbm", "tag-blind"],
-                         ["synthetic-defs", "tagged-digits"])
+    records, _ = load_scored(RESULTS)
+    table = budget_table(
+        records, ["transformer", "convnet", "mlp", "rf", "gbm", "tag-blind"], ["synthetic-defs", "tagged-digits"]
+    )
     assert table in (ROOT / "README.md").read_text()
     ratios = [float(line.split(" | ")[6]) for line in table.splitlines()[2:]]
     assert len(ratios) == 18 and min(ratios) > 1.2
@@ -232,7 +254,7 @@ def test_the_dose_response_in_the_readme_is_what_the_records_give():
     from imlbench.outputs.report import _ablation_section
     from imlbench.scoring.trends import DOSE, trend
 
-    records, _ = load_records(RESULTS)
+    records, _ = load_scored(RESULTS)
     lines = _ablation_section([r for r in records if r.ok], {}, DOSE)
     readme = (ROOT / "README.md").read_text()
     trends = [line for line in lines if line.startswith("- ")]
@@ -271,12 +293,15 @@ def test_published_diagnostics_meet_their_preconditions_and_carry_their_controls
 
 
 def test_batch_size_runs_took_equal_optimizer_steps():
-    records, _ = load_records(RESULTS)
+    records, _ = load_scored(RESULTS)
     steps = {}
     for r in records:
         if "steps_per_epoch" in r.learner["params"] and r.task_name == "synthetic-defs":
             steps.setdefault(r.learner_name.split("[")[0], set()).add(
-                (r.learner["params"]["batch_size"], r.raw["learner_info"]["optimizer_steps"]["stage1"]))
-    assert {name: {s for _, s in pairs} for name, pairs in steps.items()} == {"transformer": {1560},
-                                                                              "mlp-elicited": {1274}}
+                (r.learner["params"]["batch_size"], r.raw["learner_info"]["optimizer_steps"]["stage1"])
+            )
+    assert {name: {s for _, s in pairs} for name, pairs in steps.items()} == {
+        "transformer": {1560},
+        "mlp-elicited": {1274},
+    }
     assert all(len(pairs) == 3 for pairs in steps.values())

@@ -13,12 +13,12 @@ import pandas as pd
 import pytest
 
 import imlbench
-from imlbench.learners.transformer import Transformer
-from imlbench.core.registry import ImlbenchError, resolve
 from imlbench.cli import main
+from imlbench.core.specs import ImlbenchError, resolve
+from imlbench.learners.transformer import Transformer
 from imlbench.outputs.figures import plot
 from imlbench.outputs.report import report
-from imlbench.store.results import load_results
+from imlbench.scoring.runs import load_results
 from imlbench.sweep import parse_grid, split_values, sweep
 from imlbench.tasks.synthetic_defs import SyntheticDefs
 from imlbench.views.base import encode
@@ -45,14 +45,21 @@ def _cli(argv: list[str]) -> int:
 
 
 def test_parse_grid_reads_toml_values_and_keeps_lists_and_strings_whole():
-    grid = parse_grid(["tag_reliability=0.5,0.7,1.0", "stage2_batch_size=16, 64,256",
-                       "fractions=[1, 2],[3, 4]", 'label="a,b",c', "flag=true,false"])
+    grid = parse_grid(
+        [
+            "tag_reliability=0.5,0.7,1.0",
+            "stage2_batch_size=16, 64,256",
+            "fractions=[1, 2],[3, 4]",
+            'label="a,b",c',
+            "flag=true,false",
+        ]
+    )
     assert grid["tag_reliability"] == [0.5, 0.7, 1.0] and isinstance(grid["tag_reliability"][2], float)
     assert grid["stage2_batch_size"] == [16, 64, 256] and all(type(v) is int for v in grid["stage2_batch_size"])
     assert grid["fractions"] == [[1, 2], [3, 4]]
     assert grid["label"] == ["a,b", "c"]
     assert grid["flag"] == [True, False]
-    assert split_values('{a = 1, b = 2},x') == ["{a = 1, b = 2}", "x"]
+    assert split_values("{a = 1, b = 2},x") == ["{a = 1, b = 2}", "x"]
 
 
 @pytest.mark.parametrize("items", [[], ["novalue"], ["=1,2"], ["a=1,,2"], ["a=1", "a=2"], ["a=[1,2"], ['a="x']])
@@ -113,9 +120,29 @@ def test_report_builds_markdown_with_verdicts_table_figures_and_versions(results
 
 
 def test_cli_sweep_plot_report(results, tmp_path, capsys):
-    assert _cli(["sweep", "--learner", "rf", "--task", "synthetic-defs", "--param", "n_entities=100",
-                 "--param", "n_estimators=5,10", "--param", "stage2_estimators=10", "--seeds", "2",
-                 "--out", str(results), "-q"]) == 0
+    assert (
+        _cli(
+            [
+                "sweep",
+                "--learner",
+                "rf",
+                "--task",
+                "synthetic-defs",
+                "--param",
+                "n_entities=100",
+                "--param",
+                "n_estimators=5,10",
+                "--param",
+                "stage2_estimators=10",
+                "--seeds",
+                "2",
+                "--out",
+                str(results),
+                "-q",
+            ]
+        )
+        == 0
+    )
     assert "n_estimators" in capsys.readouterr().out
     assert _cli(["plot", str(results), "--out", str(tmp_path / "f"), "--formats", "png"]) == 0
     assert (tmp_path / "f" / "leaderboard.png").is_file() and not list((tmp_path / "f").glob("*.svg"))
@@ -125,7 +152,7 @@ def test_cli_sweep_plot_report(results, tmp_path, capsys):
 
 def test_empty_or_missing_directory_fails_loudly(tmp_path):
     for target in (tmp_path / "missing", tmp_path):
-        for call in (lambda: plot(target, tmp_path / "f"), lambda: report(target, tmp_path / "r.md")):
+        for call in (lambda t=target: plot(t, tmp_path / "f"), lambda t=target: report(t, tmp_path / "r.md")):
             with pytest.raises(ImlbenchError) as info:
                 call()
             assert "\n" not in str(info.value)
@@ -147,8 +174,11 @@ def test_corrupt_record_fails_loudly(results, tmp_path, corruption):
         record = json.loads(victim.read_text())
         del record["curve"]
         victim.write_text(json.dumps(record))
-    for call in (lambda: load_results(copy), lambda: plot(copy, tmp_path / "f"),
-                 lambda: report(copy, tmp_path / "r.md")):
+    for call in (
+        lambda: load_results(copy),
+        lambda: plot(copy, tmp_path / "f"),
+        lambda: report(copy, tmp_path / "r.md"),
+    ):
         with pytest.raises(ImlbenchError) as info:
             call()
         assert "\n" not in str(info.value) and victim.name in str(info.value)
@@ -186,8 +216,9 @@ def test_steps_per_epoch_makes_step_count_independent_of_batch_size(tokens, afte
     n = len(stage2.tokens)
     free = {b: _stage2_steps(after_stage1, stage2, stage2_batch_size=b) for b in (4, 16)}
     assert free == {b: 2 * -(-n // b) for b in (4, 16)}  # off: one pass per epoch, steps depend on the batch
-    controlled = {b: _stage2_steps(after_stage1, stage2, stage2_batch_size=b, stage2_steps_per_epoch=5)
-                  for b in (4, 2 * n)}
+    controlled = {
+        b: _stage2_steps(after_stage1, stage2, stage2_batch_size=b, stage2_steps_per_epoch=5) for b in (4, 2 * n)
+    }
     assert set(controlled.values()) == {10}  # 5 steps x 2 epochs, whatever the batch size
 
 

@@ -15,13 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 import pytest
+from conftest import TESTS
 
 import imlbench
-from conftest import TESTS
 from imlbench.cli import main
+from imlbench.core.specs import ImlbenchError, resolve
 from imlbench.execution.engines import limit_for, open_executor
 from imlbench.store.records import iter_record_files, read_record, record_path
-from imlbench.core.registry import ImlbenchError, resolve
 
 SMALL = ["--param", "n_entities=100", "--seeds", "1"]
 RF = "rf"
@@ -62,8 +62,9 @@ def check_timed_out(out, limit=5):
 
 @pytest.mark.parametrize("jobs", ["1", pytest.param("2", marks=pytest.mark.slow)])
 def test_timeout_stops_hanging_runs_and_the_others_go_on(out, tmp_path, capsys, jobs):
-    code = cli(out, "--learner", "testplugins:NeverYields,testplugins:YieldsForever,rf", "--timeout", "5",
-               "--jobs", jobs)
+    code = cli(
+        out, "--learner", "testplugins:NeverYields,testplugins:YieldsForever,rf", "--timeout", "5", "--jobs", jobs
+    )
     assert code == 1
     err = capsys.readouterr().err
     assert err.count("timed out after 5 s") == 2
@@ -73,8 +74,15 @@ def test_timeout_stops_hanging_runs_and_the_others_go_on(out, tmp_path, capsys, 
 
 @pytest.mark.slow  # minutes of waiting on processes and clocks: the default suite stays under ~10 min
 def test_timeout_on_a_dask_local_cluster(out):
-    summary = imlbench.run(learner="testplugins:NeverYields,testplugins:YieldsForever,rf", seeds=1,
-                           params={"n_entities": 100}, out=out, executor="dask", jobs=2, timeout=5)
+    summary = imlbench.run(
+        learner="testplugins:NeverYields,testplugins:YieldsForever,rf",
+        seeds=1,
+        params={"n_entities": 100},
+        out=out,
+        executor="dask",
+        jobs=2,
+        timeout=5,
+    )
     assert len(summary.attrs["problems"]) == 2
     check_timed_out(out)
 
@@ -92,8 +100,14 @@ def test_a_learner_spec_sets_a_default_timeout_that_timeout_overrides(out, tmp_p
 @pytest.mark.slow  # minutes of waiting on processes and clocks: the default suite stays under ~10 min
 def test_timeout_through_submitit(out, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(TESTS))  # submitit's job process imports testplugins
-    summary = imlbench.run(learner="testplugins:NeverYields", seeds=1, params={"n_entities": 100}, out=out,
-                           executor="submitit-local", timeout=3)
+    summary = imlbench.run(
+        learner="testplugins:NeverYields",
+        seeds=1,
+        params={"n_entities": 100},
+        out=out,
+        executor="submitit-local",
+        timeout=3,
+    )
     assert summary.attrs["records"][0]["error"] == "timed out after 3 s at stage stage1, checkpoint 0"
 
 
@@ -183,19 +197,27 @@ def write(path, text):
 
 def bad_learner(tmp_path, target, **params):
     """A learner spec named "bad" for a testplugins class, so its parameters do not reach rf."""
-    lines = [f'name = "bad"', f'learner = "testplugins:{target}"', "[params]"]
+    lines = ['name = "bad"', f'learner = "testplugins:{target}"', "[params]"]
     lines += [f"{k} = {json.dumps(v)}" for k, v in params.items()]
     return write(tmp_path / "bad.toml", "\n".join(lines) + "\n")
 
 
-@pytest.mark.parametrize("body, message", [
-    ('learner = "majority"\ncolour = "blue"\n',
-     "unknown key 'colour' in learner spec {}; valid: name, version, description, learner, params, timeout"),
-    ('learner = "rf"\n[parameters]\nn_estimators = 3\n', "unknown key 'parameters'"),
-    ('learner = "rf"\nversion = "abc"\n', "bad 'version' in learner spec {}: expected a positive integer, got 'abc'"),
-    ('learner = "rf"\nparams = 5\n', "bad 'params' in learner spec {}: expected a table ([params]), got 5"),
-    ('learner = "rf"\n[params]\nn_estimator = 3\n', "unknown parameter 'n_estimator'"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (
+            'learner = "majority"\ncolour = "blue"\n',
+            "unknown key 'colour' in learner spec {}; valid: name, version, description, learner, params, timeout",
+        ),
+        ('learner = "rf"\n[parameters]\nn_estimators = 3\n', "unknown key 'parameters'"),
+        (
+            'learner = "rf"\nversion = "abc"\n',
+            "bad 'version' in learner spec {}: expected a positive integer, got 'abc'",
+        ),
+        ('learner = "rf"\nparams = 5\n', "bad 'params' in learner spec {}: expected a table ([params]), got 5"),
+        ('learner = "rf"\n[params]\nn_estimator = 3\n', "unknown parameter 'n_estimator'"),
+    ],
+)
 def test_learner_spec_keys_are_checked(tmp_path, out, capsys, body, message):
     spec = write(tmp_path / "mine.toml", body)
     one_line_error(capsys, cli(out, "--learner", spec), message.format(spec), out)
@@ -205,24 +227,29 @@ def test_unknown_keys_suggest_the_valid_one(tmp_path, out, capsys):
     spec = write(tmp_path / "mine.toml", 'learner = "rf"\n[parameters]\nn_estimators = 3\n')
     one_line_error(capsys, cli(out, "--learner", spec), "did you mean params?", out)
     task = write(tmp_path / "task.toml", 'task = "synthetic-defs"\nn_entities = 100\n')
-    one_line_error(capsys, cli(out, "--task", task),
-                   f"unknown key 'n_entities' in task spec {task}; valid: name, version, description, task, params")
+    one_line_error(
+        capsys,
+        cli(out, "--task", task),
+        f"unknown key 'n_entities' in task spec {task}; valid: name, version, description, task, params",
+    )
     suite = write(tmp_path / "suite.toml", 'tasks = ["synthetic-defs"]\nlerners = ["rf"]\n')
-    one_line_error(capsys, main(["run", "--suite", suite, "--out", str(out)]),
-                   "unknown key 'lerners' in suite")
+    one_line_error(capsys, main(["run", "--suite", suite, "--out", str(out)]), "unknown key 'lerners' in suite")
     assert "did you mean learners?" in str(pytest.raises(ImlbenchError, imlbench.api.plan_suite, suite).value)
     bad = write(tmp_path / "bad.toml", 'tasks = ["synthetic-defs"]\nlearners = ["rf"]\nparams = 5\n')
     one_line_error(capsys, main(["run", "--suite", bad, "--out", str(out)]), "bad 'params' in suite")
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--learner", "rfx"], "did you mean rf?"),
-    (["--task", "synthetic-def"], "did you mean synthetic-defs?"),
-    (["--learner", ""], "empty learner ''"),
-    (["--task", ""], "empty task ''"),
-    (["--learner", "rf", "--seeds", "0,0,1"], "seed 0 listed more than once"),
-    (["--executor", "dusk"], "did you mean dask?"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--learner", "rfx"], "did you mean rf?"),
+        (["--task", "synthetic-def"], "did you mean synthetic-defs?"),
+        (["--learner", ""], "empty learner ''"),
+        (["--task", ""], "empty task ''"),
+        (["--learner", "rf", "--seeds", "0,0,1"], "seed 0 listed more than once"),
+        (["--executor", "dusk"], "did you mean dask?"),
+    ],
+)
 def test_names_and_seeds_are_checked(out, capsys, argv, message):
     code = main(["run", *argv, "--param", "n_entities=100", "--out", str(out), "-q"])
     one_line_error(capsys, code, message, out)
@@ -251,8 +278,9 @@ def test_a_process_exit_in_fit_costs_only_that_run(out, tmp_path):
     ok = [r for r in records if r["status"] == "ok"]
     died = [r for r in records if r["status"] == "error"]
     assert len(ok) == 2 and {r["learner"]["name"] for r in ok} == {RF}
-    assert len(died) == 2 and all(r["error"] == "the worker process died (exit status 1) at stage stage1, "
-                                                 "checkpoint 0" for r in died)
+    assert len(died) == 2 and all(
+        r["error"] == "the worker process died (exit status 1) at stage stage1, checkpoint 0" for r in died
+    )
     only_inside(tmp_path, out)
 
 
@@ -282,12 +310,33 @@ def test_a_real_ctrl_c_still_stops_an_in_process_grid(out):
 
 
 def start_driver(out, *argv):
-    command = [sys.executable, "-m", "imlbench", "run", "--learner", "testplugins:NeverYields", "--seeds", "2",
-               "--param", "n_entities=100", "--jobs", "2", "--out", str(out), "-q", *argv]
+    command = [
+        sys.executable,
+        "-m",
+        "imlbench",
+        "run",
+        "--learner",
+        "testplugins:NeverYields",
+        "--seeds",
+        "2",
+        "--param",
+        "n_entities=100",
+        "--jobs",
+        "2",
+        "--out",
+        str(out),
+        "-q",
+        *argv,
+    ]
     # the driver gets SIGINT's default disposition even where this test runs as a background job (which
     # starts with SIGINT ignored, passed on to children), so that a Ctrl-C reaches it
-    driver = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(TESTS)}, stderr=subprocess.PIPE, text=True,
-                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    driver = subprocess.Popen(
+        command,
+        env={**os.environ, "PYTHONPATH": str(TESTS)},
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and len(psutil.Process(driver.pid).children()) < 2:
         time.sleep(0.2)
@@ -326,10 +375,16 @@ def test_ctrl_c_of_a_parallel_driver_stops_its_workers_and_records_nothing(out):
     assert wait_gone(workers) and iter_record_files(out) == []
 
 
-@pytest.mark.parametrize("answer, message", [
-    ("nan", "NaN or infinite values"), ("fraction", "non-integer values"), ("negative", "negative ids"),
-    ("outside", "ids outside the vocabulary"), ("text", "values of dtype <U4"),
-])
+@pytest.mark.parametrize(
+    "answer, message",
+    [
+        ("nan", "NaN or infinite values"),
+        ("fraction", "non-integer values"),
+        ("negative", "negative ids"),
+        ("outside", "ids outside the vocabulary"),
+        ("text", "values of dtype <U4"),
+    ],
+)
 def test_invalid_predictions_are_an_error_not_zero_accuracy(out, tmp_path, answer, message):
     assert cli(out, "--learner", bad_learner(tmp_path, "BadPredictions", answer=answer) + ",rf") == 1
     records = by_learner(out)
@@ -352,7 +407,9 @@ def test_invalid_predictions_are_caught_in_workers_too(out):
 @pytest.mark.parametrize("name", ["..", ".", "../../x", "/etc/passwd"])
 def test_spec_names_never_leave_out(tmp_path, capsys, name):
     out = tmp_path / "a" / "b" / "results"
-    task = write(tmp_path / "task.toml", f'name = {json.dumps(name)}\ntask = "synthetic-defs"\n[params]\nn_entities = 100\n')
+    task = write(
+        tmp_path / "task.toml", f'name = {json.dumps(name)}\ntask = "synthetic-defs"\n[params]\nn_entities = 100\n'
+    )
     learner = write(tmp_path / "learner.toml", f'name = {json.dumps(name)}\nlearner = "majority"\n')
     assert main(["run", "--learner", learner, "--task", task, "--seeds", "1", "--out", str(out), "-q"]) == 0
     files = [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix == ".json"]
@@ -380,8 +437,10 @@ def test_a_record_without_scores_is_one_line_and_the_others_load(out, capsys):
     capsys.readouterr()
     assert main(["leaderboard", str(out)]) == 1
     err = capsys.readouterr().err.strip()
-    assert err == f"imlbench: error: unreadable record file {files[0]}: missing or malformed scores; " \
-                  f"delete it or rerun with --force"
+    assert (
+        err == f"imlbench: error: unreadable record file {files[0]}: missing or malformed scores; "
+        f"delete it or rerun with --force"
+    )
     board = imlbench.leaderboard(out)
     assert board["n_seeds"].tolist() == [2] and len(board.attrs["problems"]) == 1
     assert cli(out, "--learner", "majority", "--seeds", "3") == 1  # the rerun reports it too, then runs on
@@ -416,8 +475,12 @@ def test_accelerator_is_recorded_when_cuda_was_used(monkeypatch):
     from types import SimpleNamespace
 
     names = ["NVIDIA A100", "NVIDIA H200"]
-    cuda = SimpleNamespace(is_initialized=lambda: True, current_device=lambda: 1, device_count=lambda: len(names),
-                           get_device_name=lambda index: names[index])
+    cuda = SimpleNamespace(
+        is_initialized=lambda: True,
+        current_device=lambda: 1,
+        device_count=lambda: len(names),
+        get_device_name=lambda index: names[index],
+    )
     monkeypatch.setitem(sys.modules, "torch", SimpleNamespace(cuda=cuda, version=SimpleNamespace(cuda="12.4")))
     # the device the run used is the current one (here device 1, not device 0), among all it could see
     assert imlbench.store.records.environment()["accelerator"] == {"name": "NVIDIA H200", "cuda": "12.4", "count": 2}
@@ -439,11 +502,23 @@ def test_concurrent_leaderboard_rebuilds_never_collide(tmp_path):
 
     from imlbench.scoring.verdicts import write_leaderboard
 
-    record = {"key": "k", "task": {"name": "t"}, "learner": {"name": "l"}, "pipeline": "two-stage", "protocol": {},
-              "seed": 0, "status": "ok", "definitions_learned": True, "curve": [],
-              "evaluation_point": {"stage": "stage2", "checkpoint": 1},
-              "accuracy": {"d1consis": 0.9, "d2consis": 0.1}, "accuracy_after_stage1": {},
-              "scores": {"iml_effect": 80.0}, "measurements": {"seconds": {"total": 1.0}}, "versions": {}}
+    record = {
+        "key": "k",
+        "task": {"name": "t"},
+        "learner": {"name": "l"},
+        "pipeline": "two-stage",
+        "protocol": {},
+        "seed": 0,
+        "status": "ok",
+        "definitions_learned": True,
+        "curve": [],
+        "evaluation_point": {"stage": "stage2", "checkpoint": 1},
+        "accuracy": {"d1consis": 0.9, "d2consis": 0.1},
+        "accuracy_after_stage1": {},
+        "scores": {"iml_effect": 80.0},
+        "measurements": {"seconds": {"total": 1.0}},
+        "versions": {},
+    }
     path, errors = tmp_path / "leaderboard.csv", []
 
     def rebuild():

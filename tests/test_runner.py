@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import SMALL_TASK, TESTS
 
 import imlbench
-from conftest import SMALL_TASK, TESTS
 from imlbench.cli import main
+from imlbench.core.specs import ImlbenchError
 from imlbench.store.records import iter_record_files, read_record
-from imlbench.core.registry import ImlbenchError
 
 FAST_MLP = {"epochs": 3, "stage2_epochs": 3}
 
@@ -31,15 +31,32 @@ def strip_measurements(record):
 
 
 def test_run_writes_records_and_leaderboard(out):
-    summary = run(out, learner="rf", seeds=2, pipeline="two-stage,one-stage",
-                  params={**SMALL_TASK, "n_estimators": 10, "stage2_estimators": 10})
+    summary = run(
+        out,
+        learner="rf",
+        seeds=2,
+        pipeline="two-stage,one-stage",
+        params={**SMALL_TASK, "n_estimators": 10, "stage2_estimators": 10},
+    )
     assert len(summary) == 2 and set(summary["pipeline"]) == {"two-stage", "one-stage"}
     assert (summary["n_seeds"] == 2).all()
     records = summary.attrs["records"]
     assert len(records) == 4 and all(r["status"] == "ok" for r in records)
     r = records[0]
-    for key in ("accuracy", "curve", "scores", "versions", "definition_accuracy", "definitions_learned",
-                "train_accuracy", "sizes", "measurements", "task", "learner", "key"):
+    for key in (
+        "accuracy",
+        "curve",
+        "scores",
+        "versions",
+        "definition_accuracy",
+        "definitions_learned",
+        "train_accuracy",
+        "sizes",
+        "measurements",
+        "task",
+        "learner",
+        "key",
+    ):
         assert key in r
     assert r["task"]["params"]["n_entities"] == 100 and r["learner"]["params"]["n_estimators"] == 10
     assert r["scores"]["iml_effect"] == pytest.approx(100 * (r["accuracy"]["d1consis"] - r["accuracy"]["d2consis"]))
@@ -76,19 +93,24 @@ def test_rerun_reuses_records_and_resume_computes_only_missing_seeds(out, capsys
     err = capsys.readouterr().err
     assert err.count("cached") == 2
     assert {p: p.stat().st_mtime_ns for p in files if p != files[1]} == {p: mtimes[p] for p in files if p != files[1]}
-    assert [strip_measurements(r) for r in first.attrs["records"]] == [strip_measurements(r) for r in second.attrs["records"]]
+    assert [strip_measurements(r) for r in first.attrs["records"]] == [
+        strip_measurements(r) for r in second.attrs["records"]
+    ]
     forced = run(out, learner="mlp", seeds=1, params=params, force=True, verbose=True)
     assert "cached" not in capsys.readouterr().err and forced.attrs["records"][0]["status"] == "ok"
 
 
 def test_same_seed_same_record_across_processes(tmp_path):
-    script = ("import imlbench, json, sys; s = imlbench.run(learner=sys.argv[1], seeds=[1], out=sys.argv[2], "
-              "params={'n_entities': 100, 'learner.epochs': 3, 'learner.stage2_epochs': 3}); "
-              "print(json.dumps(s.attrs['records'][0]))")
+    script = (
+        "import imlbench, json, sys; s = imlbench.run(learner=sys.argv[1], seeds=[1], out=sys.argv[2], "
+        "params={'n_entities': 100, 'learner.epochs': 3, 'learner.stage2_epochs': 3}); "
+        "print(json.dumps(s.attrs['records'][0]))"
+    )
     records = []
     for i in range(2):
-        done = subprocess.run([sys.executable, "-c", script, "mlp", str(tmp_path / f"r{i}")],
-                              capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            [sys.executable, "-c", script, "mlp", str(tmp_path / f"r{i}")], capture_output=True, text=True, check=True
+        )
         records.append(json.loads(done.stdout))
     assert strip_measurements(records[0]) == strip_measurements(records[1])
     assert records[0]["curve"] and records[0]["status"] == "ok"
@@ -96,19 +118,28 @@ def test_same_seed_same_record_across_processes(tmp_path):
 
 def test_learner_never_receives_test_answers(out, monkeypatch):
     import testplugins
+
     from imlbench.harness.remote import RemoteLearner
 
     # the learner runs in a process of its own: record what crosses to it, at the harness's end
     for method in ("fit", "continue_fit", "predict"):
         original = getattr(RemoteLearner, method)
-        monkeypatch.setattr(RemoteLearner, method, lambda self, data, m=method, f=original:
-                            (testplugins.HANDED.append((m, data)), f(self, data))[1])
+        monkeypatch.setattr(
+            RemoteLearner,
+            method,
+            lambda self, data, m=method, f=original: (testplugins.HANDED.append((m, data)), f(self, data))[1],
+        )
 
     for view in ("table", "tokens"):
         testplugins.HANDED.clear()
-        run(out / view, learner="testplugins:Spy", seeds=1, params={**SMALL_TASK, "view": view},
-            pipeline="two-stage,one-stage")
-        task = imlbench.core.registry.resolve("task", "synthetic-defs", SMALL_TASK).build()
+        run(
+            out / view,
+            learner="testplugins:Spy",
+            seeds=1,
+            params={**SMALL_TASK, "view": view},
+            pipeline="two-stage,one-stage",
+        )
+        task = imlbench.core.specs.resolve("task", "synthetic-defs", SMALL_TASK).build()
         data = task.generate(0)
         answer_key = set(zip(data.test.relation.tolist(), data.test.subject.tolist(), data.test.target.tolist()))
         names = data.vocab.tokens
@@ -123,8 +154,11 @@ def test_learner_never_receives_test_answers(out, monkeypatch):
                 continue
             if view == "table":
                 rel = [r if r != "none" else t for r, t in zip(obj.X["relation"].astype(str), obj.X["tag"].astype(str))]
-                triples = zip((names.index(r) for r in rel), (names.index(s) for s in obj.X["subject"].astype(str)),
-                              obj.y.tolist())
+                triples = zip(
+                    (names.index(r) for r in rel),
+                    (names.index(s) for s in obj.X["subject"].astype(str)),
+                    obj.y.tolist(),
+                )
             else:
                 triples = ((row[0], row[1], row[a]) for row, a in zip(obj.tokens.tolist(), obj.answer_pos.tolist()))
             assert not answer_key & set(triples), f"{call} received a test question with its answer"
@@ -157,9 +191,26 @@ def test_entry_point_plugin_runs_without_changing_imlbench(tmp_path, name):
     site.mkdir()
     write_plugin_distribution(site)
     env = {**os.environ, "PYTHONPATH": str(site)}
-    done = subprocess.run([sys.executable, "-m", "imlbench", "run", "--learner", name, "--seeds", "2",
-                           "--param", "n_entities=100", "--out", str(tmp_path / "r"), "-q"],
-                          capture_output=True, text=True, env=env)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "imlbench",
+            "run",
+            "--learner",
+            name,
+            "--seeds",
+            "2",
+            "--param",
+            "n_entities=100",
+            "--out",
+            str(tmp_path / "r"),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
     row = next(line for line in done.stdout.splitlines() if f" {name} " in f" {line} ")
     # LastDefinition trusts every tag alike: it answers every d1consis and d2consis question from the
@@ -167,8 +218,9 @@ def test_entry_point_plugin_runs_without_changing_imlbench(tmp_path, name):
     # the tests; but it never answers a stage-1 question (qd2x 0), so the stage-1 guard makes the row
     # `inconclusive`: a learner that did not fit stage 1 was never taught which source is reliable
     records = [read_record(p) for p in iter_record_files(tmp_path / "r")]
-    assert [(r["accuracy"]["d1consis"], r["accuracy"]["d2consis"], r["scores"]["iml_effect"]) for r in records] \
-        == [(1.0, 1.0, 0.0)] * 2
+    assert [(r["accuracy"]["d1consis"], r["accuracy"]["d2consis"], r["scores"]["iml_effect"]) for r in records] == [
+        (1.0, 1.0, 0.0)
+    ] * 2
     assert row.split()[0] == "synthetic-defs[n_entities=100]" and "inconclusive" in row.split(), row
     note = pd.read_csv(tmp_path / "r" / "leaderboard.csv")["verdict_note"].iloc[0]
     assert note.startswith("none by the tests, but stage-1 documents not fit in 2 of 2 seeds"), note
@@ -177,19 +229,25 @@ def test_entry_point_plugin_runs_without_changing_imlbench(tmp_path, name):
     assert "nearest" in listed.stdout
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["run", "--learner", "nope"], "unknown learner 'nope'; valid: "),
-    (["run", "--task", "nope"], "unknown task 'nope'; valid: "),
-    (["run", "--param", "n_trees=3"], "unknown parameter 'n_trees'; valid: "),
-    (["run", "--param", "n_estimators=many"], "expected int, got 'many'"),
-    (["run", "--param", "questions=sideways"], "valid: identity, attributes"),
-    (["run", "--pipeline", "four-stage"], "unknown pipeline 'four-stage'; valid: two-stage, one-stage, three-stage"),
-    (["run", "--learner", "testplugins:NoContinue"], "cannot continue training"),
-    (["run", "--learner", "testplugins:FailsToConstruct"], "bad parameter for learner"),
-    (["run", "--learner", "nosuchmodule:Thing"], "failed to load: ModuleNotFoundError"),
-    (["run", "--learner", "testplugins:HANDED"], "not a subclass of imlbench.Learner"),
-    (["leaderboard", "/nonexistent"], "holds no records/ folder"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "--learner", "nope"], "unknown learner 'nope'; valid: "),
+        (["run", "--task", "nope"], "unknown task 'nope'; valid: "),
+        (["run", "--param", "n_trees=3"], "unknown parameter 'n_trees'; valid: "),
+        (["run", "--param", "n_estimators=many"], "expected int, got 'many'"),
+        (["run", "--param", "questions=sideways"], "valid: identity, attributes"),
+        (
+            ["run", "--pipeline", "four-stage"],
+            "unknown pipeline 'four-stage'; valid: one-stage, three-stage, two-stage",
+        ),
+        (["run", "--learner", "testplugins:NoContinue"], "cannot continue training"),
+        (["run", "--learner", "testplugins:FailsToConstruct"], "bad parameter for learner"),
+        (["run", "--learner", "nosuchmodule:Thing"], "failed to load: ModuleNotFoundError"),
+        (["run", "--learner", "testplugins:HANDED"], "not a subclass of imlbench.protocol.Learner"),
+        (["leaderboard", "/nonexistent"], "holds no records/ folder"),
+    ],
+)
 def test_bad_input_gets_a_one_line_error(argv, message, capsys, tmp_path):
     assert main(argv + (["--out", str(tmp_path)] if argv[0] == "run" else [])) == 2
     err = capsys.readouterr().err.strip()
@@ -200,8 +258,20 @@ def test_bad_input_gets_a_one_line_error(argv, message, capsys, tmp_path):
 def test_learner_failing_in_stage2_keeps_other_runs(out, capsys):
     run(out, learner="majority", seeds=2)
     before = {p: p.read_text() for p in iter_record_files(out)}
-    code = main(["run", "--learner", "testplugins:ExplodesInStage2,majority", "--seeds", "2",
-                 "--param", "n_entities=100", "--out", str(out), "-q"])
+    code = main(
+        [
+            "run",
+            "--learner",
+            "testplugins:ExplodesInStage2,majority",
+            "--seeds",
+            "2",
+            "--param",
+            "n_entities=100",
+            "--out",
+            str(out),
+            "-q",
+        ]
+    )
     assert code == 1
     err = capsys.readouterr().err
     assert "RuntimeError: stage 2 is broken on purpose" in err
@@ -222,8 +292,24 @@ def test_corrupt_record_is_reported_and_nothing_else_is_lost(out, capsys):
     assert code == 1 and f"unreadable record file {files[0]}" in err and "--force" in err
     assert all(p.read_text() == text for p, text in intact.items())
     assert main(["leaderboard", str(out)]) == 1
-    assert main(["run", "--learner", "majority", "--seeds", "3", "--param", "n_entities=100", "--out", str(out),
-                 "-q", "--force"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--learner",
+                "majority",
+                "--seeds",
+                "3",
+                "--param",
+                "n_entities=100",
+                "--out",
+                str(out),
+                "-q",
+                "--force",
+            ]
+        )
+        == 0
+    )
     assert read_record(files[0])["status"] == "ok"
 
 
@@ -260,8 +346,12 @@ def test_protocol_v2_runs_the_whole_budget_and_one_stage_waits_for_the_conflict(
     assert {"qd1consis", "qd2incons", "tag1", "tag2", "tag3"} <= set(single["definition_accuracy"])
     assert set(two["definition_accuracy"]) == {"tag1", "tag2", "tag3"}
     for record in (single, two):
-        point = next(e for e in record["curve"] if e["stage"] == record["evaluation_point"]["stage"]
-                     and e["checkpoint"] == record["evaluation_point"]["checkpoint"])
+        point = next(
+            e
+            for e in record["curve"]
+            if e["stage"] == record["evaluation_point"]["stage"]
+            and e["checkpoint"] == record["evaluation_point"]["checkpoint"]
+        )
         assert point["accuracy"] == record["accuracy"]  # the test subsets were evaluated at the point
         assert record["curve"][-1]["accuracy"] == record["accuracy_at_end"]
         if record["definitions_learned"]:
@@ -269,4 +359,6 @@ def test_protocol_v2_runs_the_whole_budget_and_one_stage_waits_for_the_conflict(
         assert record["answer_logprob"] is None or set(record["answer_logprob"]) >= {"d1consis", "d2consis"}
     before = two["accuracy_after_stage1"]["q"] - two["accuracy_after_stage1"]["no_qd_baseline"]
     assert before > 0  # six epochs teach the held-out questions well above the baseline
-    assert two["scores"]["retention"] == pytest.approx((two["accuracy"]["q"] - two["accuracy"]["no_qd_baseline"]) / before)
+    assert two["scores"]["retention"] == pytest.approx(
+        (two["accuracy"]["q"] - two["accuracy"]["no_qd_baseline"]) / before
+    )

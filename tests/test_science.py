@@ -9,8 +9,9 @@ SEEDS = 10  # scoring v3: five seeds can never show an effect (sign-flip floor 2
 
 
 def score(tmp_path, learner, pipeline, params=None):
-    summary = imlbench.run(learner=learner, task="synthetic-defs", seeds=SEEDS, pipeline=pipeline,
-                           params=params or {}, out=tmp_path)
+    summary = imlbench.run(
+        learner=learner, task="synthetic-defs", seeds=SEEDS, pipeline=pipeline, params=params or {}, out=tmp_path
+    )
     assert summary.attrs["problems"] == []
     return summary.iloc[0]
 

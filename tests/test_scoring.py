@@ -2,11 +2,10 @@ import math
 
 import numpy as np
 import pytest
-
-from imlbench.cli import parse_seeds
-from imlbench.core.registry import ImlbenchError
 from scipy import stats
 
+from imlbench.api import parse_seeds
+from imlbench.core.specs import ImlbenchError
 from imlbench.scoring.statistics import p_signflip, verdict
 from imlbench.scoring.verdicts import holm, run_scores, standardized_score, summarize
 
@@ -33,7 +32,7 @@ def test_signflip_is_the_exact_permutation_p():
     sums = [abs(sum(s * v for s, v in zip(signs, x))) for signs in itertools.product((1, -1), repeat=len(x))]
     expected = sum(t >= observed - 1e-9 for t in sums) / len(sums)
     assert p_signflip(x) == pytest.approx(expected)
-    assert p_signflip(np.arange(1.0, 6.0)) == pytest.approx(2 / 2 ** 5)  # the floor at n = 5
+    assert p_signflip(np.arange(1.0, 6.0)) == pytest.approx(2 / 2**5)  # the floor at n = 5
 
 
 def _simulated_verdicts(mean: float, sd: float, rows: int = 4000, n: int = 10) -> dict[str, float]:
@@ -100,13 +99,21 @@ def test_run_scores_in_points():
     point = {"d1consis": 0.9, "d2consis": 0.2, "d3consis": 0.5, "q": 0.6, "no_qd_baseline": 0.01}
     stage1 = {"qd1consis": 1.0, "qd2incons": 0.4, "d1consis": 0.03, "d2consis": 0.01, "q": 0.81, "no_qd_baseline": 0.01}
     end = {"d1consis": 0.7, "d2consis": 0.6}
-    curve = [{"stage": "stage2", "checkpoint": 1, "accuracy": {"d1consis": 0.1, "d2consis": 0.1}},
-             {"stage": "stage2", "checkpoint": 2, "accuracy": point}, {"stage": "stage2", "checkpoint": 3},
-             {"stage": "stage2", "checkpoint": 4, "accuracy": end}]
-    record = {"accuracy": point, "accuracy_after_stage1": stage1, "accuracy_at_end": end, "curve": curve,
-              "evaluation_point": {"stage": "stage2", "checkpoint": 2},
-              "train_accuracy": {"after_stage1": {"q/question": 1.0, "qd2incons/definition": 0.9}},
-              "answer_logprob": {"d1consis": -0.5, "d2consis": -2.0}}
+    curve = [
+        {"stage": "stage2", "checkpoint": 1, "accuracy": {"d1consis": 0.1, "d2consis": 0.1}},
+        {"stage": "stage2", "checkpoint": 2, "accuracy": point},
+        {"stage": "stage2", "checkpoint": 3},
+        {"stage": "stage2", "checkpoint": 4, "accuracy": end},
+    ]
+    record = {
+        "accuracy": point,
+        "accuracy_after_stage1": stage1,
+        "accuracy_at_end": end,
+        "curve": curve,
+        "evaluation_point": {"stage": "stage2", "checkpoint": 2},
+        "train_accuracy": {"after_stage1": {"q/question": 1.0, "qd2incons/definition": 0.9}},
+        "answer_logprob": {"d1consis": -0.5, "d2consis": -2.0},
+    }
     s = run_scores(record)
     assert s["iml_effect"] == pytest.approx(70) and s["stage1_gap"] == pytest.approx(60)
     assert s["neutral_offset"] == pytest.approx(30) and s["effect_before_stage2"] == pytest.approx(2)
@@ -120,10 +127,22 @@ def test_run_scores_in_points():
 def fake_record(seed, d1, d2, q_after_stage1, baseline=0.5, d3=0.5):
     accuracy = {"d1consis": d1, "d2consis": d2, "d3consis": d3, "q": q_after_stage1, "no_qd_baseline": baseline}
     after_stage1 = {**accuracy, "d1consis": 0.0, "d2consis": 0.0}
-    record = {"key": f"k{seed}", "task": {"name": "t"}, "learner": {"name": "l"}, "pipeline": "two-stage",
-              "protocol": {}, "seed": seed, "curve": [], "evaluation_point": {"stage": "stage2", "checkpoint": 1},
-              "status": "ok", "definitions_learned": True, "accuracy": accuracy, "accuracy_after_stage1": after_stage1,
-              "measurements": {"seconds": {"total": 1.0}}, "versions": {}}
+    record = {
+        "key": f"k{seed}",
+        "task": {"name": "t"},
+        "learner": {"name": "l"},
+        "pipeline": "two-stage",
+        "protocol": {},
+        "seed": seed,
+        "curve": [],
+        "evaluation_point": {"stage": "stage2", "checkpoint": 1},
+        "status": "ok",
+        "definitions_learned": True,
+        "accuracy": accuracy,
+        "accuracy_after_stage1": after_stage1,
+        "measurements": {"seconds": {"total": 1.0}},
+        "versions": {},
+    }
     return dict(record, scores=run_scores(record))
 
 
@@ -154,8 +173,19 @@ def test_leaderboard_columns_list_effects_in_seed_order():
     records = [fake_record(s, 0.6 + 0.05 * s, 0.5, 0.9) for s in (3, 0, 1)]
     row = summarize(records).iloc[0]
     assert row["seeds"] == "0;1;3" and [float(e) for e in row["effects"].split(";")] == pytest.approx([10, 15, 25])
-    assert {"p_difference", "p_signflip", "p_equivalence", "p_holm", "mde", "scoring_version", "persistence",
-            "retention", "logprob_effect", "n_floor", "n_stage1_not_fit"} <= set(row.index)
+    assert {
+        "p_difference",
+        "p_signflip",
+        "p_equivalence",
+        "p_holm",
+        "mde",
+        "scoring_version",
+        "persistence",
+        "retention",
+        "logprob_effect",
+        "n_floor",
+        "n_stage1_not_fit",
+    } <= set(row.index)
     assert row["scoring_version"] == 3
 
 
@@ -167,18 +197,29 @@ def test_seed_syntax():
 
 def _at(reliability, seed, d1, task_name="t"):
     record = fake_record(seed, d1, 0.3, 0.9)
-    return dict(record, key=f"k{reliability}-{seed}",
-                task={"name": task_name, "target": "synthetic-defs", "params": {"n": 1, "tag_reliability": reliability}})
+    return dict(
+        record,
+        key=f"k{reliability}-{seed}",
+        task={"name": task_name, "target": "synthetic-defs", "params": {"n": 1, "tag_reliability": reliability}},
+    )
 
 
 def test_dose_response_joins_rows_that_differ_only_in_reliability_and_fits_the_slope():
     from imlbench.scoring.trends import DOSE, slope, trend
 
     # the effect grows by 10 points per +0.1 reliability (from 0 at 0.5), whatever the task's name
-    records = [_at(r, s, 0.3 + (r - 0.5) + 0.01 * (s % 3), name) for r, name in
-               ((0.5, "t-null"), (0.75, "t[tag_reliability=0.75]"), (1.0, "t")) for s in range(6)]
-    other = [dict(_at(0.75, s, 0.9), task={"name": "u", "target": "synthetic-defs", "params": {"n": 2, "tag_reliability": 0.75}})
-             for s in range(6)]  # another n: a series of its own, with one level, so no trend
+    records = [
+        _at(r, s, 0.3 + (r - 0.5) + 0.01 * (s % 3), name)
+        for r, name in ((0.5, "t-null"), (0.75, "t[tag_reliability=0.75]"), (1.0, "t"))
+        for s in range(6)
+    ]
+    other = [
+        dict(
+            _at(0.75, s, 0.9),
+            task={"name": "u", "target": "synthetic-defs", "params": {"n": 2, "tag_reliability": 0.75}},
+        )
+        for s in range(6)
+    ]  # another n: a series of its own, with one level, so no trend
     levels, trends = trend(records + other, DOSE)
     assert len(trends) == 1 and list(levels["level"]) == [0.5, 0.75, 1.0]
     trend = trends.iloc[0]
@@ -197,9 +238,15 @@ def test_learner_ablations_join_rows_by_parameters_and_fit_per_doubling():
     def at(batch, seed, d1, params=None):
         record = _at(1.0, seed, d1)
         name = "net[batch_size=%d,steps_per_epoch=5]" % batch if batch != 128 else "net[steps_per_epoch=5]"
-        return dict(record, key=f"b{batch}-{seed}", learner={
-            "name": name, "target": "mlp", "params": {"batch_size": batch, "steps_per_epoch": 5,
-                                                      "random_state": seed, **(params or {})}})
+        return dict(
+            record,
+            key=f"b{batch}-{seed}",
+            learner={
+                "name": name,
+                "target": "mlp",
+                "params": {"batch_size": batch, "steps_per_epoch": 5, "random_state": seed, **(params or {})},
+            },
+        )
 
     # the effect falls by 10 points per doubling of the batch (from 0.9 at 32)
     records = [at(b, s, 0.9 - 0.1 * k + 0.01 * (s % 3)) for k, b in enumerate((32, 64, 128)) for s in range(6)]

@@ -14,9 +14,10 @@ import pandas as pd
 import pytest
 
 from imlbench.core.errors import ImlbenchError
-from imlbench.core.registry import search_space_of
-from imlbench.search import CENSORED, EXPLORE_SEED_START, distributions, search, search_verdict, trial_value
-from imlbench.store.records import load_records
+from imlbench.core.specs import search_space_of
+from imlbench.scoring.runs import load_scored
+from imlbench.search import CENSORED, EXPLORE_SEED_START, distributions, search, trial_value
+from imlbench.search_results import search_verdict
 
 TESTS = Path(__file__).resolve().parent
 # rf on a small synthetic-defs with few, shallow-ish trees: a run takes about a second and d1/d2 are
@@ -44,41 +45,62 @@ def test_every_builtin_learner_declares_a_space_optuna_accepts():
         space = distributions(search_space_of(name), name)
         assert len(space) >= 4, name
     # the control searches its base learner's space, through its base_params
-    assert set(distributions(search_space_of("tag-blind-transformer"), "x")) == \
-        set(distributions(search_space_of("transformer"), "x"))
+    assert set(distributions(search_space_of("tag-blind-transformer"), "x")) == set(
+        distributions(search_space_of("transformer"), "x")
+    )
 
 
 def test_a_spec_search_table_replaces_the_class_space(small_rf):
     space = distributions(search_space_of(small_rf), "small-rf")
     assert set(space) == {"n_estimators", "min_samples_leaf"}
     assert space["min_samples_leaf"].low == 1 and type(space["min_samples_leaf"]).__name__ == "IntDistribution"
-    assert type(distributions({"lr": {"low": 1e-4, "high": 1e-2, "log": True}}, "x")["lr"]).__name__ == "FloatDistribution"
+    assert (
+        type(distributions({"lr": {"low": 1e-4, "high": 1e-2, "log": True}}, "x")["lr"]).__name__ == "FloatDistribution"
+    )
 
 
-@pytest.mark.parametrize("space, message", [
-    ({}, "declares no search space"),
-    ({"lr": {"low": 1e-3}}, "bad search space entry 'lr'"),
-    ({"lr": {"low": 1e-3, "high": 1e-2, "step": 2}}, "bad search space entry 'lr'"),
-    ({"lr": {"low": 0.0, "high": 1.0, "log": True}}, "bad search space entry 'lr'"),
-    ({"k": {"choices": []}}, "bad search space entry 'k'"),
-])
+@pytest.mark.parametrize(
+    "space, message",
+    [
+        ({}, "declares no search space"),
+        ({"lr": {"low": 1e-3}}, "bad search space entry 'lr'"),
+        ({"lr": {"low": 1e-3, "high": 1e-2, "step": 2}}, "bad search space entry 'lr'"),
+        ({"lr": {"low": 0.0, "high": 1.0, "log": True}}, "bad search space entry 'lr'"),
+        ({"k": {"choices": []}}, "bad search space entry 'k'"),
+    ],
+)
 def test_a_malformed_space_is_one_clear_error(space, message):
     with pytest.raises(ImlbenchError, match=message):
         distributions(space, "x")
 
 
 def _row(**changes):
-    row = {"margin": 10.0, "n_seeds": 3, "n_ceiling": 0, "ci_low": 4.0, "q_over_baseline": 90.0,
-           "n_stage1_not_fit": 0, "n_definitions_not_learned": 0, "n_floor": 0, "by_construction": False,
-           "retention": 1.0, "mde": 5.0}
+    row = {
+        "margin": 10.0,
+        "n_seeds": 3,
+        "n_ceiling": 0,
+        "ci_low": 4.0,
+        "q_over_baseline": 90.0,
+        "n_stage1_not_fit": 0,
+        "n_definitions_not_learned": 0,
+        "n_floor": 0,
+        "by_construction": False,
+        "retention": 1.0,
+        "mde": 5.0,
+    }
     return {**row, **changes}
 
 
 def test_the_objective_is_the_ci_lower_end_and_censored_trials_rank_last():
     assert trial_value(_row()) == (4.0, False)
     assert trial_value(_row(ci_low=-50.0)) == (-50.0, False)
-    for censored in (_row(n_floor=2, ci_low=60.0), _row(n_ceiling=3, ci_low=60.0), _row(by_construction=True),
-                     _row(q_over_baseline=0.0), _row(ci_low=math.nan)):
+    for censored in (
+        _row(n_floor=2, ci_low=60.0),
+        _row(n_ceiling=3, ci_low=60.0),
+        _row(by_construction=True),
+        _row(q_over_baseline=0.0),
+        _row(ci_low=math.nan),
+    ):
         value, is_censored = trial_value(censored)
         assert is_censored and value == CENSORED < -100  # below any measured CI of an effect in [-100, 100]
 
@@ -89,18 +111,29 @@ def test_the_verdict_needs_a_confirmed_iml_that_survives_holm():
     assert search_verdict({**base, "confirmed": [{**row, "verdict": "IML", "p_holm": 0.01}]}).startswith("IML elicited")
     assert search_verdict({**base, "confirmed": [{**row, "verdict": "IML", "p_holm": 0.2}]}).startswith("not elicited")
     assert search_verdict({**base, "confirmed": [{**row, "verdict": "none", "p_holm": 0.9}]}).startswith(
-        "not elicited in 20 trials (best confirmed effect +20.0")
+        "not elicited in 20 trials (best confirmed effect +20.0"
+    )
     assert "every trial censored" in search_verdict(base)
 
 
 def test_a_search_explores_and_confirms_on_disjoint_seeds(small_rf, out):
-    result = search(small_rf, "synthetic-defs", trials=3, confirm_top=2, pipeline="one-stage", out=out,
-                    explore_seeds=2, confirm_seeds=3, params={"n_entities": 60}, verbose=False)
+    result = search(
+        small_rf,
+        "synthetic-defs",
+        trials=3,
+        confirm_top=2,
+        pipeline="one-stage",
+        out=out,
+        explore_seeds=2,
+        confirm_seeds=3,
+        params={"n_entities": 60},
+        verbose=False,
+    )
     folder = out / "searches" / result["name"]
     trials = pd.read_csv(folder / "trials.csv")
     assert len(trials) == 3 and set(trials["state"]) == {"COMPLETE"}
-    explored, _ = load_records(folder)
-    confirmed, _ = load_records(out)
+    explored, _ = load_scored(folder)
+    confirmed, _ = load_scored(out)
     assert {r.seed for r in explored} == {EXPLORE_SEED_START, EXPLORE_SEED_START + 1}
     assert {r.seed for r in confirmed} == {0, 1, 2}
     assert result["confirmed"], "at least one trial was measured, so a confirmation ran"
@@ -110,23 +143,74 @@ def test_a_search_explores_and_confirms_on_disjoint_seeds(small_rf, out):
     assert saved["verdict"] == result["verdict"] and not set(saved["explore_seeds"]) & set(saved["confirm_seeds"])
     assert (folder / "search.png").stat().st_size > 0
     # a second call finds the study done: no new trial, the same confirmation
-    again = search(small_rf, "synthetic-defs", trials=3, confirm_top=2, pipeline="one-stage", out=out,
-                   explore_seeds=2, confirm_seeds=3, params={"n_entities": 60}, verbose=False)
+    again = search(
+        small_rf,
+        "synthetic-defs",
+        trials=3,
+        confirm_top=2,
+        pipeline="one-stage",
+        out=out,
+        explore_seeds=2,
+        confirm_seeds=3,
+        params={"n_entities": 60},
+        verbose=False,
+    )
     assert again["verdict"] == result["verdict"] and len(pd.read_csv(folder / "trials.csv")) == 3
 
 
 def test_a_study_name_is_not_reused_for_another_search(small_rf, out):
-    search(small_rf, "synthetic-defs", trials=1, pipeline="one-stage", out=out, explore_seeds=2, confirm_seeds=2,
-           params={"n_entities": 60}, verbose=False, name="mine")
+    search(
+        small_rf,
+        "synthetic-defs",
+        trials=1,
+        pipeline="one-stage",
+        out=out,
+        explore_seeds=2,
+        confirm_seeds=2,
+        params={"n_entities": 60},
+        verbose=False,
+        name="mine",
+    )
     with pytest.raises(ImlbenchError, match="is another search"):
-        search(small_rf, "synthetic-defs", trials=1, pipeline="two-stage", out=out, explore_seeds=2,
-               confirm_seeds=2, params={"n_entities": 60}, verbose=False, name="mine")
+        search(
+            small_rf,
+            "synthetic-defs",
+            trials=1,
+            pipeline="two-stage",
+            out=out,
+            explore_seeds=2,
+            confirm_seeds=2,
+            params={"n_entities": 60},
+            verbose=False,
+            name="mine",
+        )
 
 
 def _command(spec, out, trials, *extra):
-    return [sys.executable, "-m", "imlbench", "search", "--learner", spec, "--task", "synthetic-defs",
-            "--pipeline", "one-stage", "--param", "n_entities=60", "--trials", str(trials), "--explore-seeds", "2",
-            "--confirm-seeds", "2", "--out", str(out), "-q", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "imlbench",
+        "search",
+        "--learner",
+        spec,
+        "--task",
+        "synthetic-defs",
+        "--pipeline",
+        "one-stage",
+        "--param",
+        "n_entities=60",
+        "--trials",
+        str(trials),
+        "--explore-seeds",
+        "2",
+        "--confirm-seeds",
+        "2",
+        "--out",
+        str(out),
+        "-q",
+        *extra,
+    ]
 
 
 def _trials(storage: str):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from imlbench.core.protocol import DEFINITION, HIDDEN, QUESTION, SUBSET_CODE, TableData, TokenData, TokenQueries
-from imlbench.core.registry import ImlbenchError, resolve
+from imlbench.core.specs import ImlbenchError, resolve
 from imlbench.tasks.design import question_keys
 from imlbench.tasks.set_inclusion import SetInclusion
 from imlbench.views.base import encode
@@ -103,8 +103,7 @@ def test_label_space_holds_answers_and_numbers(data):
 
 
 def test_tag_reliability_flips_some_variables():
-    data = SetInclusion(n_variables=400, tag_reliability=0.75, n_train_questions=2,
-                        n_test_questions=2).generate(0)
+    data = SetInclusion(n_variables=400, tag_reliability=0.75, n_train_questions=2, n_test_questions=2).generate(0)
     sizes = data.info["variables_per_subset"]
     assert sizes["qd1incons"] > 0 and sizes["qd2consis"] > 0
     cands = _candidates(data)

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from imlbench.core.registry import resolve
+from imlbench.core.specs import resolve
 
 # sha256 of the resolved spec (name, target, version, every parameter), first 16 digits. Protocol v2
 # gave convnet, gbm, mlp, rf and transformer whole stage-2 budgets (2x the latest evaluation point of

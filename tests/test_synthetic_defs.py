@@ -63,7 +63,9 @@ def test_test_questions_never_appear_in_training():
     for questions in ("identity", "attributes"):
         data = SyntheticDefs(questions=questions).generate(2)
         assert_no_test_leak(data.stage1, data.stage2, data.test)
-        train = {(r, s) for r, s, k in zip(data.stage1.relation, data.stage1.subject, data.stage1.kind) if k == QUESTION}
+        train = {
+            (r, s) for r, s, k in zip(data.stage1.relation, data.stage1.subject, data.stage1.kind) if k == QUESTION
+        }
         test = set(zip(data.test.relation, data.test.subject))
         assert not train & test
     leaky = data.stage1.select(data.stage1.kind == QUESTION)

@@ -22,14 +22,22 @@ def table():
 def grow(learner, table):
     """Fit both stages, predicting the test set after every checkpoint; returns the predictions."""
     stage1, stage2, test = table
-    return [learner.predict(test) for fit, data in ((learner.fit, stage1), (learner.continue_fit, stage2))
-            for _ in fit(data)]
+    return [
+        learner.predict(test)
+        for fit, data in ((learner.fit, stage1), (learner.continue_fit, stage2))
+        for _ in fit(data)
+    ]
 
 
 @pytest.mark.parametrize("min_samples_leaf", [1, 4])  # 4: impure leaves, fractions other than 1
 def test_forest_votes_are_scikit_learns_probabilities_to_the_bit(table, min_samples_leaf):
-    forest = RandomForest(n_estimators=20, stage2_estimators=20, trees_per_checkpoint=10,
-                          min_samples_leaf=min_samples_leaf, random_state=1)
+    forest = RandomForest(
+        n_estimators=20,
+        stage2_estimators=20,
+        trees_per_checkpoint=10,
+        min_samples_leaf=min_samples_leaf,
+        random_state=1,
+    )
     grow(forest, table)
     X = forest.forests_[0].estimators_[0]._validate_X_predict(one_hot(table[2].X), True)
     impure = 0
@@ -77,6 +85,10 @@ def test_kept_margins_are_a_full_recounts_to_float_precision(table):
 def margins_each_checkpoint(booster: GradientBoosting, table, recount: bool) -> list[np.ndarray]:
     """The test set's margins after every round: kept (`_margins`) or summed over all trees again."""
     stage1, stage2, test = table
-    return [booster.booster_.predict(booster._matrix(test.X), output_margin=True).reshape(len(test.X), -1)
-            if recount else booster._margins(test)
-            for fit, data in ((booster.fit, stage1), (booster.continue_fit, stage2)) for _ in fit(data)]
+    return [
+        booster.booster_.predict(booster._matrix(test.X), output_margin=True).reshape(len(test.X), -1)
+        if recount
+        else booster._margins(test)
+        for fit, data in ((booster.fit, stage1), (booster.continue_fit, stage2))
+        for _ in fit(data)
+    ]

@@ -5,11 +5,12 @@ import sys
 
 import numpy as np
 import pytest
+from reference import render_examples_png
 
 import imlbench
 from imlbench.core.protocol import DEFINITION, QUESTION, ImageData, ImageQueries, TableData, TableQueries
-from imlbench.core.registry import resolve
-from imlbench.tasks.tagged_digits import GLYPH, TaggedDigits, handwriting, render_examples_png
+from imlbench.core.specs import resolve
+from imlbench.tasks.tagged_digits import GLYPH, TaggedDigits, handwriting
 from imlbench.views.base import IMAGE, TABLE
 
 SMALL = {"n_entities": 60, "n_renders": 2}
@@ -57,8 +58,11 @@ def test_train_and_test_handwriting_are_disjoint(task, data):
     glyphs, _ = handwriting()
     train_samples = {glyphs[i].tobytes() for d in range(10) for i in pools["train"][d]}
     test_samples = {glyphs[i].tobytes() for d in range(10) for i in pools["test"][d]}
-    train_blocks = {b.tobytes() for split, ex in (("stage1", data.stage1), ("stage2", data.stage2))
-                    for b in digit_blocks(task.encode(IMAGE, data, ex, split).images)}
+    train_blocks = {
+        b.tobytes()
+        for split, ex in (("stage1", data.stage1), ("stage2", data.stage2))
+        for b in digit_blocks(task.encode(IMAGE, data, ex, split).images)
+    }
     test_blocks = {b.tobytes() for b in digit_blocks(task.encode(IMAGE, data, data.test, "test").images)}
     assert train_blocks <= train_samples
     assert test_blocks <= test_samples
@@ -138,16 +142,24 @@ def test_convnet_same_seed_same_predictions():
     a, b = fit_predict(3), fit_predict(3)
     np.testing.assert_array_equal(a, b)
     assert set(np.unique(a)) <= set(TaggedDigits(**SMALL).generate(0).label_space)
-    code = ("import sys; sys.path.insert(0, 'tests'); from test_tagged_digits import fit_predict; "
-            "print(','.join(map(str, fit_predict(3))))")
-    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                           cwd=str(__import__("pathlib").Path(__file__).resolve().parent.parent))
+    code = (
+        "import sys; sys.path.insert(0, 'tests'); from test_tagged_digits import fit_predict; "
+        "print(','.join(map(str, fit_predict(3))))"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=str(__import__("pathlib").Path(__file__).resolve().parent.parent),
+    )
     np.testing.assert_array_equal(a, np.array(other.stdout.strip().split(","), dtype=np.int64))
 
 
 def test_convnet_end_to_end(tmp_path):
-    summary = imlbench.run(learner="convnet", task="tagged-digits", seeds=1, out=tmp_path,
-                           params={**SMALL, **FAST_CONVNET})
+    summary = imlbench.run(
+        learner="convnet", task="tagged-digits", seeds=1, out=tmp_path, params={**SMALL, **FAST_CONVNET}
+    )
     record = summary.attrs["records"][0]
     assert record["status"] == "ok", record["error"]
     assert record["view"] == "image"
@@ -155,8 +167,13 @@ def test_convnet_end_to_end(tmp_path):
 
 
 def test_table_learners_read_the_pixels(tmp_path):
-    summary = imlbench.run(learner="rf", task="tagged-digits", seeds=1, out=tmp_path,
-                           params={**SMALL, "n_estimators": 10, "stage2_estimators": 10})
+    summary = imlbench.run(
+        learner="rf",
+        task="tagged-digits",
+        seeds=1,
+        out=tmp_path,
+        params={**SMALL, "n_estimators": 10, "stage2_estimators": 10},
+    )
     record = summary.attrs["records"][0]
     assert record["status"] == "ok", record["error"]
     assert record["view"] == "table"

@@ -12,12 +12,19 @@ import numpy as np
 import pytest
 
 from imlbench.core.protocol import DEFINITION, QUESTION
-from imlbench.core.registry import resolve
+from imlbench.core.specs import resolve
 from imlbench.tasks.set_inclusion import SetInclusion
 from imlbench.tasks.synthetic_defs import SyntheticDefs
 from imlbench.tasks.synthetic_defs_text import NATURAL_TAGS, TEMPLATES, SyntheticDefsText
-from imlbench.views.text import NEUTRAL_TAG, TextData, TextQueries, TextView, hide_tags, render_generic
-from imlbench.views.text import TEXT  # noqa: E402
+from imlbench.views.text import (
+    NEUTRAL_TAG,
+    TEXT,  # noqa: E402
+    TextData,
+    TextQueries,
+    TextView,
+    hide_tags,
+    render_generic,
+)
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +51,9 @@ def test_generic_rendering_follows_the_tokens_view(defs):
     assert isinstance(x, TextData) and len(x.prompts) == len(defs.stage1)
     np.testing.assert_array_equal(x.y, defs.stage1.target)
     for i in range(len(defs.stage1)):
-        relation, subject, target = (names[int(a[i])] for a in (defs.stage1.relation, defs.stage1.subject,
-                                                                defs.stage1.target))
+        relation, subject, target = (
+            names[int(a[i])] for a in (defs.stage1.relation, defs.stage1.subject, defs.stage1.target)
+        )
         if defs.stage1.kind[i] == DEFINITION:  # loss on the variable and the value
             assert (x.prompts[i], x.completions[i]) == (relation, f" {subject} {target}")
         else:  # loss on the answer
@@ -59,8 +67,7 @@ def test_a_query_is_the_document_up_to_its_answer(defs):
     queries = render_generic(defs, defs.stage2.without_targets())
     assert isinstance(queries, TextQueries) and not hasattr(queries, "completions")
     names = defs.vocab.tokens
-    for prompt, completion, query, target in zip(train.prompts, train.completions, queries.prompts,
-                                                 defs.stage2.target):
+    for prompt, completion, query, target in zip(train.prompts, train.completions, queries.prompts, defs.stage2.target):
         assert f"{query} {names[target]}" == prompt + completion
 
 
@@ -126,6 +133,7 @@ def test_natural_rendering_is_deterministic_and_seeded(natural):
 def _same(a, b) -> bool:
     def plain(x):
         return {k: (v.prompts, getattr(v, "completions", None), v.label_texts, v.lexicon) for k, v in x.items()}
+
     return all(plain(a[i]) == plain(b[i]) for i in range(2))
 
 
@@ -133,16 +141,26 @@ def _digest() -> str:
     task = SyntheticDefsText(n_entities=60)
     data = task.generate(3)
     train, queries = encode_all(task, data)
-    text = repr([(x.prompts, getattr(x, "completions", ()), x.label_texts, x.lexicon)
-                 for x in (*train.values(), *queries.values())])
+    text = repr(
+        [
+            (x.prompts, getattr(x, "completions", ()), x.label_texts, x.lexicon)
+            for x in (*train.values(), *queries.values())
+        ]
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 
 def test_natural_rendering_is_the_same_in_another_process():
     code = "from tests.test_text import _digest; print(_digest())"
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
-    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env,
-                           cwd=Path(__file__).resolve().parent.parent).stdout.strip()
+    other = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        cwd=Path(__file__).resolve().parent.parent,
+    ).stdout.strip()
     assert other == _digest()
 
 
@@ -176,11 +194,10 @@ def test_natural_sources_name_the_tags():
     x = task.encode(TEXT, data, data.stage2, "stage2")
     assert x.tag_texts == NATURAL_TAGS
     tags = [NATURAL_TAGS[i] for i in data.stage2.relation - data.vocab.roles["tag"][0]]
-    assert [p[: -1] for p in x.prompts] == tags
+    assert [p[:-1] for p in x.prompts] == tags
 
 
-@pytest.mark.parametrize("params", [{"sources": "wiki"}, {"n_phrasings": len(TEMPLATES) + 1},
-                                    {"alias_length": 2}])
+@pytest.mark.parametrize("params", [{"sources": "wiki"}, {"n_phrasings": len(TEMPLATES) + 1}, {"alias_length": 2}])
 def test_bad_parameters_are_rejected(params):
     with pytest.raises(ValueError):
         SyntheticDefsText(**params).validate()
@@ -195,8 +212,14 @@ def test_hide_tags_replaces_every_tag_and_nothing_else(natural):
     assert set(hidden.prompts) == {f"{NEUTRAL_TAG}:"} and hidden.completions == x.completions
     np.testing.assert_array_equal(hidden.y, x.y)
     # multi-word sources, and whole words only: a tag inside another word stays
-    text = TextData(("Anonymous rumor: ab", "ab Newsletterx Newsletter"), (" x", " Anonymous rumor"),
-                    np.array([1, 2]), np.array([1, 2]), ("x", "y"), NATURAL_TAGS)
+    text = TextData(
+        ("Anonymous rumor: ab", "ab Newsletterx Newsletter"),
+        (" x", " Anonymous rumor"),
+        np.array([1, 2]),
+        np.array([1, 2]),
+        ("x", "y"),
+        NATURAL_TAGS,
+    )
     hidden = hide_tags(text)
     assert hidden.prompts == (f"{NEUTRAL_TAG}: ab", f"ab Newsletterx {NEUTRAL_TAG}")
     assert hidden.completions == (" x", f" {NEUTRAL_TAG}")

@@ -8,12 +8,12 @@ import pytest
 import torch
 from torch.func import grad, vmap
 
+from imlbench.core.protocol import DEFINITION, QUESTION
+from imlbench.core.specs import ImlbenchError, resolve
 from imlbench.learners.convnet import ConvNet
 from imlbench.learners.mlp import MLP
 from imlbench.learners.torch_base import TorchLearner
 from imlbench.learners.transformer import Transformer
-from imlbench.core.protocol import DEFINITION, QUESTION
-from imlbench.core.registry import ImlbenchError, resolve
 from imlbench.tasks.synthetic_defs import SyntheticDefs
 from imlbench.tasks.tagged_digits import TaggedDigits
 from imlbench.views.base import get_view
@@ -22,8 +22,10 @@ FAST = dict(epochs=2, stage2_epochs=2, device="cpu")
 LEARNERS = {
     "mlp": (lambda **p: MLP(embedding_dim=8, hidden=16, **{**FAST, **p}), "table"),
     "convnet": (lambda **p: ConvNet(channels1=4, channels2=8, hidden=16, **{**FAST, **p}), "image"),
-    "transformer": (lambda **p: Transformer(n_layers=2, d_model=16, n_heads=2, **{"batch_size": 32, **FAST, **p}),
-                    "tokens"),
+    "transformer": (
+        lambda **p: Transformer(n_layers=2, d_model=16, n_heads=2, **{"batch_size": 32, **FAST, **p}),
+        "tokens",
+    ),
 }
 
 
@@ -131,8 +133,11 @@ def test_stage1_steps_per_epoch_holds_optimizer_steps_fixed_across_batch_sizes(t
 def test_parameters_added_at_their_neutral_value_keep_old_record_keys():
     """`steps_per_epoch` (and the mlp's `stage2_batch_size`) came after the published records: at the
     value those records were made with they are left out of a run's identity, set they are in it."""
-    for name, key, neutral in (("transformer", "steps_per_epoch", 0), ("mlp", "steps_per_epoch", 0),
-                               ("mlp", "stage2_batch_size", None)):
+    for name, key, neutral in (
+        ("transformer", "steps_per_epoch", 0),
+        ("mlp", "steps_per_epoch", 0),
+        ("mlp", "stage2_batch_size", None),
+    ):
         spec = resolve("learner", name)
         assert spec.params[key] == neutral and key not in spec.to_dict()["params"]
         assert "epochs" in spec.to_dict()["params"]
@@ -186,7 +191,7 @@ def test_per_example_gradients_by_vmap_equal_a_loop(tasks, fitted, name):
     vmapped = vmap(grad(loss), in_dims=(None, *[0] * len(batch)))(params, *batch)
     for i in range(4):
         learner.model_.zero_grad()
-        learner.example_loss(tuple(t[i: i + 1] for t in batch))[0].backward()
+        learner.example_loss(tuple(t[i : i + 1] for t in batch))[0].backward()
         for k, p in learner.model_.named_parameters():
             torch.testing.assert_close(vmapped[k][i], p.grad, rtol=1e-4, atol=1e-6)
 

@@ -12,12 +12,11 @@ import pytest
 import torch
 
 import imlbench
-from imlbench.learners.transformer import GPT, Transformer, n_parameters
 from imlbench.core.protocol import TokenQueries
-from imlbench.core.registry import resolve
+from imlbench.core.specs import resolve
+from imlbench.learners.transformer import GPT, Transformer, n_parameters
 from imlbench.tasks.synthetic_defs import SyntheticDefs
-from imlbench.views.base import encode
-from imlbench.views.base import get_view
+from imlbench.views.base import encode, get_view
 
 SMALL = dict(n_layers=1, d_model=32, n_heads=2, epochs=3, stage2_epochs=2, batch_size=32, device="cpu")
 
@@ -88,8 +87,13 @@ def _weights_digest(seed: int) -> str:
 
 def test_same_seed_same_weights_across_processes():
     code = "from tests.test_transformer import _weights_digest; print(_weights_digest(5))"
-    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                           cwd=Path(__file__).resolve().parent.parent).stdout.strip()
+    other = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    ).stdout.strip()
     assert other == _weights_digest(5)
 
 
@@ -116,10 +120,24 @@ def test_bad_parameters_are_rejected():
 
 
 def test_end_to_end_through_api(tmp_path):
-    params = {"n_entities": 60, "epochs": 5, "stage2_epochs": 3, "d_model": 32, "n_layers": 1, "n_heads": 2,
-              "batch_size": 32, "device": "cpu"}
-    summary = imlbench.run(learner="transformer", task="synthetic-defs", seeds=[0], params=params,
-                           pipeline="two-stage,one-stage", out=tmp_path)
+    params = {
+        "n_entities": 60,
+        "epochs": 5,
+        "stage2_epochs": 3,
+        "d_model": 32,
+        "n_layers": 1,
+        "n_heads": 2,
+        "batch_size": 32,
+        "device": "cpu",
+    }
+    summary = imlbench.run(
+        learner="transformer",
+        task="synthetic-defs",
+        seeds=[0],
+        params=params,
+        pipeline="two-stage,one-stage",
+        out=tmp_path,
+    )
     records = summary.attrs["records"]
     assert len(records) == 2 and all(r["status"] == "ok" for r in records), summary.attrs["problems"]
     assert set(summary["pipeline"]) == {"two-stage", "one-stage"}
@@ -130,8 +148,17 @@ def test_end_to_end_through_api(tmp_path):
 
 
 def test_end_to_end_set_inclusion(tmp_path):
-    params = {"n_variables": 60, "n_train_questions": 4, "n_test_questions": 2, "epochs": 2, "stage2_epochs": 2,
-              "d_model": 32, "n_layers": 1, "n_heads": 2, "device": "cpu"}
+    params = {
+        "n_variables": 60,
+        "n_train_questions": 4,
+        "n_test_questions": 2,
+        "epochs": 2,
+        "stage2_epochs": 2,
+        "d_model": 32,
+        "n_layers": 1,
+        "n_heads": 2,
+        "device": "cpu",
+    }
     summary = imlbench.run(learner="transformer", task="set-inclusion-small", seeds=1, params=params, out=tmp_path)
     (record,) = summary.attrs["records"]
     assert record["status"] == "ok", record["error"]
@@ -139,8 +166,9 @@ def test_end_to_end_set_inclusion(tmp_path):
 
 
 def test_set_inclusion_predictions_are_in_the_vocabulary():
-    task = resolve("task", "set-inclusion-small", {"n_variables": 60, "n_train_questions": 4,
-                                                   "n_test_questions": 2}).build()
+    task = resolve(
+        "task", "set-inclusion-small", {"n_variables": 60, "n_train_questions": 4, "n_test_questions": 2}
+    ).build()
     data = task.generate(0)
     learner = Transformer(**{**SMALL, "epochs": 1})
     for _ in learner.fit(task.encode(get_view("tokens"), data, data.stage1, "stage1")):

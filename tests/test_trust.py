@@ -21,10 +21,10 @@ import pytest
 import imlbench
 from imlbench.cli import main
 from imlbench.core.errors import ImlbenchError
-from imlbench.core.registry import resolve
+from imlbench.core.specs import resolve
 from imlbench.harness.runner import run_one
 from imlbench.store.claims import claim_path
-from imlbench.store.records import Record, identity_of, load_records, read_record, run_key, write_record
+from imlbench.store.records import RunRecord, identity_of, load_records, read_record, run_key, write_record
 from imlbench.store.results import is_control
 
 TINY = {"n_entities": 100}
@@ -95,13 +95,13 @@ def test_report_and_plot_import_no_module_a_record_names(majority_results, tmp_p
 def test_controls_are_what_the_record_says(majority_results):
     record = read_record(next((majority_results / "records").rglob("*.json")))
     assert record["is_control"] is True  # written by the runner from the class attribute
-    r = Record.from_json(record)
+    r = RunRecord.from_json(record)
     assert is_control(r)
     legacy = {k: v for k, v in record.items() if k != "is_control"}
-    assert is_control(Record.from_json(legacy))  # published records: the built-in names
+    assert is_control(RunRecord.from_json(legacy))  # published records: the built-in names
     other = dict(legacy, learner={**legacy["learner"], "target": "evilmod:X"})
-    assert not is_control(Record.from_json(other))
-    assert is_control(Record.from_json(dict(other, is_control=True)))
+    assert not is_control(RunRecord.from_json(other))
+    assert is_control(RunRecord.from_json(dict(other, is_control=True)))
 
 
 # -- 2. records verified on read --------------------------------------------------------------------
@@ -189,16 +189,27 @@ def spec(path: Path, name: str, kind: str = "learner", target: str = "majority",
 def test_long_and_colliding_names_get_their_own_files(tmp_path):
     out = tmp_path / "results"
     task = spec(tmp_path / "t.toml", "t" * 300, "task", "synthetic-defs", "[params]\nn_entities = 100\n")
-    learners = [spec(tmp_path / "a.toml", "a/b/c"), spec(tmp_path / "b.toml", "a_b_c"),
-                spec(tmp_path / "c.toml", "x" * 230)]
+    learners = [
+        spec(tmp_path / "a.toml", "a/b/c"),
+        spec(tmp_path / "b.toml", "a_b_c"),
+        spec(tmp_path / "c.toml", "x" * 230),
+    ]
     assert main(["run", "--learner", ",".join(learners), "--task", task, "--seeds", "1", "--out", str(out), "-q"]) == 0
     assert len(load_records(out)[0]) == 3
     assert main(["report", str(out), "--out", str(tmp_path / "r.md")]) == 0
     assert len(list((tmp_path / "figures").glob("curves-*.png"))) == 3
 
 
-@pytest.mark.parametrize("argv", [["run", "--out", ""], ["plot", "R", "--out", ""], ["run", "--margin", "nan"],
-                                  ["run", "--margin", "-5"], ["leaderboard", "R", "--margin", "nan"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "--out", ""],
+        ["plot", "R", "--out", ""],
+        ["run", "--margin", "nan"],
+        ["run", "--margin", "-5"],
+        ["leaderboard", "R", "--margin", "nan"],
+    ],
+)
 def test_bad_out_and_margin_are_one_line_errors_before_any_run(tmp_path, capsys, argv, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "R" / "records").mkdir(parents=True)
@@ -214,7 +225,10 @@ def test_infinite_timeout_is_refused_at_resolve_time(tmp_path):
 
 
 def test_imlbench_error_in_fit_is_an_error_record_and_plain_iterators_work(tmp_path, monkeypatch):
-    name = plugin(tmp_path, monkeypatch, """
+    name = plugin(
+        tmp_path,
+        monkeypatch,
+        """
 from imlbench.core.errors import ImlbenchError
 
 class Raises(Majority):
@@ -230,7 +244,8 @@ class Plain(Majority):
         for _ in Majority.continue_fit(self, data):
             pass
         return iter([None])
-""")
+""",
+    )
     summary = imlbench.run(learner=[f"{name}:Raises", f"{name}:Plain"], seeds=1, params=TINY, out=tmp_path / "o")
     statuses = {r["learner"]["name"].split(":")[1]: r["status"] for r in summary.attrs["records"]}
     assert statuses == {"Raises": "error", "Plain": "ok"}
@@ -258,19 +273,37 @@ def slow_plugin(tmp_path, monkeypatch, sleep: float) -> tuple[str, Path]:
 
 def test_sigterm_stops_a_run_with_one_line(tmp_path, monkeypatch):
     name, log = slow_plugin(tmp_path, monkeypatch, 60)
-    proc = subprocess.Popen([sys.executable, "-m", "imlbench", "run", "--learner", f"{name}:Slow", "--seeds", "1",
-                             "--param", "n_entities=100", "--out", str(tmp_path / "o"), "-q"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            # as from a terminal: a shell's background job starts with SIGINT ignored
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "imlbench",
+            "run",
+            "--learner",
+            f"{name}:Slow",
+            "--seeds",
+            "1",
+            "--param",
+            "n_entities=100",
+            "--out",
+            str(tmp_path / "o"),
+            "-q",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # as from a terminal: a shell's background job starts with SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 60
     while not log.exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 143, err
-    assert "Traceback" not in err and err.strip().splitlines() == ["imlbench: terminated (SIGTERM); finished runs "
-                                                                   "are saved and will be reused"]
+    assert "Traceback" not in err and err.strip().splitlines() == [
+        "imlbench: terminated (SIGTERM); finished runs are saved and will be reused"
+    ]
 
 
 def test_a_claimed_run_is_computed_once(tmp_path, monkeypatch):

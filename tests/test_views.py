@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+from viewplugins import TRIPLES
 
 import imlbench
-from imlbench.learners.controls import Majority, TagBlind
 from imlbench.core.protocol import DEFINITION, TableData, TaskData
-from imlbench.core.registry import ImlbenchError
+from imlbench.core.registry import VIEWS
+from imlbench.core.specs import ImlbenchError
 from imlbench.harness.stages import choose_view
+from imlbench.learners.controls import Majority, TagBlind
+from imlbench.store.records import iter_record_files, read_record
 from imlbench.tasks.synthetic_defs import SyntheticDefs
 from imlbench.tasks.tagged_digits import TaggedDigits
-from imlbench.views.base import IMAGE, TABLE, TOKENS, VIEWS, get_view, register_view, view_of
+from imlbench.views.base import IMAGE, TABLE, TOKENS, get_view, register_view, view_of
 
 
 @pytest.fixture(scope="module")
@@ -22,9 +30,9 @@ def data() -> TaskData:
 
 
 def test_registry_holds_the_builtin_views_and_names_the_valid_ones(data):
-    assert list(VIEWS)[:3] == ["table", "tokens", "image"]
+    assert VIEWS.names() == ["image", "table", "text", "tokens"]
     assert get_view("tokens") is TOKENS
-    with pytest.raises(ImlbenchError, match=r"unknown view 'txt'; valid: table, tokens, image"):
+    with pytest.raises(ImlbenchError, match=r"unknown view 'txt'; valid: image, table, text, tokens; did you mean"):
         get_view("txt")
     with pytest.raises(ValueError, match="already registered"):
         register_view(type("OtherTable", (type(TABLE),), {})())
@@ -84,20 +92,63 @@ def test_tag_blind_runs_only_where_a_view_keeps_the_tag_apart():
 # -- adding a view: one View subclass (plus its plain data classes) and register_view ---------------
 
 
-@pytest.fixture
-def triples():
-    """A plugin's view, registered when its module is imported (in the learner's process too)."""
-    import viewplugins
+def install_plugin_package(site: Path) -> None:
+    """`tests/viewplugins.py` installed as pip would install a plugin package: the module and a
+    dist-info folder whose entry points name its view, task and pipeline."""
+    shutil.copy(Path(__file__).parent / "viewplugins.py", site / "viewplugins.py")
+    info = site / "imlbench_viewplugins-0.1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: imlbench-viewplugins\nVersion: 0.1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[imlbench.views]\ntriples = viewplugins:TRIPLES\n"
+        "[imlbench.tasks]\ntriple-task = viewplugins:TripleTask\n"
+        "[imlbench.pipelines]\ndefinitions-last = viewplugins:DEFINITIONS_LAST\n"
+    )
 
-    yield register_view(viewplugins.TripleView())
-    del VIEWS["triples"]
+
+def test_a_plugin_view_and_pipeline_run_in_worker_processes(tmp_path):
+    """Registered through entry points only: the driver, each worker and each learner's process look
+    them up by name, and the records say they ran."""
+    site = tmp_path / "site"
+    site.mkdir()
+    install_plugin_package(site)
+    env = {**os.environ, "PYTHONPATH": str(site), "IMLBENCH_JOBS": "2"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "imlbench",
+            "run",
+            "--learner",
+            "majority",
+            "--task",
+            "triple-task",
+            "--pipeline",
+            "definitions-last",
+            "--seeds",
+            "2",
+            "--param",
+            "n_entities=60",
+            "--out",
+            str(tmp_path / "r"),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    records = [read_record(p) for p in iter_record_files(tmp_path / "r")]
+    assert len(records) == 2 and all(r["status"] == "ok" for r in records), [r.get("error") for r in records]
+    assert {r["view"] for r in records} == {"triples"} and {r["pipeline"] for r in records} == {"definitions-last"}
+    assert all(r["stage1_checkpoints"] > 0 for r in records)
 
 
-def test_a_new_view_is_one_class(triples, tmp_path):
-    summary = imlbench.run(learner="majority", task="viewplugins:TripleTask", seeds=1, out=tmp_path,
-                           params={"n_entities": 60})
-    record = summary.attrs["records"][0]
-    assert record["status"] == "ok", record["error"]
-    assert record["view"] == "triples"
-    with pytest.raises(ImlbenchError, match="offers none it can use"):  # the view keeps no tag apart
-        imlbench.plan(learner="tag-blind", task="viewplugins:TripleTask", params={"base": "majority"})
+def test_tag_blind_needs_a_view_that_keeps_the_tag_apart():
+    with pytest.raises(ImlbenchError, match="offers none it can use"):  # the triples view keeps no tag apart
+        register_view(TRIPLES)
+        try:
+            imlbench.plan(learner="tag-blind", task="viewplugins:TripleTask", params={"base": "majority"})
+        finally:
+            VIEWS.unregister("triples")

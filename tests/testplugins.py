@@ -8,9 +8,11 @@ import time
 from collections.abc import Iterator
 
 import numpy as np
+from reference import training_labels
 
 from imlbench import Learner
-from imlbench.views.base import n_rows, training_labels
+from imlbench.core.protocol import LearnerTags
+from imlbench.views.base import n_rows
 
 HANDED: list = []  # every object any Spy instance received, in order
 
@@ -19,7 +21,7 @@ class Spy(Learner):
     """Answers with the first category code it can find, and keeps every object it is handed."""
 
     views = ("table", "tokens")
-    capabilities = frozenset({"continue_training"})
+    tags = LearnerTags(continue_training=True)
 
     def __init__(self, view: str = "table"):
         self.view = view
@@ -48,7 +50,7 @@ class ExplodesInStage2(Spy):
 
 
 class NoContinue(Spy):
-    capabilities = frozenset()
+    tags = LearnerTags()
 
 
 class FailsToConstruct(Spy):

@@ -1,5 +1,7 @@
-"""A view added by a plugin: one View subclass, its plain data classes, and `register_view` when the
-module is imported (so that every process that imports the module knows the view)."""
+"""What a plugin package adds beside learners: a view (one View subclass and its plain data classes),
+a task that offers it, and a pipeline (plain data). `tests/test_views.py` installs them as a
+distribution whose entry points name `TRIPLES` and `DEFINITIONS_LAST`, so that every process (the
+driver, workers, the learner's own) finds them by name without importing this module first."""
 
 from __future__ import annotations
 
@@ -7,9 +9,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from imlbench.core.pipelines import Pipeline, Step
 from imlbench.core.protocol import Examples, TaskData
 from imlbench.tasks.synthetic_defs import SyntheticDefs
-from imlbench.views.base import View, is_query, register_view
+from imlbench.views.base import View, is_query
 
 
 @dataclass(frozen=True)
@@ -36,4 +39,14 @@ class TripleTask(SyntheticDefs):
     views = ("triples",)
 
 
-register_view(TripleView())
+TRIPLES = TripleView()
+
+# stage 1's questions first, then its definitions, then stage 2: a pipeline is three steps of data
+DEFINITIONS_LAST = Pipeline(
+    "definitions-last",
+    (
+        Step("stage1", ("stage1",), kinds="rest"),
+        Step("stage1", ("stage1",), kinds="definitions"),
+        Step("stage2", ("stage2",), settings="stage2"),
+    ),
+)

@@ -16,6 +16,6 @@ def one_line(text: object) -> str:
 
 
 def did_you_mean(name: str, valid: Iterable[str]) -> str:
-    """"; did you mean rf?" for a near miss (difflib), else "": the end of an unknown-name error."""
+    """ "; did you mean rf?" for a near miss (difflib), else "": the end of an unknown-name error."""
     close = difflib.get_close_matches(str(name), [str(v) for v in valid], n=1, cutoff=0.6)
     return f"; did you mean {close[0]}?" if close else ""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-
+DIAGNOSTICS_DIR = "diagnostics"  # RESULTS/diagnostics: each diagnostic's records, CSV and figure
 MAX_NAME = 120  # characters: with a prefix and suffix (`curves-...png`) well under the 255 a file system allows
 
 
@@ -18,4 +18,4 @@ def safe_name(text: str) -> str:
     digest = hashlib.sha256(str(text).encode()).hexdigest()[:12]
     if not safe.strip("."):
         return "name-" + digest
-    return safe if len(safe) <= MAX_NAME else f"{safe[:MAX_NAME - 13]}-{digest}"
+    return safe if len(safe) <= MAX_NAME else f"{safe[: MAX_NAME - 13]}-{digest}"

@@ -11,10 +11,21 @@ import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
-import pandas as pd
+
+from imlbench.core.viewdata import (  # noqa: F401  re-exported: plugins import them from the protocol
+    ImageData,
+    ImageQueries,
+    TableData,
+    TableQueries,
+    TokenData,
+    TokenQueries,
+)
+
+if TYPE_CHECKING:
+    pass  # the table view's frames: a plugin importing the protocol need not load pandas
 
 PROTOCOL_VERSION = 2
 DEFAULT_THRESHOLD = 0.98  # definition accuracy that marks the evaluation point (PROTOCOL §3)
@@ -50,15 +61,15 @@ class SubsetDesign:
 # The design. The code of a subset (Examples.subset) is its index here.
 SUBSET_DESIGN = (
     #            name              questions  defined_in  tag     consistent  tested_on  reverse_of   weight
-    SubsetDesign("qd1consis",      True,      1,          "tag1", True,       HELD_OUT,  None,        0.3),
-    SubsetDesign("qd2incons",      True,      1,          "tag2", False,      HELD_OUT,  None,        0.3),
-    SubsetDesign("qd1incons",      True,      1,          "tag1", False,      HELD_OUT,  "qd1consis", 0.0),
-    SubsetDesign("qd2consis",      True,      1,          "tag2", True,       HELD_OUT,  "qd2incons", 0.0),
-    SubsetDesign("q",              True,      0,          None,   True,       HELD_OUT,  None,        0.1),
-    SubsetDesign("d1consis",       False,     2,          "tag1", True,       ALL,       None,        0.1),
-    SubsetDesign("d2consis",       False,     2,          "tag2", True,       ALL,       None,        0.1),
-    SubsetDesign("d3consis",       False,     2,          "tag3", True,       ALL,       None,        0.1),
-    SubsetDesign("no_qd_baseline", False,     0,          None,   True,       ALL,       None,        0.05),
+    SubsetDesign("qd1consis", True, 1, "tag1", True, HELD_OUT, None, 0.3),
+    SubsetDesign("qd2incons", True, 1, "tag2", False, HELD_OUT, None, 0.3),
+    SubsetDesign("qd1incons", True, 1, "tag1", False, HELD_OUT, "qd1consis", 0.0),
+    SubsetDesign("qd2consis", True, 1, "tag2", True, HELD_OUT, "qd2incons", 0.0),
+    SubsetDesign("q", True, 0, None, True, HELD_OUT, None, 0.1),
+    SubsetDesign("d1consis", False, 2, "tag1", True, ALL, None, 0.1),
+    SubsetDesign("d2consis", False, 2, "tag2", True, ALL, None, 0.1),
+    SubsetDesign("d3consis", False, 2, "tag3", True, ALL, None, 0.1),
+    SubsetDesign("no_qd_baseline", False, 0, None, True, ALL, None, 0.05),
 )
 SUBSETS = tuple(s.name for s in SUBSET_DESIGN)
 SUBSET_CODE = {name: code for code, name in enumerate(SUBSETS)}
@@ -127,8 +138,9 @@ class Examples:
         return len(self.kind)
 
     def select(self, mask: np.ndarray) -> Examples:
-        return Examples(**{f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[mask]
-                           for f in fields(self)})
+        return Examples(
+            **{f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[mask] for f in fields(self)}
+        )
 
     def without_targets(self) -> Examples:
         """The examples as queries: every target replaced by HIDDEN."""
@@ -157,64 +169,7 @@ class TaskData:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-# ---------------------------------------------------------------------------------------------
-# View data: all a learner is ever handed. Plain data, importable from here by any plugin; which view
-# a class belongs to, and how examples become it, is said once, by the view objects in views.py.
-
-
-@dataclass(frozen=True)
-class TableData:
-    """`table` view training data: categorical columns (fixed, task-wide categories) and labels."""
-
-    X: pd.DataFrame
-    y: np.ndarray
-    label_space: np.ndarray
-
-
-@dataclass(frozen=True)
-class TableQueries:
-    X: pd.DataFrame
-
-
-@dataclass(frozen=True)
-class TokenData:
-    """`tokens` view training data: padded sequences, which positions carry loss, the answer position."""
-
-    tokens: np.ndarray  # (n, length) int64
-    loss_mask: np.ndarray  # (n, length) bool: position i is predicted from tokens[:i]
-    answer_pos: np.ndarray  # (n,) index of the answer token
-    vocab_size: int
-    pad_id: int
-    tag_ids: np.ndarray  # ids of the tag tokens (what a tag-blind learner removes)
-
-
-@dataclass(frozen=True)
-class TokenQueries:
-    """Sequences cut before the answer (answer and later positions are padding)."""
-
-    tokens: np.ndarray
-    answer_pos: np.ndarray
-    vocab_size: int
-    pad_id: int
-    tag_ids: np.ndarray
-
-
-@dataclass(frozen=True)
-class ImageData:
-    """`image` view training data: grayscale images in [0, 1] and labels."""
-
-    images: np.ndarray  # (n, height, width) float32
-    y: np.ndarray
-    label_space: np.ndarray
-
-
-@dataclass(frozen=True)
-class ImageQueries:
-    images: np.ndarray
-
-
-# ---------------------------------------------------------------------------------------------
-# Estimator-style parameters, shared by tasks and learners.
+# Estimator-style parameters, shared by tasks and learners. ------------------------------------
 
 
 class Parameterized:
@@ -241,8 +196,7 @@ class Parameterized:
         valid = self.param_defaults()
         for name, value in params.items():
             if name not in valid:
-                raise ValueError(f"unknown parameter {name!r} for {type(self).__name__}; "
-                                 f"valid: {', '.join(valid)}")
+                raise ValueError(f"unknown parameter {name!r} for {type(self).__name__}; valid: {', '.join(valid)}")
             setattr(self, name, value)
         return self
 
@@ -301,6 +255,20 @@ class Task(Parameterized, ABC):
         raise NotImplementedError(f"task {type(self).__name__} has no picture to show")
 
 
+@dataclass(frozen=True)
+class LearnerTags:
+    """A learner's capabilities and nature in one object (scikit-learn's tags): the harness, the
+    planner and the readers ask these, and a record carries the ones its verdict depends on."""
+
+    continue_training: bool = False  # `continue_fit` works, so the multi-step pipelines can run
+    hides_tags: bool = False  # runs only on views where the task keeps the tag separate
+    is_control: bool = False  # a control, whose verdict must not be `IML` (reports mark it)
+    # False where stage 2 cannot depend on what stage 1 taught (a forest that grows new trees on the
+    # stage-2 data alone): its two-stage verdict is then a null by construction (PROTOCOL §5)
+    stage2_uses_stage1: bool = True
+    relative_cost: float = 1.0  # seconds per run relative to rf: parallel grids start long runs first
+
+
 class Learner(Parameterized, ABC):
     """A learner consumes one view and trains in stages.
 
@@ -315,13 +283,7 @@ class Learner(Parameterized, ABC):
     """
 
     views: ClassVar[tuple[str, ...]] = ()
-    capabilities: ClassVar[frozenset[str]] = frozenset()  # e.g. {"continue_training"}
-    hides_tags: ClassVar[bool] = False  # runs only on views where the task keeps the tag separate
-    is_control: ClassVar[bool] = False  # a control, whose verdict must be `none` (reports mark it)
-    # False where stage 2 cannot depend on what stage 1 taught (a forest that grows new trees on the
-    # stage-2 data alone): its two-stage verdict is then a null by construction (PROTOCOL §5)
-    stage2_uses_stage1: ClassVar[bool] = True
-    relative_cost: ClassVar[float] = 1.0  # seconds per run relative to rf: parallel grids start long runs first
+    tags: ClassVar[LearnerTags] = LearnerTags()
     # What `imlbench search` may vary (PROTOCOL §8): parameter -> {"low", "high"[, "log"]} (ints if both
     # bounds are) or {"choices": [...]}. A learner spec's [search] table replaces it.
     search_space: ClassVar[dict[str, dict[str, Any]]] = {}
@@ -333,8 +295,12 @@ class Learner(Parameterized, ABC):
     def supported_views(self) -> tuple[str, ...]:
         return self.views
 
+    def get_tags(self) -> LearnerTags:
+        """What this learner is and can do; a wrapper (the tag-blind control) derives it from its base."""
+        return self.tags
+
     def supports(self, capability: str) -> bool:
-        return capability in self.capabilities
+        return bool(getattr(self.get_tags(), capability, False))
 
     @abstractmethod
     def fit(self, data) -> Iterator[None]:

@@ -1,293 +1,114 @@
-"""Names -> learners and tasks.
+"""One registry for every kind of plugin: learners, tasks, views, pipelines and diagnostics.
 
-A name resolves, in this order, to: a path to a .toml spec; a suite spec (`learners/NAME.toml`,
-`tasks/NAME.toml`, shipped in the wheel and read from a checkout); an entry point of the group
-`imlbench.learners` / `imlbench.tasks` (built-ins register there exactly like plugins), with its
-defaults; or `package.module:Class`.
+Each kind is an entry-point group (`imlbench.learners`, ..., `imlbench.views`). The built-ins are
+listed in imlbench's own `pyproject.toml` exactly like a plugin's, and a group is read lazily, on
+the first lookup, so every process (the driver, a worker, the learner's own process) finds the same
+objects by the same names without having imported the module that defines them. `register` adds an
+object in one process only (a notebook, a test); whatever must reach other processes registers
+through an entry point.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import inspect
-import math
-import sys
-import tomllib
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from importlib import metadata, resources
-from pathlib import Path
+from importlib import metadata
 from typing import Any
 
-from imlbench.core.errors import ImlbenchError, did_you_mean, one_line  # noqa: F401  (re-exported)
-from imlbench.core.protocol import Learner, Task
-
-KINDS = {"learner": Learner, "task": Task}
-# Keys a learner/task spec file may hold. `timeout` (seconds) is a learner's default wall-clock limit
-# per run; like `description` it is not part of a run's identity.
-SPEC_KEYS = {"learner": ("name", "version", "description", "learner", "params", "timeout", "search"),
-             "task": ("name", "version", "description", "task", "params")}
+from imlbench.core.errors import ImlbenchError, did_you_mean
 
 
-@dataclass(frozen=True)
-class Spec:
-    """A resolved, fully parameterized learner or task. Its dict form is part of a run's key."""
+@dataclass
+class Registry:
+    """Names -> objects of one kind, checked against a base class on load.
+
+    `base` is "module:Class", imported at the first check so that this module stays at the bottom
+    of the package. `instances`: the registry holds instances (views, pipelines, diagnostics; an
+    entry point naming a class is instantiated once); otherwise it holds classes (learners, tasks).
+    """
 
     kind: str
-    name: str
-    target: str
-    params: dict[str, Any]
-    version: int = 1
-    source: str = field(default="", compare=False)
-    timeout: float | None = field(default=None, compare=False)  # seconds; a learner spec's default limit
-    code: str = ""  # the version of its class's code (`code_version`): part of a run's key, not of to_dict
-    neutral: dict[str, Any] = field(default_factory=dict, compare=False)  # the class's `identity_neutral`
+    base: str
+    instances: bool = False
+    public: str = ""  # the base class's name as users import it, for messages
+    public: str = ""  # the base's name as users import it, for messages
+    _loaded: dict[str, Any] = field(default_factory=dict, repr=False)
+    _local: dict[str, Any] = field(default_factory=dict, repr=False)
 
-    def build(self):
-        return load_target(self.kind, self.target)(**self.params)
+    @property
+    def group(self) -> str:
+        return f"imlbench.{self.kind}s"
 
-    def to_dict(self) -> dict[str, Any]:
-        """The spec as part of a run's identity: parameters at their `identity_neutral` value are left out."""
-        params = {k: v for k, v in self.params.items() if not (k in self.neutral and self.neutral[k] == v)}
-        return {"name": self.name, "target": self.target, "version": self.version, "params": params}
+    def entry_points(self) -> dict[str, metadata.EntryPoint]:
+        return {ep.name: ep for ep in metadata.entry_points(group=self.group)}
 
+    def names(self) -> list[str]:
+        """Every registered name, in registration order for local ones, then sorted entry points."""
+        return list(self._local) + sorted(set(self.entry_points()) - set(self._local))
 
-def check_keys(what: str, raw: dict[str, Any], valid: Iterable[str]) -> None:
-    """A key the reader does not know is a typo that would silently run defaults: reject it."""
-    valid = list(valid)
-    for key in raw:
-        if key not in valid:
-            raise ImlbenchError(f"unknown key {key!r} in {what}; valid: {', '.join(valid)}{did_you_mean(key, valid)}")
+    def __contains__(self, name: object) -> bool:
+        return name in self._local or name in self.entry_points()
 
+    def get(self, name: str) -> Any:
+        """The object registered as `name`, or one ImlbenchError line with the valid names."""
+        if name in self._local:
+            return self._local[name]
+        if name in self._loaded:
+            return self._loaded[name]
+        points = self.entry_points()
+        if name not in points:
+            valid = self.names()
+            raise ImlbenchError(
+                f"unknown {self.kind} {name!r}; valid: {', '.join(valid) or '(none)'}{did_you_mean(name, valid)}"
+            )
+        try:
+            obj = points[name].load()
+        except Exception as exc:  # a plugin that fails to import
+            raise ImlbenchError(f"{self.kind} {name!r} failed to load: {type(exc).__name__}: {exc}") from exc
+        self._loaded[name] = obj = self.checked(name, obj)
+        return obj
 
-def suite_dirs(kind: str) -> list[Path]:
-    """Folders holding the suite's .toml specs: the checkout's, then the copy inside the wheel."""
-    folder = f"{kind}s"
-    candidates = [Path(__file__).resolve().parents[2] / folder]
-    try:
-        candidates.append(Path(str(resources.files("imlbench") / "suite" / folder)))
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return [d for d in candidates if d.is_dir()]
+    def items(self) -> list[tuple[str, Any]]:
+        return [(name, self.get(name)) for name in self.names()]
 
+    def register(self, name: str, obj: Any) -> Any:
+        """Add an object in this process only; the same name for another kind of object is an error."""
+        obj = self.checked(name, obj)
+        known = self._local.get(name) or (self.get(name) if name in self.entry_points() else None)
+        if known is not None and type(known) is not type(obj) and known is not obj:
+            raise ValueError(f"{self.kind} {name!r} is already registered ({_describe(known)})")
+        self._local[name] = obj
+        return obj
 
-def suite_specs(kind: str) -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for folder in suite_dirs(kind):
-        for path in sorted(folder.glob("*.toml")):
-            found.setdefault(path.stem, path)
-    return found
+    def unregister(self, name: str) -> None:
+        self._local.pop(name, None)
+        self._loaded.pop(name, None)
 
+    def checked(self, name: str, obj: Any) -> Any:
+        """`obj` if it is of the registry's base (a class is instantiated for an instance registry)."""
+        base = self.base_class()
+        if self.instances and isinstance(obj, type) and issubclass(obj, base):
+            obj = obj()
+        ok = isinstance(obj, base) if self.instances else isinstance(obj, type) and issubclass(obj, base)
+        if not ok:
+            raise ImlbenchError(
+                f"{self.kind} {name!r} is {_describe(obj)}, not "
+                f"{'an instance' if self.instances else 'a subclass'} of {self.public or self.base.replace(':', '.')}"
+            )
+        return obj
 
-def entry_points(kind: str) -> dict[str, metadata.EntryPoint]:
-    return {ep.name: ep for ep in metadata.entry_points(group=f"imlbench.{kind}s")}
-
-
-def available(kind: str) -> list[str]:
-    return sorted(set(suite_specs(kind)) | set(entry_points(kind)))
-
-
-def load_target(kind: str, target: str) -> type:
-    """An entry point name or `package.module:Class` -> the class, checked to be a Learner/Task."""
-    eps = entry_points(kind)
-    try:
-        if target in eps:
-            cls = eps[target].load()
-        elif ":" in target:
-            module, _, qualname = target.partition(":")
-            cls = importlib.import_module(module)
-            for part in qualname.split("."):
-                cls = getattr(cls, part)
-        else:
-            valid = available(kind)
-            raise ImlbenchError(f"unknown {kind} {target!r}; valid: {', '.join(valid)}{did_you_mean(target, valid)}")
-    except ImlbenchError:
-        raise
-    except Exception as exc:  # a plugin that fails to import
-        raise ImlbenchError(f"{kind} {target!r} failed to load: {type(exc).__name__}: {exc}") from exc
-    if not (isinstance(cls, type) and issubclass(cls, KINDS[kind])):
-        what = cls.__name__ if isinstance(cls, type) else f"a {type(cls).__name__} object"
-        raise ImlbenchError(f"{kind} {target!r} is {what}, not a subclass of imlbench.{KINDS[kind].__name__}")
-    return cls
+    def base_class(self) -> type:
+        module, _, qualname = self.base.partition(":")
+        return getattr(importlib.import_module(module), qualname)
 
 
-def code_version(kind: str, target: str, cls: type) -> str:
-    """What version of a class's code runs: an entry point's distribution and version (for the
-    built-ins, imlbench's own package version, which an editable install never bumps), else a hash
-    of the source file of the class's module (`package.module:Class`)."""
-    point = entry_points(kind).get(target)
-    if point is not None:
-        dist = getattr(point, "dist", None)
-        return f"{dist.name}=={dist.version}" if dist is not None else "unknown"
-    try:
-        source = Path(inspect.getfile(sys.modules[cls.__module__])).read_bytes()
-    except (KeyError, TypeError, OSError):  # a class without a source file (built in a notebook)
-        return "unknown"
-    return "sha256:" + hashlib.sha256(source).hexdigest()[:16]
+def _describe(obj: Any) -> str:
+    return obj.__name__ if isinstance(obj, type) else f"a {type(obj).__name__} object"
 
 
-def _read_toml(kind: str, path: Path) -> dict[str, Any]:
-    try:
-        spec = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ImlbenchError(f"cannot read {kind} spec {path}: {exc}") from exc
-    if kind not in spec:
-        raise ImlbenchError(f"{kind} spec {path} has no `{kind} = \"...\"` line naming its {kind}")
-    check_spec(kind, spec, f"{kind} spec {path}")
-    return spec
-
-
-def _text(value: Any) -> bool:
-    return isinstance(value, str) and value.strip() != ""
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-# what each spec key must hold: (test, how to say it)
-SPEC_TYPES = {
-    "name": (_text, "a non-empty string"),
-    "description": (lambda v: isinstance(v, str), "a string"),
-    "version": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "a positive integer"),
-    "params": (lambda v: isinstance(v, dict), "a table ([params])"),
-    "timeout": (lambda v: _number(v) and 0 < v < math.inf, "a positive, finite number of seconds"),
-    "search": (lambda v: isinstance(v, dict), "a table ([search]) of parameter = {low, high[, log]} or {choices}"),
-    "learner": (_text, "a non-empty string"),
-    "task": (_text, "a non-empty string"),
-}
-
-
-def check_spec(kind: str, spec: dict[str, Any], what: str) -> None:
-    """Every key known and of the right type, so a typo never runs defaults under the user's name."""
-    check_keys(what, spec, SPEC_KEYS[kind])
-    for key, value in spec.items():
-        test, expected = SPEC_TYPES[key]
-        if not test(value):
-            raise ImlbenchError(f"bad {key!r} in {what}: expected {expected}, got {value!r}")
-
-
-def _raw_spec(kind: str, name: str) -> tuple[dict[str, Any], str]:
-    """A name -> (its spec as written, where it came from), in the resolution order above."""
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {', '.join(KINDS)}")
-    specs = suite_specs(kind)
-    if name.endswith(".toml"):
-        if not Path(name).is_file():
-            raise ImlbenchError(f"{kind} spec file {name!r} does not exist")
-        return _read_toml(kind, Path(name)), name
-    if name in specs:
-        return _read_toml(kind, specs[name]), str(specs[name])
-    if name in entry_points(kind) or ":" in name:
-        return {kind: name}, name
-    valid = available(kind)
-    raise ImlbenchError(f"unknown {kind} {name!r}; valid: {', '.join(valid)} "
-                        f"(or a .toml path, or package.module:Class){did_you_mean(name, valid)}")
-
-
-def target_class(kind: str, name: str) -> type:
-    """The class a name resolves to, without building it (to know which parameters it takes)."""
-    return load_target(kind, _raw_spec(kind, name)[0][kind])
-
-
-def resolve(kind: str, name: str, overrides: dict[str, Any] | None = None) -> Spec:
-    """Resolve a name to a Spec with every parameter filled in and checked."""
-    raw, source = _raw_spec(kind, name)
-    path = Path(name)
-    cls = load_target(kind, raw[kind])
-    target = raw[kind] if raw[kind] in entry_points(kind) else f"{cls.__module__}:{cls.__qualname__}"
-    display = raw.get("name", path.stem if name.endswith(".toml") else name)
-    params = cls.param_defaults()
-    params.update(check_params(kind, display, cls, raw.get("params", {})))
-    params.update(check_params(kind, display, cls, overrides or {}))
-    if overrides:  # a variant is its own leaderboard row: name it by what was changed
-        display += "[" + ",".join(f"{k}={v}" for k, v in sorted(overrides.items())) + "]"
-    spec = Spec(kind, display, target, params, raw.get("version", 1), source, raw.get("timeout"),
-                code_version(kind, target, cls), dict(getattr(cls, "identity_neutral", {})))
-    validate(spec)
-    return spec
-
-
-def search_space_of(name: str) -> dict[str, Any]:
-    """What `imlbench search` may vary for a learner: its spec's [search] table, else its class's."""
-    raw, _ = _raw_spec("learner", name)
-    return raw["search"] if "search" in raw else resolve("learner", name).build().search_space
-
-
-def validate(spec: Spec) -> None:
-    try:
-        spec.build().validate()
-    except ImlbenchError:
-        raise
-    except (TypeError, ValueError) as exc:
-        raise ImlbenchError(f"bad parameter for {spec.kind} {spec.name!r}: {exc}") from exc
-
-
-def check_params(kind: str, name: str, cls: type, params: dict[str, Any]) -> dict[str, Any]:
-    """Reject unknown names and values of the wrong type (judged by the default's type)."""
-    defaults = cls.param_defaults()
-    checked = {}
-    for key, value in params.items():
-        if key not in defaults:
-            raise ImlbenchError(f"unknown parameter {key!r} for {kind} {name!r}; "
-                                f"valid: {', '.join(defaults) or '(none)'}{did_you_mean(key, defaults)}")
-        checked[key] = coerce(kind, name, key, value, defaults[key])
-    return checked
-
-
-def coerce(kind: str, name: str, key: str, value: Any, default: Any) -> Any:
-    if default is None or value is None:
-        return value
-    expected = type(default)
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if expected in (list, tuple) and isinstance(value, (list, tuple)):
-        return expected(value)
-    if isinstance(value, expected) and (expected is bool or not isinstance(value, bool)):
-        return value
-    raise ImlbenchError(f"bad value for {kind} {name!r} parameter {key!r}: expected "
-                        f"{expected.__name__}, got {value!r} ({type(value).__name__})")
-
-
-def parse_value(text: str) -> Any:
-    """A command-line value as TOML (`3`, `0.5`, `true`, `[1, 2]`), else the bare string."""
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
-
-
-def parse_pair(text: str) -> tuple[str, Any]:
-    """`key=value` from the command line -> (key, parsed value)."""
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise ImlbenchError(f"bad --param {text!r}; expected key=value (e.g. n_entities=200)")
-    return key.strip(), parse_value(value.strip())
-
-
-def split_overrides(pairs: list[tuple[str, Any]], task_cls: type, learner_cls: type) -> tuple[dict, dict]:
-    """(key, value) pairs -> (task overrides, learner overrides).
-
-    `task.key` and `learner.key` say where a parameter goes; a bare key goes to whichever of the
-    two has it (an error if both or neither do).
-    """
-    task_over: dict[str, Any] = {}
-    learner_over: dict[str, Any] = {}
-    task_params, learner_params = task_cls.param_defaults(), learner_cls.param_defaults()
-    for key, value in pairs:
-        if key.startswith("task."):
-            task_over[key[5:]] = value
-        elif key.startswith("learner."):
-            learner_over[key[8:]] = value
-        elif key in task_params and key in learner_params:
-            raise ImlbenchError(f"parameter {key!r} exists for both task and learner; "
-                                f"write task.{key}= or learner.{key}=")
-        elif key in task_params:
-            task_over[key] = value
-        elif key in learner_params:
-            learner_over[key] = value
-        else:
-            valid = sorted(set(task_params) | set(learner_params))
-            raise ImlbenchError(f"unknown parameter {key!r}; valid: {', '.join(valid)}{did_you_mean(key, valid)}")
-    return task_over, learner_over
+LEARNERS = Registry("learner", "imlbench.core.protocol:Learner", public="imlbench.protocol.Learner")
+TASKS = Registry("task", "imlbench.core.protocol:Task", public="imlbench.protocol.Task")
+VIEWS = Registry("view", "imlbench.views.base:View", instances=True)
+PIPELINES = Registry("pipeline", "imlbench.core.pipelines:Pipeline", instances=True)
+DIAGNOSTICS = Registry("diagnostic", "imlbench.harness.diagnostics:Diagnostic", instances=True)
+REGISTRIES = {r.kind: r for r in (LEARNERS, TASKS, VIEWS, PIPELINES, DIAGNOSTICS)}

@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 # purposes drawn by the harness
-LEARNER = 1          # a learner's `random_state`
-STAGE2_ORDER = 2     # the order of the one-stage union of stage-1 and stage-2 examples
-DIAGNOSTICS = 3      # a diagnostic's own choices (sampled variables, probe folds)
-SEARCH = 4           # an elicitation search's sampler, per trial: stream(seed, SEARCH) spawned by trial number
+LEARNER = 1  # a learner's `random_state`
+STAGE2_ORDER = 2  # the order of the one-stage union of stage-1 and stage-2 examples
+DIAGNOSTICS = 3  # a diagnostic's own choices (sampled variables, probe folds)
+SEARCH = 4  # an elicitation search's sampler, per trial: stream(seed, SEARCH) spawned by trial number
 # purposes drawn by the built-in tasks for their data (each task its own stream)
 SYNTHETIC_DEFS = 0x5D
 SYNTHETIC_DEFS_TEXT = 0x7E47

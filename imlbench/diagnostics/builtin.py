@@ -38,8 +38,10 @@ class GradientAlignment(Diagnostic):
         from imlbench.diagnostics.measures import gradient_alignment_rows, sample_variables
 
         every, limit = ctx.options["every"], ctx.options["variables"]
-        samples = {tag: sample_variables(ctx.data, s, limit, ctx.rng)
-                   for tag, s in zip(TAGS, ("d1consis", "d2consis", "d3consis"))}
+        samples = {
+            tag: sample_variables(ctx.data, s, limit, ctx.rng)
+            for tag, s in zip(TAGS, ("d1consis", "d2consis", "d3consis"))
+        }
         seconds = {"fit": 0.0, "diagnostic": 0.0}
         rows, n_measured, checkpoint = [], 0, 0
         fit = timed(ctx.learner.fit(ctx.encode(ctx.data.stage1, "stage1")), seconds)
@@ -60,8 +62,7 @@ class GradientAlignment(Diagnostic):
         steps = info.get("optimizer_steps", {})
         for row in rows:
             row.update(iml_effect=effect["effect"], stage1_steps=steps.get("stage1"))
-        return {"rows": rows, "seconds": seconds, "stage1_checkpoints": checkpoint, "iml": effect,
-                "learner_info": info}
+        return {"rows": rows, "seconds": seconds, "stage1_checkpoints": checkpoint, "iml": effect, "learner_info": info}
 
     def iml_effect(self, ctx: Context, seconds: dict[str, float]) -> dict[str, Any]:
         """Stage 2 to the evaluation point as `imlbench run` seeks it; the effect there, in points."""
@@ -70,8 +71,12 @@ class GradientAlignment(Diagnostic):
         evaluator = Evaluator(ctx.task, ctx.data, ctx.view)
         reached = self.stage2_to_point(ctx, evaluator, seconds)
         accuracy = evaluator.test(ctx.learner)
-        return {"effect": 100 * (accuracy["d1consis"] - accuracy["d2consis"]),
-                "d1consis": accuracy["d1consis"], "d2consis": accuracy["d2consis"], **reached}
+        return {
+            "effect": 100 * (accuracy["d1consis"] - accuracy["d2consis"]),
+            "d1consis": accuracy["d1consis"],
+            "d2consis": accuracy["d2consis"],
+            **reached,
+        }
 
 
 class TagProbe(Diagnostic):
@@ -85,9 +90,19 @@ class TagProbe(Diagnostic):
     def measure(self, ctx: Context) -> dict[str, Any]:
         from imlbench.diagnostics.measures import probe_rows
 
-        return self.train_two_stages(ctx, lambda point, evaluator: probe_rows(
-            ctx.learner, ctx.task, ctx.view, ctx.data, point, ctx.options["variables"], ctx.rng,
-            permutations=ctx.options["permutations"]))
+        return self.train_two_stages(
+            ctx,
+            lambda point, evaluator: probe_rows(
+                ctx.learner,
+                ctx.task,
+                ctx.view,
+                ctx.data,
+                point,
+                ctx.options["variables"],
+                ctx.rng,
+                permutations=ctx.options["permutations"],
+            ),
+        )
 
 
 class InContext(Diagnostic):
@@ -101,7 +116,14 @@ class InContext(Diagnostic):
     def measure(self, ctx: Context) -> dict[str, Any]:
         from imlbench.diagnostics.measures import in_context_queries, in_context_rows, in_context_text_queries
 
-        queries = (partial(in_context_text_queries, ctx.task, ctx.data) if ctx.view == "text"
-                   else partial(in_context_queries, ctx.data))
-        return self.train_two_stages(ctx, lambda point, evaluator: in_context_rows(
-            ctx.learner, ctx.data, point, evaluator.test(ctx.learner), queries))
+        queries = (
+            partial(in_context_text_queries, ctx.task, ctx.data)
+            if ctx.view == "text"
+            else partial(in_context_queries, ctx.data)
+        )
+        return self.train_two_stages(
+            ctx,
+            lambda point, evaluator: in_context_rows(
+                ctx.learner, ctx.data, point, evaluator.test(ctx.learner), queries
+            ),
+        )

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from imlbench.outputs.figures import TAG_COLOURS, save_figure, t_interval
+from imlbench.outputs.drawing import TAG_COLOURS, save_figure, t_interval
 
 TAG_ORDER = ("tag1", "tag2", "tag3")
 POINT_STYLE = {"after_stage1": ("after stage 1", "--"), "at_point": ("at the evaluation point", "-")}
@@ -69,8 +69,9 @@ def plot_gradient_alignment(frame: pd.DataFrame, stem: Path, formats: Iterable[s
     for column, group in enumerate(groups):
         part = shown[shown["group"] == group]
         loss = part["loss"].iloc[0]
-        for row, (value, label) in enumerate((("cosine", "cos(definition grad, questions grad)"),
-                                              ("change", "change from the first epoch"))):
+        for row, (value, label) in enumerate(
+            (("cosine", "cos(definition grad, questions grad)"), ("change", "change from the first epoch"))
+        ):
             ax = axes[row, column]
             for tag, rows in summarize(part, ["tag", "checkpoint"], value).groupby("tag"):
                 ax.plot(rows["checkpoint"], rows["mean"], color=TAG_COLOURS[tag], label=f"{tag} definitions")
@@ -90,12 +91,26 @@ def plot_tag_probe(frame: pd.DataFrame, stem: Path, formats: Iterable[str]) -> l
     for ax, group in zip(axes, groups):
         for (point, part), colour in zip(summary[summary["group"] == group].groupby("point"), ("C0", "C1")):
             label, style = POINT_STYLE.get(point, (point, "-"))
-            ax.errorbar(part["layer"], part["mean"], yerr=[part["mean"] - part["ci_low"], part["ci_high"] - part["mean"]],
-                        ls=style, marker="o", capsize=3, label=label, color=colour)
+            ax.errorbar(
+                part["layer"],
+                part["mean"],
+                yerr=[part["mean"] - part["ci_low"], part["ci_high"] - part["mean"]],
+                ls=style,
+                marker="o",
+                capsize=3,
+                label=label,
+                color=colour,
+            )
             band = frame[(frame["group"] == group) & (frame["point"] == point)].groupby("layer")
             if "null_low" in frame:  # the permutation null's 95% band, mean over seeds
-                ax.fill_between(sorted(band.groups), band["null_low"].mean(), band["null_high"].mean(),
-                                color=colour, alpha=0.15, label=f"null band ({label})")
+                ax.fill_between(
+                    sorted(band.groups),
+                    band["null_low"].mean(),
+                    band["null_high"].mean(),
+                    color=colour,
+                    alpha=0.15,
+                    label=f"null band ({label})",
+                )
         ax.set_title(group.replace(" on ", "\non ", 1), fontsize=9)
         ax.set(xlabel="layer (0 = embedding)", ylabel="probe accuracy (tag 1 vs 2)", ylim=(0.3, 1.02))
     axes[0].legend(fontsize=8)
@@ -103,8 +118,12 @@ def plot_tag_probe(frame: pd.DataFrame, stem: Path, formats: Iterable[str]) -> l
 
 
 def plot_in_context(frame: pd.DataFrame, stem: Path, formats: Iterable[str]) -> list[Path]:
-    long = frame.melt(id_vars=["group", "seed", "point", "tag"], value_vars=["in_context", "out_of_context"],
-                      var_name="where", value_name="accuracy")
+    long = frame.melt(
+        id_vars=["group", "seed", "point", "tag"],
+        value_vars=["in_context", "out_of_context"],
+        var_name="where",
+        value_name="accuracy",
+    )
     summary = summarize(long, ["group", "point", "where", "tag"], "accuracy")
     groups = sorted(summary["group"].unique())
     fig, axes = _panels(groups, 6.0)
@@ -114,10 +133,18 @@ def plot_in_context(frame: pd.DataFrame, stem: Path, formats: Iterable[str]) -> 
         for j, (point, where) in enumerate(bars):
             rows = part[(part["point"] == point) & (part["where"] == where)].set_index("tag").reindex(list(TAG_COLOURS))
             x = np.arange(len(TAG_COLOURS)) + (j - 1.5) * 0.2
-            ax.bar(x, 100 * rows["mean"], width=0.2, hatch="//" if where == "in_context" else None,
-                   alpha=1.0 if point == "at_point" else 0.45, color=list(TAG_COLOURS.values()), edgecolor="black",
-                   yerr=[100 * (rows["mean"] - rows["ci_low"]), 100 * (rows["ci_high"] - rows["mean"])], capsize=2,
-                   label=f"{where.replace('_', ' ')}, {POINT_STYLE[point][0]}")
+            ax.bar(
+                x,
+                100 * rows["mean"],
+                width=0.2,
+                hatch="//" if where == "in_context" else None,
+                alpha=1.0 if point == "at_point" else 0.45,
+                color=list(TAG_COLOURS.values()),
+                edgecolor="black",
+                yerr=[100 * (rows["mean"] - rows["ci_low"]), 100 * (rows["ci_high"] - rows["mean"])],
+                capsize=2,
+                label=f"{where.replace('_', ' ')}, {POINT_STYLE[point][0]}",
+            )
         ax.set_xticks(np.arange(len(TAG_COLOURS)), [f"{t} defined" for t in TAG_COLOURS])
         ax.set_title(group.replace(" on ", "\non ", 1), fontsize=9)
         ax.set(ylabel="accuracy (%)", ylim=(0, 105))
@@ -126,8 +153,14 @@ def plot_in_context(frame: pd.DataFrame, stem: Path, formats: Iterable[str]) -> 
 
 
 def _ci(row: pd.Series, scale: float = 1.0, fmt: str = "{:+.3f}") -> str:
-    return (fmt.format(scale * row["mean"]) + " [" + fmt.format(scale * row["ci_low"]) + ", "
-            + fmt.format(scale * row["ci_high"]) + f"] (n={int(row['n_seeds'])})")
+    return (
+        fmt.format(scale * row["mean"])
+        + " ["
+        + fmt.format(scale * row["ci_low"])
+        + ", "
+        + fmt.format(scale * row["ci_high"])
+        + f"] (n={int(row['n_seeds'])})"
+    )
 
 
 def alignment_table(frame: pd.DataFrame) -> list[str]:
@@ -139,21 +172,35 @@ def alignment_table(frame: pd.DataFrame) -> list[str]:
         change = summarize(part, ["tag"], "change").set_index("tag")
         d = paired_difference(part.assign(g=0), ["g"], "cosine", "tag", "tag1", "tag2").iloc[0]
         runs = part.drop_duplicates("seed")
-        effect = (_ci(summarize(runs.assign(g=0), ["g"], "iml_effect").iloc[0], 1, "{:+.1f}")
-                  if "iml_effect" in runs and runs["iml_effect"].notna().all() else "–")
-        steps = (", ".join(str(int(v)) for v in sorted(runs["stage1_steps"].unique()))
-                 if "stage1_steps" in runs and runs["stage1_steps"].notna().all() else "–")
-        rows.append(f"| {group} | {loss} | {parameters} | {int(part['checkpoint'].iloc[0])} | {steps} | "
-                    + " | ".join(_ci(s.loc[t]) for t in ("tag1", "tag2") if t in s.index)
-                    + " | " + " | ".join(_ci(change.loc[t]) for t in ("tag1", "tag2") if t in change.index)
-                    + f" | {_ci(d)} | {effect} |")
-    return ["Cosine of a stage-2 definition's gradient with its questions' gradient at the last stage-1 epoch, "
-            "per loss (`document`: the training loss; `answer`: the answer token alone, the same target for a "
-            "definition and its questions) and parameter group (`body`: neither input embeddings nor output "
-            "layer); its change since the first measured epoch (paired by seed); and the IML effect of the "
-            "same runs at their evaluation point (points).", "",
-            "| group | loss | parameters | epoch | stage-1 steps | tag1 | tag2 | tag1 change | tag2 change | "
-            "tag1 − tag2 (paired) | IML effect |", "|---|---|---|---|---|---|---|---|---|---|---|", *rows]
+        effect = (
+            _ci(summarize(runs.assign(g=0), ["g"], "iml_effect").iloc[0], 1, "{:+.1f}")
+            if "iml_effect" in runs and runs["iml_effect"].notna().all()
+            else "–"
+        )
+        steps = (
+            ", ".join(str(int(v)) for v in sorted(runs["stage1_steps"].unique()))
+            if "stage1_steps" in runs and runs["stage1_steps"].notna().all()
+            else "–"
+        )
+        rows.append(
+            f"| {group} | {loss} | {parameters} | {int(part['checkpoint'].iloc[0])} | {steps} | "
+            + " | ".join(_ci(s.loc[t]) for t in ("tag1", "tag2") if t in s.index)
+            + " | "
+            + " | ".join(_ci(change.loc[t]) for t in ("tag1", "tag2") if t in change.index)
+            + f" | {_ci(d)} | {effect} |"
+        )
+    return [
+        "Cosine of a stage-2 definition's gradient with its questions' gradient at the last stage-1 epoch, "
+        "per loss (`document`: the training loss; `answer`: the answer token alone, the same target for a "
+        "definition and its questions) and parameter group (`body`: neither input embeddings nor output "
+        "layer); its change since the first measured epoch (paired by seed); and the IML effect of the "
+        "same runs at their evaluation point (points).",
+        "",
+        "| group | loss | parameters | epoch | stage-1 steps | tag1 | tag2 | tag1 change | tag2 change | "
+        "tag1 − tag2 (paired) | IML effect |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+        *rows,
+    ]
 
 
 def probe_table(frame: pd.DataFrame) -> list[str]:
@@ -162,15 +209,21 @@ def probe_table(frame: pd.DataFrame) -> list[str]:
     rows = []
     for _, r in s.iterrows():
         part = by.get_group((r["group"], r["point"], r["layer"]))
-        band = (f"{100 * part['null_low'].mean():.1f}–{100 * part['null_high'].mean():.1f}"
-                if "null_low" in part else "–")
+        band = (
+            f"{100 * part['null_low'].mean():.1f}–{100 * part['null_high'].mean():.1f}" if "null_low" in part else "–"
+        )
         above = f"{int((part['accuracy'] > part['null_high']).sum())}/{len(part)}" if "null_high" in part else "–"
         rows.append(f"| {r['group']} | {r['point']} | {r['layer']} | {_ci(r, 100, '{:.1f}')} | {band} | {above} |")
-    return ["Cross-validated probe accuracy (%) for the defining tag (1 vs 2) of the variable a question asks "
-            "about, beside the chance level measured by shuffling the tags among variables (95% band of the "
-            "permutation null, mean over seeds; folds grouped by variable put chance below 50). A layer "
-            "decodes the tag in a seed when its accuracy is above that seed's band.", "",
-            "| group | point | layer | accuracy | null band | seeds above band |", "|---|---|---|---|---|---|", *rows]
+    return [
+        "Cross-validated probe accuracy (%) for the defining tag (1 vs 2) of the variable a question asks "
+        "about, beside the chance level measured by shuffling the tags among variables (95% band of the "
+        "permutation null, mean over seeds; folds grouped by variable put chance below 50). A layer "
+        "decodes the tag in a seed when its accuracy is above that seed's band.",
+        "",
+        "| group | point | layer | accuracy | null band | seeds above band |",
+        "|---|---|---|---|---|---|",
+        *rows,
+    ]
 
 
 PRECONDITION = 0.8  # in-context accuracy after stage 1 on the positive control (stage-1 questions)
@@ -182,8 +235,11 @@ def in_context_precondition(frame: pd.DataFrame) -> pd.DataFrame:
     if the positions the test uses were trained); `reads` — the same for variables held out of stage
     1 (stage 2's tag-1 variables), answerable only by reading the definition from the context."""
     out = {}
-    for name, point, tag in (("control", "after_stage1", "stage1 tag1"), ("reads", "after_stage1", "tag1"),
-                             ("control_at_point", "at_point", "stage1 tag1")):
+    for name, point, tag in (
+        ("control", "after_stage1", "stage1 tag1"),
+        ("reads", "after_stage1", "tag1"),
+        ("control_at_point", "at_point", "stage1 tag1"),
+    ):
         part = frame[(frame["point"] == point) & (frame["tag"] == tag)]
         if not part.empty:
             out[name] = summarize(part, ["group"], "in_context").set_index("group")
@@ -192,30 +248,49 @@ def in_context_precondition(frame: pd.DataFrame) -> pd.DataFrame:
 
 def in_context_table(frame: pd.DataFrame) -> list[str]:
     precondition = in_context_precondition(frame)
-    lines = ["Precondition, after stage 1: questions about stage-1 variables (held-out phrasings) with their tag-1 "
-             "definition in the context, at the positions the test uses (`control`); at least "
-             f"{100 * PRECONDITION:.0f}% before the tag gap in context is compared with the out-of-context one. "
-             "`reads`: the same for variables held out of stage 1, answerable only by reading the context; the "
-             "control again at the evaluation point.", "",
-             "| group | control: stage-1 questions in context (%) | met | reads: held-out variables in context (%) "
-             "| control at the point (%) |", "|---|---|---|---|---|"]
+    lines = [
+        "Precondition, after stage 1: questions about stage-1 variables (held-out phrasings) with their tag-1 "
+        "definition in the context, at the positions the test uses (`control`); at least "
+        f"{100 * PRECONDITION:.0f}% before the tag gap in context is compared with the out-of-context one. "
+        "`reads`: the same for variables held out of stage 1, answerable only by reading the context; the "
+        "control again at the evaluation point.",
+        "",
+        "| group | control: stage-1 questions in context (%) | met | reads: held-out variables in context (%) "
+        "| control at the point (%) |",
+        "|---|---|---|---|---|",
+    ]
     met = {}
     for group, row in precondition.iterrows():
         control = row["control"] if "control" in precondition else None
         met[group] = control is not None and control["mean"] >= PRECONDITION
-        reads, later = (_ci(row[k], 100, "{:.1f}") if k in precondition and pd.notna(row[k]["mean"]) else "–"
-                        for k in ("reads", "control_at_point"))
-        lines.append(f"| {group} | {_ci(control, 100, '{:.1f}') if control is not None else '–'} | "
-                     f"{'yes' if met[group] else 'no'} | {reads} | {later} |")
+        reads, later = (
+            _ci(row[k], 100, "{:.1f}") if k in precondition and pd.notna(row[k]["mean"]) else "–"
+            for k in ("reads", "control_at_point")
+        )
+        lines.append(
+            f"| {group} | {_ci(control, 100, '{:.1f}') if control is not None else '–'} | "
+            f"{'yes' if met[group] else 'no'} | {reads} | {later} |"
+        )
     rows = []
     for (group, point), part in frame[frame["tag"].isin(TAG_ORDER)].groupby(["group", "point"]):
         for where in ("out_of_context", "in_context"):
             s = summarize(part, ["tag"], where).set_index("tag")
             d = paired_difference(part.assign(g=0), ["g"], where, "tag", "tag1", "tag2").iloc[0]
-            gap = (_ci(d, 100, '{:+.1f}') if met.get(group) or where == "out_of_context"
-                   else "not compared (precondition not met)")
-            rows.append(f"| {group} | {point} | {where.replace('_', ' ')} | "
-                        + " | ".join(_ci(s.loc[t], 100, "{:.1f}") for t in TAG_ORDER if t in s.index) + f" | {gap} |")
-    return lines + ["", "Accuracy (%) on questions about stage-2 variables, with the definition in the context or not.", "",
-                    "| group | point | context | tag1 | tag2 | tag3 | tag1 − tag2 (paired) |",
-                    "|---|---|---|---|---|---|---|", *rows]
+            gap = (
+                _ci(d, 100, "{:+.1f}")
+                if met.get(group) or where == "out_of_context"
+                else "not compared (precondition not met)"
+            )
+            rows.append(
+                f"| {group} | {point} | {where.replace('_', ' ')} | "
+                + " | ".join(_ci(s.loc[t], 100, "{:.1f}") for t in TAG_ORDER if t in s.index)
+                + f" | {gap} |"
+            )
+    return lines + [
+        "",
+        "Accuracy (%) on questions about stage-2 variables, with the definition in the context or not.",
+        "",
+        "| group | point | context | tag1 | tag2 | tag3 | tag1 − tag2 (paired) |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+    ]

@@ -16,10 +16,9 @@ it on anything, and never change its weights, optimizer or random streams.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import replace
-
-import warnings
 from typing import Any
 
 import numpy as np
@@ -36,8 +35,9 @@ def flat_params(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}
 
 
-def group_grads(learner, batch: tuple[torch.Tensor, ...], group: torch.Tensor, n_groups: int,
-                loss: str = "document") -> torch.Tensor:
+def group_grads(
+    learner, batch: tuple[torch.Tensor, ...], group: torch.Tensor, n_groups: int, loss: str = "document"
+) -> torch.Tensor:
     """(n_groups, n_parameters): the gradient of each group's mean loss over all trainable
     parameters, `torch.func.vmap` over groups. By linearity it equals the mean of the group's
     per-example gradients, but only one gradient per group is ever held in memory (per-example
@@ -63,7 +63,9 @@ def group_grads(learner, batch: tuple[torch.Tensor, ...], group: torch.Tensor, n
     in_dims = (None,) + (0,) * (len(batch) + 1)
     with warnings.catch_warnings():  # attention has no batching rule on the CPU: correct, only slower
         warnings.filterwarnings("ignore", message="There is a performance drop")
-        grads = torch.func.vmap(torch.func.grad(loss_of_group), in_dims=in_dims)(params, weight, *(t[index] for t in batch))
+        grads = torch.func.vmap(torch.func.grad(loss_of_group), in_dims=in_dims)(
+            params, weight, *(t[index] for t in batch)
+        )
     return torch.cat([grads[name].reshape(n_groups, -1) for name in params], dim=1)
 
 
@@ -73,25 +75,6 @@ def per_example_grads(learner, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
     return group_grads(learner, batch, rows, len(rows))
 
 
-def per_example_grads_loop(learner, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-    """The same as `per_example_grads` by a plain loop with autograd: the reference it is tested against."""
-    params = [p for p in learner.model_.parameters() if p.requires_grad]
-    rows = []
-    for i in range(len(batch[0])):
-        loss = learner.example_loss(tuple(t[i: i + 1] for t in batch))[0]
-        rows.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params)]))
-    return torch.stack(rows)
-
-
-def mean_by_group(values: torch.Tensor, group: torch.Tensor, n_groups: int) -> torch.Tensor:
-    """Row means per group, accumulated into a fresh tensor (never into a view of `values`: the
-    reference code's aliasing bug corrupted its averages exactly there). Used to check `group_grads`."""
-    total = torch.zeros((n_groups, values.shape[1]), dtype=values.dtype, device=values.device)
-    total.index_add_(0, group, values)
-    counts = torch.bincount(group, minlength=n_groups).to(values.dtype).clamp(min=1)
-    return total / counts[:, None]
-
-
 def _rows_to_examples(encoded_rows: int, n_examples: int) -> np.ndarray:
     """Which example each encoded row renders (image views stack several renders, grouped by copy)."""
     if n_examples == 0 or encoded_rows % n_examples:
@@ -99,8 +82,16 @@ def _rows_to_examples(encoded_rows: int, n_examples: int) -> np.ndarray:
     return np.tile(np.arange(n_examples), encoded_rows // n_examples)
 
 
-def grads_by_variable(learner, task, view: str, data: TaskData, examples: Examples, split: str,
-                      variables: np.ndarray, loss: str = "document") -> torch.Tensor:
+def grads_by_variable(
+    learner,
+    task,
+    view: str,
+    data: TaskData,
+    examples: Examples,
+    split: str,
+    variables: np.ndarray,
+    loss: str = "document",
+) -> torch.Tensor:
     """(len(variables), n_parameters): the gradient of the mean loss of the rows about each variable."""
     encoded = learner.tensors(task.encode(get_view(view), data, examples, split))
     rows = _rows_to_examples(len(encoded[0]), len(examples))
@@ -126,8 +117,9 @@ def parameter_columns(learner) -> dict[str, torch.Tensor]:
     return columns
 
 
-def alignment(learner, task, view: str, data: TaskData, variables: np.ndarray,
-              loss: str = "document") -> dict[str, np.ndarray]:
+def alignment(
+    learner, task, view: str, data: TaskData, variables: np.ndarray, loss: str = "document"
+) -> dict[str, np.ndarray]:
     """For sorted stage-2 `variables`, per parameter group: per variable, cos(gradient of its
     definition, gradient of the mean loss of its test questions) — whether one SGD step on the
     definition also lowers the loss of the questions (the gradient of the mean loss is the mean of
@@ -136,8 +128,10 @@ def alignment(learner, task, view: str, data: TaskData, variables: np.ndarray,
     questions = data.test.select(np.isin(data.test.subject, variables))
     d = grads_by_variable(learner, task, view, data, defs, "stage2", variables, loss)
     q = grads_by_variable(learner, task, view, data, questions, "test", variables, loss)
-    return {group: F.cosine_similarity(d[:, mask.to(d.device)], q[:, mask.to(q.device)], dim=1).cpu().numpy()
-            for group, mask in parameter_columns(learner).items()}
+    return {
+        group: F.cosine_similarity(d[:, mask.to(d.device)], q[:, mask.to(q.device)], dim=1).cpu().numpy()
+        for group, mask in parameter_columns(learner).items()
+    }
 
 
 def sample_variables(data: TaskData, subset: str, limit: int, rng: np.random.Generator) -> np.ndarray:
@@ -154,8 +148,9 @@ def alignment_losses(learner) -> tuple[str, ...]:
     return ("document",) if getattr(type(learner).answer_loss, "not_implemented", False) else ("document", "answer")
 
 
-def gradient_alignment_rows(learner, task, view: str, data: TaskData, samples: dict[str, np.ndarray],
-                            checkpoint: int, chunk: int = 16) -> list[dict[str, Any]]:
+def gradient_alignment_rows(
+    learner, task, view: str, data: TaskData, samples: dict[str, np.ndarray], checkpoint: int, chunk: int = 16
+) -> list[dict[str, Any]]:
     """One row per loss, parameter group and tag at one checkpoint: the mean over the tag's sampled
     variables of the cosine (and their spread); variables go `chunk` at a time to bound memory."""
     learner.model_.eval()
@@ -164,49 +159,78 @@ def gradient_alignment_rows(learner, task, view: str, data: TaskData, samples: d
     rows = []
     for loss in losses[:1] if same else losses:
         for tag, variables in samples.items():
-            parts = [alignment(learner, task, view, data, variables[i: i + chunk], loss)
-                     for i in range(0, len(variables), chunk)]
+            parts = [
+                alignment(learner, task, view, data, variables[i : i + chunk], loss)
+                for i in range(0, len(variables), chunk)
+            ]
             for group in parts[0]:
                 cosines = np.concatenate([part[group] for part in parts])
-                row = {"checkpoint": checkpoint, "parameters": group, "tag": tag, "n_variables": int(len(variables)),
-                       "cosine": float(cosines.mean()),
-                       "cosine_sd": float(cosines.std(ddof=1)) if len(cosines) > 1 else 0.0}
+                row = {
+                    "checkpoint": checkpoint,
+                    "parameters": group,
+                    "tag": tag,
+                    "n_variables": int(len(variables)),
+                    "cosine": float(cosines.mean()),
+                    "cosine_sd": float(cosines.std(ddof=1)) if len(cosines) > 1 else 0.0,
+                }
                 rows += [{"loss": name, **row} for name in (losses if same else (loss,))]
     return rows
 
 
-def probe_rows(learner, task, view: str, data: TaskData, point: str, limit: int, rng: np.random.Generator,
-               folds: int = 5, permutations: int = 200) -> list[dict[str, Any]]:
+def probe_rows(
+    learner,
+    task,
+    view: str,
+    data: TaskData,
+    point: str,
+    limit: int,
+    rng: np.random.Generator,
+    folds: int = 5,
+    permutations: int = 200,
+) -> list[dict[str, Any]]:
     """Cross-validated accuracy, per layer, of a linear probe for the tag (1 or 2) that defined the
     variable a test question asks about, beside its permutation null. Folds split by variable, so the
     probe never recognises a variable it was trained on; but then chance is not 50%: a probe that
     learns nothing predicts its training folds' majority, the test fold's minority. So the chance
     level is measured: the tags shuffled among the variables (`permutations` times, same folds), the
     null's 2.5-97.5% band and the permutation p of the observed accuracy."""
-    n = min(limit, *(len(np.unique(data.test.subject[data.test.subset == SUBSET_CODE[s]]))
-                     for s in ("d1consis", "d2consis")))
+    n = min(
+        limit,
+        *(len(np.unique(data.test.subject[data.test.subset == SUBSET_CODE[s]])) for s in ("d1consis", "d2consis")),
+    )
     chosen = np.concatenate([sample_variables(data, s, n, rng) for s in ("d1consis", "d2consis")])
     questions = data.test.select(np.isin(data.test.subject, chosen))
     labels = (questions.subset == SUBSET_CODE["d2consis"]).astype(int)
     variables, inverse = np.unique(questions.subject, return_inverse=True)
     tag_of_variable = np.zeros(len(variables), dtype=int)
     tag_of_variable[inverse] = labels
-    label_sets = np.stack([labels] + [tag_of_variable[rng.permutation(len(variables))][inverse]
-                                      for _ in range(permutations)])
+    label_sets = np.stack(
+        [labels] + [tag_of_variable[rng.permutation(len(variables))][inverse] for _ in range(permutations)]
+    )
     layers = learner.hidden_states(task.encode(get_view(view), data, questions.without_targets(), "test"))
     rows = []
     for i, h in enumerate(layers):
         observed, *null = probe_accuracies(h, label_sets, questions.subject, folds)
         null = np.array(null) if null else np.array([math.nan])
-        rows.append({"point": point, "layer": i, "n_variables": int(2 * n), "n_questions": int(len(labels)),
-                     "accuracy": float(observed), "null_mean": float(null.mean()),
-                     "null_low": float(np.quantile(null, 0.025)), "null_high": float(np.quantile(null, 0.975)),
-                     "p_permutation": float((1 + np.sum(null >= observed - 1e-12)) / (1 + permutations))})
+        rows.append(
+            {
+                "point": point,
+                "layer": i,
+                "n_variables": int(2 * n),
+                "n_questions": int(len(labels)),
+                "accuracy": float(observed),
+                "null_mean": float(null.mean()),
+                "null_low": float(np.quantile(null, 0.025)),
+                "null_high": float(np.quantile(null, 0.975)),
+                "p_permutation": float((1 + np.sum(null >= observed - 1e-12)) / (1 + permutations)),
+            }
+        )
     return rows
 
 
-def probe_accuracies(features: np.ndarray, label_sets: np.ndarray, groups: np.ndarray, folds: int,
-                     ridge: float = 1.0) -> np.ndarray:
+def probe_accuracies(
+    features: np.ndarray, label_sets: np.ndarray, groups: np.ndarray, folds: int, ridge: float = 1.0
+) -> np.ndarray:
     """Mean accuracy over folds grouped by variable of a ridge-regression probe on standardized
     features (labels as ±1, unpenalized intercept), for every row of `label_sets` at once: the fit is
     linear in the labels, so a permutation null costs one matrix product per fold, not one fit each."""
@@ -247,7 +271,7 @@ def in_context_queries(data: TaskData, questions: Examples) -> TokenQueries:
     tokens = np.full((len(questions), length), pad_id, dtype=np.int64)
     for i in range(len(questions)):
         tokens[i, : offset[i]] = d_tokens[i, : offset[i]]
-        tokens[i, offset[i]: offset[i] + q_tokens.shape[1]] = q_tokens[i]
+        tokens[i, offset[i] : offset[i] + q_tokens.shape[1]] = q_tokens[i]
     return TokenQueries(tokens, offset + q_answer, len(data.vocab), pad_id, data.vocab.ids("tag"))
 
 
@@ -266,20 +290,27 @@ def in_context_text_queries(task, data: TaskData, questions: Examples):
 IN_CONTEXT_SUBSETS = {"tag1": "d1consis", "tag2": "d2consis", "tag3": "d3consis", "stage1 tag1": "qd1consis"}
 
 
-def in_context_rows(learner, data: TaskData, point: str, out_of_context: dict[str, float],
-                    queries: Callable[[Examples], Any]) -> list[dict[str, Any]]:
+def in_context_rows(
+    learner, data: TaskData, point: str, out_of_context: dict[str, float], queries: Callable[[Examples], Any]
+) -> list[dict[str, Any]]:
     """Accuracy per tag with the definition in context, beside the same questions' accuracy without
     it (the normal run's, at the same point); `queries` lays questions out in context for the
-    learner's view (`in_context_queries`, `in_context_text_queries`). `stage1 tag1` is the positive control: questions the
-    model answers out of context, asked after their definition, at the positions the in-context test
-    uses — high only if those positions were trained (`context_docs`)."""
+    learner's view (`in_context_queries`, `in_context_text_queries`). `stage1 tag1` is the positive
+    control: questions the model answers out of context, asked after their definition, at the
+    positions the in-context test uses — high only if those positions were trained (`context_docs`)."""
     rows = []
     for tag, subset in IN_CONTEXT_SUBSETS.items():
         questions = data.test.select(data.test.subset == SUBSET_CODE[subset])
         if not len(questions):
             continue
         predicted = np.asarray(learner.predict(queries(questions)))
-        rows.append({"point": point, "tag": tag, "n_questions": int(len(questions)),
-                     "in_context": float((predicted == questions.target).mean()),
-                     "out_of_context": float(out_of_context.get(subset, np.nan))})
+        rows.append(
+            {
+                "point": point,
+                "tag": tag,
+                "n_questions": int(len(questions)),
+                "in_context": float((predicted == questions.target).mean()),
+                "out_of_context": float(out_of_context.get(subset, np.nan)),
+            }
+        )
     return rows

@@ -27,11 +27,11 @@ from typing import Any, Iterator
 
 from tqdm.auto import tqdm
 
-from imlbench.store.records import prepare_out
-from imlbench.core.registry import load_target, ImlbenchError, did_you_mean
+from imlbench.core.specs import ImlbenchError, did_you_mean, load_target
+from imlbench.execution.workers import job_outcome, run_limited, run_supervised
 from imlbench.harness.processes import parse_memory, preload, total_memory
 from imlbench.harness.runner import RunRequest, cached_record
-from imlbench.execution.workers import job_outcome, run_limited, run_supervised
+from imlbench.store.records import prepare_out
 
 EXECUTORS = ("local", "dask", "dask://HOST:PORT", "slurm", "submitit-local")
 POLL_SECONDS = 0.2
@@ -39,9 +39,11 @@ DASK_CONNECT_SECONDS = 10
 SLURM_MARGIN_MINUTES = 5  # Slurm's own limit is a backstop: the job stops the run at its limit first
 AUTO_JOBS = "auto"
 # the published runs peaked at 0.37-2.0 GB resident (rf on synthetic-defs highest): room for twice that
-MEMORY_PER_AUTO_JOB = 4 * 1024 ** 3
-JOBS_HELP = "a number, or auto (the default; IMLBENCH_JOBS sets another): one per CPU core, at most one per " \
-            "4 GiB of memory and per run to do"
+MEMORY_PER_AUTO_JOB = 4 * 1024**3
+JOBS_HELP = (
+    "a number, or auto (the default; IMLBENCH_JOBS sets another): one per CPU core, at most one per "
+    "4 GiB of memory and per run to do"
+)
 
 
 def resolve_jobs(jobs: int | str, n_runs: int) -> int:
@@ -71,8 +73,9 @@ def parse_jobs(text: str) -> int | str:
     return value
 
 
-def run_job(request: RunRequest, out: str, force: bool, limit: float | None = None,
-            memory_limit: int | None = None) -> dict[str, Any]:
+def run_job(
+    request: RunRequest, out: str, force: bool, limit: float | None = None, memory_limit: int | None = None
+) -> dict[str, Any]:
     """One run, as a picklable job for any engine. Returns {"record", "cached"} or {"problem"}.
     With a limit the run executes in a supervised child process of the job."""
     if limit is None:
@@ -81,8 +84,9 @@ def run_job(request: RunRequest, out: str, force: bool, limit: float | None = No
 
 
 def check_timeout(timeout: float | None) -> None:
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
-                                or not timeout >= 0 or math.isinf(timeout)):
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0 or math.isinf(timeout)
+    ):
         raise ImlbenchError(f"timeout must be a number of seconds > 0 (or 0 for no limit), got {timeout!r}")
 
 
@@ -104,8 +108,12 @@ def open_executor(spec: str, jobs: int, out: str | Path, limit: float | None = N
         except ImportError as exc:
             raise ImlbenchError("--executor dask needs dask.distributed: pip install 'imlbench[dask]'") from exc
         if spec == "dask":
-            with LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
-                              dashboard_address=None) as cluster, Client(cluster) as client:
+            with (
+                LocalCluster(
+                    n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+                ) as cluster,
+                Client(cluster) as client,
+            ):
                 yield client
         else:
             address = _reachable(spec)
@@ -146,14 +154,23 @@ def _reachable(spec: str) -> str:
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=DASK_CONNECT_SECONDS).close()
     except OSError as exc:
-        raise ImlbenchError(f"no dask scheduler reachable at {host}:{port}: {exc.strerror or exc}; start one "
-                            f"(`dask scheduler`) or use --executor dask for a local cluster") from exc
+        raise ImlbenchError(
+            f"no dask scheduler reachable at {host}:{port}: {exc.strerror or exc}; start one "
+            f"(`dask scheduler`) or use --executor dask for a local cluster"
+        ) from exc
     return f"tcp://{host}:{port}"
 
 
-def drive(requests: list[RunRequest], out: str | Path, force: bool = False, executor: str | Any = None,
-          jobs: int | str = 1, quiet: bool = False, timeout: float | None = None,
-          memory_limit: str | int | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+def drive(
+    requests: list[RunRequest],
+    out: str | Path,
+    force: bool = False,
+    executor: str | Any = None,
+    jobs: int | str = 1,
+    quiet: bool = False,
+    timeout: float | None = None,
+    memory_limit: str | int | None = None,
+) -> tuple[list[dict[str, Any]], list[str]]:
     """Load finished runs, execute the missing ones, and show one progress bar (runs done / total,
     failures, ETA; the current run's stage and checkpoint where known). Returns (records, problems).
     `executor` is a name ("local": in this process with one job and no time limit, else `jobs`
@@ -216,11 +233,13 @@ def learner_module(request) -> str | None:
 def longest_first(requests: list) -> list:
     """Runs ordered by their learner's declared `relative_cost`, longest first (stable otherwise), so
     that parallel workers do not end a grid waiting on one long straggler started last."""
+
     def cost(request) -> float:
         try:
-            return float(getattr(load_target("learner", request.learner.target), "relative_cost", 1.0))
+            return float(load_target("learner", request.learner.target).tags.relative_cost)
         except ImlbenchError:
             return 1.0
+
     return sorted(requests, key=cost, reverse=True)
 
 
@@ -242,8 +261,16 @@ def _missing(requests: list[RunRequest], out, force: bool, finish) -> list[RunRe
     return todo
 
 
-def _execute(jobs_: list[tuple[RunRequest, float | None]], out: str, force: bool, executor, jobs: int,
-             finish, show, memory: int | None = None) -> None:
+def _execute(
+    jobs_: list[tuple[RunRequest, float | None]],
+    out: str,
+    force: bool,
+    executor,
+    jobs: int,
+    finish,
+    show,
+    memory: int | None = None,
+) -> None:
     if not jobs_:
         return
     if executor is not None and not isinstance(executor, str):
@@ -259,8 +286,9 @@ def _execute(jobs_: list[tuple[RunRequest, float | None]], out: str, force: bool
         run_supervised(jobs_, out, force, jobs, finish, show, memory)
 
 
-def _poll(engine: Any, jobs_: list[tuple[RunRequest, float | None]], out: str, force: bool, finish,
-          memory: int | None = None) -> None:
+def _poll(
+    engine: Any, jobs_: list[tuple[RunRequest, float | None]], out: str, force: bool, finish, memory: int | None = None
+) -> None:
     pending = {engine.submit(run_job, request, out, force, limit, memory): request for request, limit in jobs_}
     while pending:
         for future in [f for f in pending if f.done()]:

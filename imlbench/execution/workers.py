@@ -29,10 +29,12 @@ from imlbench.harness import processes, remote
 from imlbench.harness.runner import RunRequest, failure_record, run_one
 
 # the parent watch starts before the (slow) imports: a supervisor may die while they run
-BOOT = ("import json, os, sys, threading, time; sys.path[:] = json.loads(sys.argv[1]); "
-        "threading.Thread(target=lambda: [time.sleep(0.5) or os.getppid() == int(sys.argv[3]) or os._exit(1) "
-        "for _ in iter(int, 1)], daemon=True).start(); "
-        "from imlbench.execution.workers import serve; serve(int(sys.argv[2]), int(sys.argv[3]))")
+BOOT = (
+    "import json, os, sys, threading, time; sys.path[:] = json.loads(sys.argv[1]); "
+    "threading.Thread(target=lambda: [time.sleep(0.5) or os.getppid() == int(sys.argv[3]) or os._exit(1) "
+    "for _ in iter(int, 1)], daemon=True).start(); "
+    "from imlbench.execution.workers import serve; serve(int(sys.argv[2]), int(sys.argv[3]))"
+)
 PROGRESS_EVERY = 0.2  # seconds between a worker's progress messages (a stage change is sent at once)
 PARENT_CHECK = 0.5  # seconds between a worker's checks that its parent is alive
 
@@ -40,8 +42,9 @@ Finish = Callable[[RunRequest, dict[str, Any]], None]
 OnProgress = Callable[[RunRequest, str, int, str], None]
 
 
-def job_outcome(request: RunRequest, out: str, force: bool, progress=None,
-                memory_limit: int | None = None) -> dict[str, Any]:
+def job_outcome(
+    request: RunRequest, out: str, force: bool, progress=None, memory_limit: int | None = None
+) -> dict[str, Any]:
     """One run. Returns {"record", "cached"} or {"problem"} (a corrupt record, an unwritable folder)."""
     try:
         record, cached = run_one(request, Path(out), force=force, progress=progress, memory_limit=memory_limit)
@@ -107,7 +110,9 @@ class _Worker:
     def __init__(self) -> None:
         self.conn, child = Pipe()
         path = json.dumps([str(p) for p in sys.path])  # plugins importable here are importable there
-        self.proc = subprocess.Popen([sys.executable, "-c", BOOT, path, str(child.fileno()), str(os.getpid())], pass_fds=[child.fileno()])
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", BOOT, path, str(child.fileno()), str(os.getpid())], pass_fds=[child.fileno()]
+        )
         child.close()
         self.ready = False
         self.job: tuple[RunRequest, float | None] | None = None
@@ -162,8 +167,15 @@ class _Worker:
         return f"exit status {code}"
 
 
-def run_supervised(jobs: list[tuple[RunRequest, float | None]], out: str, force: bool, size: int,
-                   finish: Finish, on_progress: OnProgress | None = None, memory_limit: int | None = None) -> None:
+def run_supervised(
+    jobs: list[tuple[RunRequest, float | None]],
+    out: str,
+    force: bool,
+    size: int,
+    finish: Finish,
+    on_progress: OnProgress | None = None,
+    memory_limit: int | None = None,
+) -> None:
     """Run (request, time limit or None) jobs on `size` workers, calling finish(request, outcome)
     for each; a job past its limit or whose worker died gets an error record naming where it was."""
     queue = deque(jobs)
@@ -200,8 +212,9 @@ def _attend(worker: _Worker, out: str, finish: Finish, on_progress: OnProgress |
         if worker.job is not None:
             _record_failure(worker, out, finish, f"the worker process died ({worker.exit_status()})")
         elif not worker.ready:
-            raise ImlbenchError(f"a worker process failed to start ({worker.exit_status()}); "
-                                f"its error is printed above")
+            raise ImlbenchError(
+                f"a worker process failed to start ({worker.exit_status()}); its error is printed above"
+            )
         worker.stop(kill=True)
         return True
     if worker.overdue(time.monotonic()):
@@ -238,18 +251,24 @@ def _record_failure(worker: _Worker, out: str, finish: Finish, what: str) -> Non
     request, worker.job = worker.job[0], None
     stage, checkpoint = worker.where
     try:
-        record = failure_record(request, Path(out), f"{what} at stage {stage}, checkpoint {checkpoint}",
-                                seconds=time.monotonic() - worker.started)
+        record = failure_record(
+            request,
+            Path(out),
+            f"{what} at stage {stage}, checkpoint {checkpoint}",
+            seconds=time.monotonic() - worker.started,
+        )
     except OSError as exc:
         finish(request, {"problem": f"{request.label()}: {what}; cannot write its record: {exc}"})
         return
     finish(request, {"record": record, "cached": False})
 
 
-def run_limited(request: RunRequest, out: str, force: bool, limit: float | None,
-                memory_limit: int | None = None) -> dict[str, Any]:
+def run_limited(
+    request: RunRequest, out: str, force: bool, limit: float | None, memory_limit: int | None = None
+) -> dict[str, Any]:
     """One run in its own supervised worker: how an engine job (dask, Slurm) enforces a time limit."""
     outcomes: list[dict[str, Any]] = []
-    run_supervised([(request, limit)], out, force, 1, lambda _, outcome: outcomes.append(outcome),
-                   memory_limit=memory_limit)
+    run_supervised(
+        [(request, limit)], out, force, 1, lambda _, outcome: outcomes.append(outcome), memory_limit=memory_limit
+    )
     return outcomes[0]

@@ -25,18 +25,17 @@ import numpy as np
 import pandas as pd
 
 from imlbench.core import seeds
-from imlbench.core.errors import ImlbenchError, did_you_mean
-from imlbench.core.names import safe_name
+from imlbench.core.errors import ImlbenchError
+from imlbench.core.names import DIAGNOSTICS_DIR, safe_name
+from imlbench.core.pipelines import get_pipeline
 from imlbench.core.protocol import DEFAULT_THRESHOLD, PROTOCOL_VERSION, Learner, Task, TaskData
-from imlbench.core.registry import Spec, available, entry_points, target_class
+from imlbench.core.registry import DIAGNOSTICS
+from imlbench.core.specs import Spec, available, target_class
 from imlbench.harness.evaluation import Evaluator
-from imlbench.harness.pipelines import get_pipeline
 from imlbench.harness.processes import memory_guard
 from imlbench.harness.stages import Progress, exhaust, fit_to_budget, prepare, timed
 from imlbench.store.records import code_identity, iter_json_files, read_record, run_key
 from imlbench.views.base import get_view
-
-DIAGNOSTICS_DIR = "diagnostics"
 
 
 @dataclass
@@ -61,8 +60,8 @@ class Diagnostic(ABC):
     """One of the paper's hypotheses as a measurement over seeds."""
 
     name: ClassVar[str]
-    needs: ClassVar[str]              # the learner method it calls (the diagnostics interface)
-    needs_text: ClassVar[str]         # what that method provides, for error messages
+    needs: ClassVar[str]  # the learner method it calls (the diagnostics interface)
+    needs_text: ClassVar[str]  # what that method provides, for error messages
     options: ClassVar[dict[str, int]] = {}  # its options and their defaults (positive integers)
     views: ClassVar[tuple[str, ...] | None] = None  # the views it can read; None = any
     report_order: ClassVar[int] = 100  # where its section comes in the report (then by name)
@@ -80,14 +79,18 @@ class Diagnostic(ABC):
 
     def check(self, learner: Learner, learner_name: str, view: str, task_name: str) -> None:
         if not self.supports(type(learner)):
-            raise ImlbenchError(f"learner {learner_name!r} cannot be diagnosed: {self.name} needs a learner with "
-                                f"{self.needs_text}; diagnosable: {', '.join(diagnosable(self.name))}")
+            raise ImlbenchError(
+                f"learner {learner_name!r} cannot be diagnosed: {self.name} needs a learner with "
+                f"{self.needs_text}; diagnosable: {', '.join(diagnosable(self.name))}"
+            )
         if not learner.supports("continue_training"):
             raise ImlbenchError(f"learner {learner_name!r} cannot continue training, which {self.name} needs")
         if self.views is not None and view not in self.views:
-            raise ImlbenchError(f"{self.name} needs a sequence view ({', '.join(self.views)}), but learner "
-                                f"{learner_name!r} reads the {view} view of task {task_name!r}; use a learner "
-                                f"that reads {' or '.join(self.views)} (e.g. transformer)")
+            raise ImlbenchError(
+                f"{self.name} needs a sequence view ({', '.join(self.views)}), but learner "
+                f"{learner_name!r} reads the {view} view of task {task_name!r}; use a learner "
+                f"that reads {' or '.join(self.views)} (e.g. transformer)"
+            )
 
     @abstractmethod
     def measure(self, ctx: Context) -> dict[str, Any]:
@@ -110,10 +113,19 @@ class Diagnostic(ABC):
         """Stage 2 of the fitted learner up to the evaluation point as the runner seeks it (to the end
         of the budget where the point is never reached); where the point was."""
         stage2 = ctx.encode(ctx.data.stage2, "stage2")
-        outcome = fit_to_budget(timed(ctx.learner.continue_fit(stage2), seconds), ctx.learner, evaluator,
-                                "stage2", ctx.threshold, ctx.progress, until_point=True)
-        return {"evaluation_point": {k: outcome.point[k] for k in ("stage", "checkpoint")},
-                "definitions_learned": outcome.definitions_learned}
+        outcome = fit_to_budget(
+            timed(ctx.learner.continue_fit(stage2), seconds),
+            ctx.learner,
+            evaluator,
+            "stage2",
+            ctx.threshold,
+            ctx.progress,
+            until_point=True,
+        )
+        return {
+            "evaluation_point": {k: outcome.point[k] for k in ("stage", "checkpoint")},
+            "definitions_learned": outcome.definitions_learned,
+        }
 
     def plot(self, frame: pd.DataFrame, stem: Path, formats: Iterable[str]) -> list[Path]:
         """The diagnostic's figure from its CSV's rows; none by default."""
@@ -125,24 +137,14 @@ class Diagnostic(ABC):
 
 
 def get_diagnostic(name: str) -> Diagnostic:
-    """A registered diagnostic (entry point group `imlbench.diagnostics`), built."""
-    points = entry_points("diagnostic")
-    if name not in points:
-        valid = sorted(points)
-        raise ImlbenchError(f"unknown diagnostic {name!r}; valid: {', '.join(valid)}{did_you_mean(name, valid)}")
-    try:
-        cls = points[name].load()
-    except Exception as exc:  # a plugin that fails to import
-        raise ImlbenchError(f"diagnostic {name!r} failed to load: {type(exc).__name__}: {exc}") from exc
-    if not (isinstance(cls, type) and issubclass(cls, Diagnostic)):
-        raise ImlbenchError(f"diagnostic {name!r} is not a subclass of imlbench.harness.diagnostics.Diagnostic")
-    diagnostic = cls()
+    """A registered diagnostic (entry-point group `imlbench.diagnostics`)."""
+    diagnostic = DIAGNOSTICS.get(name)
     diagnostic.name = name
     return diagnostic
 
 
 def diagnostic_names() -> list[str]:
-    return sorted(entry_points("diagnostic"))
+    return DIAGNOSTICS.names()
 
 
 def diagnosable(name: str) -> list[str]:
@@ -170,14 +172,26 @@ class DiagnoseRequest:
     threshold: float = DEFAULT_THRESHOLD
 
     def identity(self) -> dict[str, Any]:
-        return {"diagnostic": self.diagnostic, "options": self.options, "task": self.task.to_dict(),
-                "learner": self.learner.to_dict(), "seed": self.seed,
-                "protocol": {"version": PROTOCOL_VERSION, "definition_threshold": self.threshold},
-                **code_identity(self.task, self.learner)}
+        return {
+            "diagnostic": self.diagnostic,
+            "options": self.options,
+            "task": self.task.to_dict(),
+            "learner": self.learner.to_dict(),
+            "seed": self.seed,
+            "protocol": {"version": PROTOCOL_VERSION, "definition_threshold": self.threshold},
+            **code_identity(self.task, self.learner),
+        }
 
     def path(self, out_dir: Path) -> Path:
-        return (Path(out_dir) / DIAGNOSTICS_DIR / "records" / self.diagnostic / safe_name(self.task.name)
-                / safe_name(self.learner.name) / f"seed{self.seed}-{run_key(self.identity())}.json")
+        return (
+            Path(out_dir)
+            / DIAGNOSTICS_DIR
+            / "records"
+            / self.diagnostic
+            / safe_name(self.task.name)
+            / safe_name(self.learner.name)
+            / f"seed{self.seed}-{run_key(self.identity())}.json"
+        )
 
     def label(self) -> str:
         return f"{self.diagnostic}: {self.learner.name} x {self.task.name} seed {self.seed}"
@@ -197,9 +211,16 @@ class DiagnoseRequest:
         task, learner, view = prepare(self.task, self.learner, self.seed, get_pipeline("two-stage"))
         diagnostic.check(learner, self.learner.name, view, self.task.name)
         t = time.perf_counter()
-        ctx = Context(task, learner, view, task.generate(self.seed), dict(self.options),
-                      seeds.harness_rng(self.seed, seeds.DIAGNOSTICS), self.threshold,
-                      progress or (lambda stage, checkpoint, detail: None))
+        ctx = Context(
+            task,
+            learner,
+            view,
+            task.generate(self.seed),
+            dict(self.options),
+            seeds.harness_rng(self.seed, seeds.DIAGNOSTICS),
+            self.threshold,
+            progress or (lambda stage, checkpoint, detail: None),
+        )
         result = diagnostic.measure(ctx)
         result.setdefault("seconds", {})["total"] = time.perf_counter() - t
         return {"view": view, **result}
@@ -214,8 +235,9 @@ def check_options(diagnostic: Diagnostic, options: dict[str, Any]) -> dict[str, 
     return chosen
 
 
-def plan_diagnostic(name: str, task_spec: Spec, learner_spec: Spec, seed_list: list[int],
-                    options: dict[str, Any], threshold: float) -> list[DiagnoseRequest]:
+def plan_diagnostic(
+    name: str, task_spec: Spec, learner_spec: Spec, seed_list: list[int], options: dict[str, Any], threshold: float
+) -> list[DiagnoseRequest]:
     """Requests for one (task, learner), checked before any run: a learner the diagnostic cannot
     read fails here with one line."""
     diagnostic = get_diagnostic(name)
@@ -243,9 +265,14 @@ def diagnostic_table(out_dir: Path, name: str) -> pd.DataFrame:
         record = read_record(path)
         if record["status"] != "ok":
             continue
-        base = {"diagnostic": name, "group": group_label(record), "task": record["task"]["name"],
-                "learner": record["learner"]["name"], "seed": record["seed"],
-                "options": json.dumps(record["options"], sort_keys=True)}
+        base = {
+            "diagnostic": name,
+            "group": group_label(record),
+            "task": record["task"]["name"],
+            "learner": record["learner"]["name"],
+            "seed": record["seed"],
+            "options": json.dumps(record["options"], sort_keys=True),
+        }
         rows += [{**base, **row} for row in record["rows"]]
     return pd.DataFrame(rows)
 
@@ -263,19 +290,3 @@ def write_outputs(out_dir: Path, names: Iterable[str], formats: Iterable[str] = 
         paths.append(path)
         paths += get_diagnostic(name).plot(frame, folder / f"diagnostic-{name}", formats)
     return paths
-
-
-def report_lines(results_dir: Path, figures_dir: Path, rel_to: Path) -> list[str]:
-    """The report's "Diagnostics" section: each registered diagnostic's table of its CSV in
-    RESULTS/diagnostics/, and its figure. Empty when there are none."""
-    folder = Path(results_dir) / DIAGNOSTICS_DIR
-    lines: list[str] = []
-    present = [name for name in diagnostic_names() if (folder / f"{name}.csv").exists()]
-    for name in sorted(present, key=lambda n: (get_diagnostic(n).report_order, n)):
-        csv = folder / f"{name}.csv"
-        diagnostic, frame = get_diagnostic(name), pd.read_csv(csv)
-        Path(figures_dir).mkdir(parents=True, exist_ok=True)
-        figures = diagnostic.plot(frame, Path(figures_dir) / f"diagnostic-{name}", ("png",))
-        lines += [f"### {name}", "", *diagnostic.table(frame), ""]
-        lines += [f"![{name}]({f.relative_to(rel_to).as_posix()})" for f in figures] + [""]
-    return ["## Diagnostics", "", "Means over seeds with 95% Student-t CIs; n = seeds.", "", *lines] if lines else []

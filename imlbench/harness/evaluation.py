@@ -19,7 +19,6 @@ class InvalidPredictions(ValueError):
     """A learner's `predict` returned something that is not one vocabulary id per query."""
 
 
-
 class Evaluator:
     """Holds the targets; predicts through the learner's public `predict` on target-free queries."""
 
@@ -100,12 +99,15 @@ def check_predictions(predicted: Any, n: int, vocab_size: int) -> np.ndarray:
     problems = [("NaN or infinite values", ~np.isfinite(array))] if array.dtype.kind == "f" else []
     if array.dtype.kind == "f":
         problems.append(("non-integer values", np.isfinite(array) & (array != np.round(array))))
-    problems += [("negative ids other than NO_ANSWER", (array < 0) & (array != NO_ANSWER)),
-                 ("ids outside the vocabulary", array >= vocab_size)]
+    problems += [
+        ("negative ids other than NO_ANSWER", (array < 0) & (array != NO_ANSWER)),
+        ("ids outside the vocabulary", array >= vocab_size),
+    ]
     for what, bad in problems:
         if bad.any():
-            raise InvalidPredictions(f"predict returned {what} for {int(bad.sum())} of {n} queries "
-                                     f"(e.g. {array[bad][0].item()!r}); {valid}")
+            raise InvalidPredictions(
+                f"predict returned {what} for {int(bad.sum())} of {n} queries (e.g. {array[bad][0].item()!r}); {valid}"
+            )
     return array.astype(np.int64)
 
 
@@ -113,8 +115,10 @@ def check_scores(scores: Any, n: int, n_candidates: int) -> np.ndarray:
     """(n, candidates) finite log-probabilities, or InvalidPredictions naming what is wrong."""
     array = np.asarray(scores, dtype=float)
     if array.shape != (n, n_candidates):
-        raise InvalidPredictions(f"predict_scores returned shape {array.shape}; expected ({n}, {n_candidates}): "
-                                 f"one log-probability per query and candidate label")
+        raise InvalidPredictions(
+            f"predict_scores returned shape {array.shape}; expected ({n}, {n_candidates}): "
+            f"one log-probability per query and candidate label"
+        )
     if np.isnan(array).any() or np.isposinf(array).any():
         raise InvalidPredictions("predict_scores returned NaN or +inf; expected log-probabilities")
     return array

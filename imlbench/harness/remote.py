@@ -2,7 +2,7 @@
 
 `RemoteLearner` is the harness's handle on a learner that executes in a fresh child process (forked
 from the fork server of `imlbench.harness.processes`, in a process group of its own). It offers what
-the runner uses of a `Learner` (get_params/set_params, supports, supported_views, hides_tags,
+the runner uses of a `Learner` (get_params/set_params, get_tags, supports, supported_views,
 fit/continue_fit as generators whose next() advances the child's generator by one checkpoint,
 predict, run_info_) as messages over a pipe. The child receives training data and target-free
 queries only; the `Evaluator` stays in the harness, so no stack walk or heap scan in the learner can
@@ -18,8 +18,8 @@ and still run the learner in the harness process.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import io
-import importlib
 import os
 import pickle
 import resource
@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from imlbench.core.errors import ImlbenchError
+from imlbench.core.protocol import LearnerTags
 from imlbench.harness import processes
 from imlbench.harness.processes import LearnerDied
 
@@ -46,20 +47,32 @@ class LearnerError(Exception):
 # that a time limit kills the group along with the worker.
 announce: Callable[[int], None] | None = None
 
-SAFE_GLOBALS = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy._core.multiarray", "_reconstruct"),
-                ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
-                ("numpy.core.multiarray", "scalar"), ("numpy._core.numeric", "_frombuffer"),
-                ("numpy.core.numeric", "_frombuffer"), ("builtins", "set"), ("builtins", "frozenset"),
-                ("builtins", "complex"), ("builtins", "slice"), ("builtins", "range"), ("builtins", "bytearray"),
-                ("collections", "OrderedDict")}
+SAFE_GLOBALS = {
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("builtins", "set"),
+    ("builtins", "frozenset"),
+    ("builtins", "complex"),
+    ("builtins", "slice"),
+    ("builtins", "range"),
+    ("builtins", "bytearray"),
+    ("collections", "OrderedDict"),
+}
 
 
 class _PlainUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in SAFE_GLOBALS:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"the learner process sent a {module}.{name}; the harness accepts plain "
-                                     f"data and numpy arrays only")
+        raise pickle.UnpicklingError(
+            f"the learner process sent a {module}.{name}; the harness accepts plain data and numpy arrays only"
+        )
 
 
 def plain_loads(data: bytes) -> Any:
@@ -83,15 +96,16 @@ class RemoteLearner:
         child_conn.close()
         alive_r.close()
         self._why: str | None = None  # set by the memory watch before it kills the group
-        self._busy, self._watch, self.pgid = True, None, None
+        self._busy, self._watch, self.pgid, self._tags = True, None, None, None
         try:
             self.pgid = self._reply()
             if announce:
                 announce(self.pgid)
             if memory_limit:
-                self._watch = processes.MemoryWatch(lambda: processes.group_rss(self.pgid), memory_limit,
-                                                    self._exceeded)
-            if self._call("setup", list(sys.path), dict(os.environ), os.getcwd(), spec, view_modules()):
+                self._watch = processes.MemoryWatch(
+                    lambda: processes.group_rss(self.pgid), memory_limit, self._exceeded
+                )
+            if self._call("setup", list(sys.path), dict(os.environ), os.getcwd(), spec):
                 self.predict_scores = self._predict_scores  # offered only where the learner has it
         except BaseException:
             self.close()
@@ -150,23 +164,16 @@ class RemoteLearner:
         self._call("call", "set_params", (), params)
         return self
 
+    def get_tags(self) -> LearnerTags:
+        if self._tags is None:  # plain data over the pipe, the tags object rebuilt here
+            self._tags = LearnerTags(**self._call("tags"))
+        return self._tags
+
     def supports(self, capability: str) -> bool:
-        return self._call("call", "supports", (capability,), {})
+        return bool(getattr(self.get_tags(), capability, False))
 
     def supported_views(self) -> tuple[str, ...]:
         return tuple(self._call("call", "supported_views", (), {}))
-
-    @property
-    def hides_tags(self) -> bool:
-        return self._call("attribute", "hides_tags")
-
-    @property
-    def is_control(self) -> bool:
-        return self._call("attribute", "is_control")
-
-    @property
-    def stage2_uses_stage1(self) -> bool:
-        return self._call("attribute", "stage2_uses_stage1") is not False
 
     @property
     def run_info_(self) -> Any:
@@ -259,27 +266,27 @@ def serve(conn: Connection, alive: Connection) -> None:
                 reply = _answer(learner, message)
             payload = pickle.dumps(("ok", reply), protocol=5)
         except BaseException as exc:  # noqa: BLE001 - everything the learner raises goes to the harness
-            payload = pickle.dumps(("error", type(exc).__module__, type(exc).__qualname__, _simple_args(exc),
-                                    str(exc), "".join(traceback.format_exception(exc))), protocol=5)
+            payload = pickle.dumps(
+                (
+                    "error",
+                    type(exc).__module__,
+                    type(exc).__qualname__,
+                    _simple_args(exc),
+                    str(exc),
+                    "".join(traceback.format_exception(exc)),
+                ),
+                protocol=5,
+            )
         conn.send_bytes(payload)
 
 
-def view_modules() -> list[str]:
-    """The modules that registered the harness's views: a plugin's view is registered when its module
-    is imported, and the learner's process must know it too."""
-    from imlbench.views.base import VIEWS
-
-    return sorted({type(view).__module__ for view in VIEWS.values()})
-
-
-def _setup(path: list[str], environ: dict[str, str], cwd: str, spec: Any, modules: list[str] = ()) -> Any:
-    """The harness's import path, environment, folder and views, then the learner, built from its spec."""
+def _setup(path: list[str], environ: dict[str, str], cwd: str, spec: Any) -> Any:
+    """The harness's import path (so its entry points are this process's too), environment and
+    folder, then the learner, built from its spec."""
     sys.path[:] = path
     os.environ.clear()
     os.environ.update(environ)
     os.chdir(cwd)
-    for module in modules:
-        importlib.import_module(module)
     return spec.build()
 
 
@@ -314,6 +321,8 @@ def _answer(learner: Any, message: tuple) -> Any:
         predicted = np.asarray(getattr(learner, message[1])(*message[2:]))
         # an object array would carry arbitrary objects; the harness rejects its dtype as it is
         return np.full(predicted.shape, None, dtype=object) if predicted.dtype == object else predicted
+    if kind == "tags":
+        return dataclasses.asdict(learner.get_tags())
     if kind == "peak_rss_mb":
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     raise ValueError(f"unknown message {kind!r}")
@@ -325,6 +334,7 @@ def _simple_args(exc: BaseException) -> tuple:
 
 def _die_with_harness(alive: Connection) -> None:
     """When the harness process goes (killed at a time limit, its driver killed), end this group."""
+
     def watch() -> None:
         try:
             alive.recv_bytes()

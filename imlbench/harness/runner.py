@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from imlbench.core.protocol import DEFAULT_THRESHOLD, PROTOCOL_VERSION
-from imlbench.core.registry import Spec
+from imlbench.core.specs import Spec
 from imlbench.harness.processes import LearnerDied
 from imlbench.harness.stages import Progress, execute
 from imlbench.store.claims import claimed
@@ -70,8 +70,9 @@ def new_record(request: RunRequest, fields: dict[str, Any]) -> dict[str, Any]:
     return {"key": run_key(identity), **identity, "versions": versions(), "environment": environment(), **fields}
 
 
-def failure_record(request: RunRequest, out_dir: Path, error: str, trace: str | None = None,
-                   seconds: float | None = None) -> dict[str, Any]:
+def failure_record(
+    request: RunRequest, out_dir: Path, error: str, trace: str | None = None, seconds: float | None = None
+) -> dict[str, Any]:
     """Write and return the error record of a run that did not finish (a rerun retries it)."""
     record = new_record(request, {"status": "error", "error": " ".join(error.split()), "traceback": trace})
     if seconds is not None:
@@ -102,8 +103,13 @@ def sigint_watch() -> Iterator[dict[str, bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
-def run_one(request: RunRequest, out_dir: Path, force: bool = False, progress: Progress | None = None,
-            memory_limit: int | None = None) -> tuple[dict[str, Any], bool]:
+def run_one(
+    request: RunRequest,
+    out_dir: Path,
+    force: bool = False,
+    progress: Progress | None = None,
+    memory_limit: int | None = None,
+) -> tuple[dict[str, Any], bool]:
     """Run or load one record. Returns (record, cached). Anything a learner raises, SystemExit and
     its own KeyboardInterrupt included, becomes an error record with its traceback (a rerun retries
     it); only a real Ctrl-C propagates. A corrupt record file raises unless `force`. `memory_limit`
@@ -112,15 +118,19 @@ def run_one(request: RunRequest, out_dir: Path, force: bool = False, progress: P
         record = cached_record(request, out_dir)
         if record is not None:
             return record, True
-    waiting = (lambda owner: progress("waiting", 0, f"another process (pid {owner.get('pid')}) runs it")
-               ) if progress else None
+    waiting = (
+        (lambda owner: progress("waiting", 0, f"another process (pid {owner.get('pid')}) runs it"))
+        if progress
+        else None
+    )
     with claimed(request.path(out_dir), waiting) as waited:  # another `imlbench run` may hold it
         record = cached_record(request, out_dir) if waited else None
         return (record, True) if record is not None else _run_claimed(request, out_dir, progress, memory_limit)
 
 
-def _run_claimed(request: RunRequest, out_dir: Path, progress: Progress | None,
-                 memory_limit: int | None = None) -> tuple[dict[str, Any], bool]:
+def _run_claimed(
+    request: RunRequest, out_dir: Path, progress: Progress | None, memory_limit: int | None = None
+) -> tuple[dict[str, Any], bool]:
     """Execute a claimed run and write its record (an ImlbenchError a learner raises included). A
     learner process that died gets an error record naming the stage and checkpoint it reached; a
     learner's exception keeps the traceback from the learner's process."""
@@ -135,8 +145,9 @@ def _run_claimed(request: RunRequest, out_dir: Path, progress: Progress | None,
         try:
             result = request.execute(track, memory_limit)
         except LearnerDied as exc:
-            return failure_record(request, out_dir, f"{exc} at stage {where[0]}, checkpoint {where[1]}",
-                                  seconds=time.monotonic() - start), False
+            return failure_record(
+                request, out_dir, f"{exc} at stage {where[0]}, checkpoint {where[1]}", seconds=time.monotonic() - start
+            ), False
         except BaseException as exc:  # noqa: BLE001 - one learner must never take down the grid
             if isinstance(exc, KeyboardInterrupt) and interrupt["real"]:
                 raise

@@ -19,10 +19,11 @@ from typing import Any
 
 from imlbench.core import seeds
 from imlbench.core.errors import ImlbenchError
+from imlbench.core.pipelines import Pipeline, get_pipeline
 from imlbench.core.protocol import Learner, Task
-from imlbench.core.registry import Spec
+from imlbench.core.specs import Spec
 from imlbench.harness.evaluation import Evaluator
-from imlbench.harness.pipelines import Pipeline, continue_as_stage1, get_pipeline
+from imlbench.harness.pipelines import check_pipeline, start_step
 from imlbench.harness.processes import memory_guard
 from imlbench.harness.remote import RemoteLearner, close_fit
 from imlbench.scoring.runs import run_scores
@@ -51,9 +52,16 @@ class Outcome:
     definitions_learned: bool
 
 
-def fit_to_budget(fit: Iterator[None], learner: Learner, evaluator: Evaluator, stage: str, threshold: float,
-                  progress: Progress, start: list[dict[str, Any]] | None = None,
-                  until_point: bool = False) -> Outcome:
+def fit_to_budget(
+    fit: Iterator[None],
+    learner: Learner,
+    evaluator: Evaluator,
+    stage: str,
+    threshold: float,
+    progress: Progress,
+    start: list[dict[str, Any]] | None = None,
+    until_point: bool = False,
+) -> Outcome:
     """Drive a fit generator to its end, evaluating between yields; find the evaluation point and
     take the answer scores there (the learner's state at the point is gone once training goes on).
     `until_point`: stop at the point (a diagnostic that measures there needs no more)."""
@@ -97,17 +105,15 @@ def choose_view(learner: Learner, task: Task, learner_name: str, task_name: str)
     """The first view the learner reads that the task offers (for a tag-blind learner: one that
     keeps the tag apart, so that it can be hidden)."""
     offered = task.views
-    if learner.hides_tags:
+    if learner.get_tags().hides_tags:
         offered = tuple(v for v in task.views if task.separable_tags and get_view(v).tagged)
     for view in learner.supported_views():
         if view in offered:
             return view
-    raise ImlbenchError(f"learner {learner_name!r} reads views {', '.join(learner.supported_views())} "
-                        f"but task {task_name!r} offers {', '.join(offered) or 'none it can use'}")
-
-
-def check_pipeline(learner: Learner, learner_name: str, pipeline: str | Pipeline) -> None:
-    get_pipeline(pipeline).check(learner, learner_name)
+    raise ImlbenchError(
+        f"learner {learner_name!r} reads views {', '.join(learner.supported_views())} "
+        f"but task {task_name!r} offers {', '.join(offered) or 'none it can use'}"
+    )
 
 
 def seed_learner(learner: Learner, seed: int) -> None:
@@ -146,32 +152,52 @@ def _quiet(stage: str, checkpoint: int, detail: str) -> None:
     pass
 
 
-def prepare(task_spec: Spec, learner_spec: Spec, seed: int, pipeline: Pipeline,
-            learner: Learner | None = None) -> tuple[Task, Learner, str]:
+def prepare(
+    task_spec: Spec, learner_spec: Spec, seed: int, pipeline: Pipeline, learner: Learner | None = None
+) -> tuple[Task, Learner, str]:
     """The task and learner of a run (`learner`: one already built, e.g. a `RemoteLearner`), each
     built and validated once, and the view the learner reads."""
     task, learner = task_spec.build(), learner_spec.build() if learner is None else learner
     view = choose_view(learner, task, learner_spec.name, task_spec.name)
-    pipeline.check(learner, learner_spec.name)
+    check_pipeline(pipeline, learner, learner_spec.name)
     seed_learner(learner, seed)
     return task, learner, view
 
 
-def train_stage1(pipeline: Pipeline, learner: Learner, task: Task, view: str, data: Any,
-                 seconds: dict[str, float], progress: Progress) -> int:
-    """Stage 1 as the pipeline splits it, to its end; returns its checkpoint count."""
+def train_before_scored(
+    pipeline: Pipeline,
+    learner: Learner,
+    task: Task,
+    view: str,
+    data: Any,
+    seed: int,
+    seconds: dict[str, float],
+    progress: Progress,
+) -> int:
+    """The steps before the scored one (stage 1), each to its end; returns their checkpoint count."""
     count = 0
-    for i, part in enumerate(pipeline.stage1_parts(data.stage1)):
-        encoded = task.encode(get_view(view), data, part, "stage1")
-        progress("stage1", count, "fitting")
-        fit = learner.fit(encoded) if i == 0 else continue_as_stage1(learner, encoded)
-        count += exhaust(timed(fit, seconds), "stage1", progress)
+    for i, step in enumerate(pipeline.before):
+        encoded = task.encode(get_view(view), data, step.examples(data, _shuffler(seed)), step.settings)
+        progress(step.stage, count, "fitting")
+        count += exhaust(timed(start_step(learner, i, step, encoded), seconds), step.stage, progress)
     return count
 
 
-def execute(task_spec: Spec, learner_spec: Spec, seed: int, pipeline: str | Pipeline, threshold: float,
-            progress: Progress | None = None, memory_limit: int | None = None,
-            isolated: bool = True) -> dict[str, Any]:
+def _shuffler(seed: int) -> Callable[[int], Any]:
+    """The order of a step that trains on a union of parts: the run seed's harness stream."""
+    return lambda n: seeds.harness_rng(seed, seeds.STAGE2_ORDER).permutation(n)
+
+
+def execute(
+    task_spec: Spec,
+    learner_spec: Spec,
+    seed: int,
+    pipeline: str | Pipeline,
+    threshold: float,
+    progress: Progress | None = None,
+    memory_limit: int | None = None,
+    isolated: bool = True,
+) -> dict[str, Any]:
     """Run one (task, learner, seed, pipeline); return the result part of its record. The learner
     executes in a fresh process of its own (`RemoteLearner`, killed with its group at the end, and at
     `memory_limit` bytes), so the answer key and other runs are out of its reach; `isolated=False`
@@ -180,54 +206,66 @@ def execute(task_spec: Spec, learner_spec: Spec, seed: int, pipeline: str | Pipe
     progress("data", 0, "building the task and learner")
     if not isolated:
         with memory_guard(memory_limit):
-            return _execute(task_spec, learner_spec, learner_spec.build(), seed, get_pipeline(pipeline),
-                            threshold, progress)
+            return _execute(
+                task_spec, learner_spec, learner_spec.build(), seed, get_pipeline(pipeline), threshold, progress
+            )
     with RemoteLearner(learner_spec, memory_limit) as learner:
         return _execute(task_spec, learner_spec, learner, seed, get_pipeline(pipeline), threshold, progress)
 
 
-def _execute(task_spec: Spec, learner_spec: Spec, learner: Learner, seed: int, pipeline: Pipeline,
-             threshold: float, progress: Progress) -> dict[str, Any]:
+def _execute(
+    task_spec: Spec,
+    learner_spec: Spec,
+    learner: Learner,
+    seed: int,
+    pipeline: Pipeline,
+    threshold: float,
+    progress: Progress,
+) -> dict[str, Any]:
     task, learner, view = prepare(task_spec, learner_spec, seed, pipeline, learner)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     data = task.generate(seed)
-    evaluator = Evaluator(task, data, view, stage1_definitions=not pipeline.separate_stage2)
+    evaluator = Evaluator(task, data, view, stage1_definitions=pipeline.scored_sees_stage1)
     seconds["data"] = time.perf_counter() - t0
     t = time.perf_counter()
-    if pipeline.separate_stage2:
-        n_stage1_checkpoints = train_stage1(pipeline, learner, task, view, data, seconds, progress)
+    n_stage1_checkpoints = train_before_scored(pipeline, learner, task, view, data, seed, seconds, progress)
+    start = None
+    if pipeline.before:
         seconds["stage1"] = time.perf_counter() - t
         after_stage1 = evaluator.test(learner)
         train_after_stage1 = evaluator.train(learner)
-        start = [{"stage": "stage2", "checkpoint": 0, "definitions": evaluator.definitions(learner),
-                  "accuracy": after_stage1}]
+        start = [
+            {
+                "stage": pipeline.scored.stage,
+                "checkpoint": 0,
+                "definitions": evaluator.definitions(learner),
+                "accuracy": after_stage1,
+            }
+        ]
         t = time.perf_counter()
-        stage2 = task.encode(get_view(view), data, data.stage2, "stage2")
-        progress("stage2", 0, "fitting")
-        outcome = fit_to_budget(timed(learner.continue_fit(stage2), seconds), learner, evaluator, "stage2",
-                                threshold, progress, start)
-        seconds["stage2"] = time.perf_counter() - t
-    else:
-        progress("single", 0, "fitting")
-        single = task.encode(get_view(view), data, pipeline.single_fit(data, seed), "stage1")
-        outcome = fit_to_budget(timed(learner.fit(single), seconds), learner, evaluator, "single", threshold,
-                                progress)
-        seconds["stage1"] = time.perf_counter() - t
+    scored = pipeline.scored
+    encoded = task.encode(get_view(view), data, scored.examples(data, _shuffler(seed)), scored.settings)
+    progress(scored.stage, 0, "fitting")
+    fit = start_step(learner, len(pipeline.before), scored, encoded)
+    outcome = fit_to_budget(timed(fit, seconds), learner, evaluator, scored.stage, threshold, progress, start)
+    seconds["stage2" if pipeline.before else "stage1"] = time.perf_counter() - t
+    if not pipeline.before:  # one fit: "after stage 1" is its evaluation point
         n_stage1_checkpoints = outcome.end["checkpoint"]
         after_stage1, train_after_stage1 = outcome.point["accuracy"], evaluator.train(learner)
     t = time.perf_counter()
     progress("final evaluation", 0, "")
-    train_at_end = evaluator.train(learner) if pipeline.separate_stage2 else train_after_stage1
+    train_at_end = evaluator.train(learner) if pipeline.before else train_after_stage1
     seconds["final_eval"] = time.perf_counter() - t
     seconds["evaluation"] = evaluator.seconds
     seconds["total"] = time.perf_counter() - t0
+    tags = learner.get_tags()
     record = {
         "view": view,
         # what the learner says it ran (e.g. a language model's name, revision and library versions)
         "learner_info": getattr(learner, "run_info_", None),
-        "is_control": bool(getattr(learner, "is_control", False)),  # readers never import the learner to ask
-        "by_construction_null": pipeline.separate_stage2 and not getattr(learner, "stage2_uses_stage1", True),
+        "is_control": tags.is_control,  # readers never import the learner to ask
+        "by_construction_null": bool(pipeline.before) and not tags.stage2_uses_stage1,
         "margin": float(task.margin),
         "accuracy": outcome.point["accuracy"],
         "accuracy_after_stage1": after_stage1,
@@ -239,10 +277,18 @@ def _execute(task_spec: Spec, learner_spec: Spec, learner: Learner, seed: int, p
         "definitions_learned": outcome.definitions_learned,
         "stage1_checkpoints": n_stage1_checkpoints,
         "curve": outcome.curve,
-        "sizes": {"stage1": len(data.stage1), "stage2": len(data.stage2), "test": len(data.test),
-                  **{f"variables_{k}": v for k, v in data.info.get("variables_per_subset", {}).items()}},
-        "measurements": {"seconds": seconds,
-                         "peak_rss_mb": max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                                            learner.peak_rss_mb() if hasattr(learner, "peak_rss_mb") else 0)},
+        "sizes": {
+            "stage1": len(data.stage1),
+            "stage2": len(data.stage2),
+            "test": len(data.test),
+            **{f"variables_{k}": v for k, v in data.info.get("variables_per_subset", {}).items()},
+        },
+        "measurements": {
+            "seconds": seconds,
+            "peak_rss_mb": max(
+                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                learner.peak_rss_mb() if hasattr(learner, "peak_rss_mb") else 0,
+            ),
+        },
     }
     return {**record, "scores": run_scores(record)}  # what a reader recomputes from the accuracies

@@ -19,25 +19,35 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from imlbench.core.protocol import Learner, TableData, TableQueries
+from imlbench.core.protocol import Learner, LearnerTags, TableData, TableQueries
 
 
 class GradientBoosting(Learner):
-    relative_cost = 3  # seconds per run relative to rf (longest runs start first)
     # What `imlbench search` may vary (PROTOCOL §8): rounds, step size, tree shape.
-    search_space = {"n_rounds": {"low": 5, "high": 80, "log": True},
-                    "stage2_rounds": {"low": 10, "high": 120, "log": True},
-                    "learning_rate": {"low": 0.03, "high": 1.0, "log": True},
-                    "max_depth": {"low": 2, "high": 10},
-                    # each fact is one row of a 1000-class softmax: its hessian is ~1e-3, so a
-                    # min_child_weight of 1 forbids every split (nothing is learned); search below it
-                    "min_child_weight": {"choices": [0.0, 0.001, 0.01]}}
+    search_space = {
+        "n_rounds": {"low": 5, "high": 80, "log": True},
+        "stage2_rounds": {"low": 10, "high": 120, "log": True},
+        "learning_rate": {"low": 0.03, "high": 1.0, "log": True},
+        "max_depth": {"low": 2, "high": 10},
+        # each fact is one row of a 1000-class softmax: its hessian is ~1e-3, so a
+        # min_child_weight of 1 forbids every split (nothing is learned); search below it
+        "min_child_weight": {"choices": [0.0, 0.001, 0.01]},
+    }
     views = ("table",)
-    capabilities = frozenset({"continue_training"})
+    tags = LearnerTags(continue_training=True, relative_cost=3)
 
-    def __init__(self, n_rounds: int = 30, stage2_rounds: int = 42, rounds_per_checkpoint: int = 1,
-                 learning_rate: float = 0.3, max_depth: int = 6, min_child_weight: float = 0.0,
-                 max_cat_to_onehot: int = 1, n_threads: int = 1, random_state: int = 0):
+    def __init__(
+        self,
+        n_rounds: int = 30,
+        stage2_rounds: int = 42,
+        rounds_per_checkpoint: int = 1,
+        learning_rate: float = 0.3,
+        max_depth: int = 6,
+        min_child_weight: float = 0.0,
+        max_cat_to_onehot: int = 1,
+        n_threads: int = 1,
+        random_state: int = 0,
+    ):
         self.n_rounds = n_rounds
         self.stage2_rounds = stage2_rounds
         self.rounds_per_checkpoint = rounds_per_checkpoint
@@ -57,9 +67,18 @@ class GradientBoosting(Learner):
 
     def fit(self, data: TableData) -> Iterator[None]:
         self.label_space_ = data.label_space
-        params = {"objective": "multi:softprob", "num_class": len(data.label_space), "tree_method": "hist",
-                  "eta": self.learning_rate, "max_depth": self.max_depth, "seed": self.random_state,
-                  "max_cat_to_onehot": self.max_cat_to_onehot, "min_child_weight": self.min_child_weight, "nthread": self.n_threads, "verbosity": 0}
+        params = {
+            "objective": "multi:softprob",
+            "num_class": len(data.label_space),
+            "tree_method": "hist",
+            "eta": self.learning_rate,
+            "max_depth": self.max_depth,
+            "seed": self.random_state,
+            "max_cat_to_onehot": self.max_cat_to_onehot,
+            "min_child_weight": self.min_child_weight,
+            "nthread": self.n_threads,
+            "verbosity": 0,
+        }
         train = self._matrix(data.X, data.y)
         self.booster_ = xgb.Booster(params, [train])
         self.rounds_ = 0

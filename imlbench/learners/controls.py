@@ -4,22 +4,25 @@ tag removed (without the tag, reliable and unreliable definitions look the same)
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import numpy as np
 
-from imlbench.core.protocol import Learner
-from imlbench.views.base import VIEWS, view_of
+from imlbench.core.protocol import Learner, LearnerTags
+from imlbench.core.registry import VIEWS
+from imlbench.views.base import view_of
 
 
 class Majority(Learner):
     """Always answers the most frequent training label (ties: the smallest id)."""
-    relative_cost = 0.05  # seconds per run relative to rf (longest runs start first)
 
-    capabilities = frozenset({"continue_training"})
-    is_control = True
+    tags = LearnerTags(continue_training=True, is_control=True, relative_cost=0.05)
 
     def supported_views(self) -> tuple[str, ...]:
-        return tuple(VIEWS)  # it reads only labels and row counts, which every view has
+        """Every view (it reads only labels and row counts, which every view has), the generic
+        ones first in a fixed order: where a task offers several, the first is the one it reads."""
+        generic = ("table", "tokens", "image", "text")
+        return generic + tuple(v for v in VIEWS.names() if v not in generic)
 
     def fit(self, data) -> Iterator[None]:
         self.counts_: dict[int, int] = {}
@@ -41,8 +44,7 @@ class TagBlind(Learner):
     each view hides it its own way (View.hide_tags: the table view drops its `tag` column, the
     tokens view maps every tag to one token)."""
 
-    hides_tags = True
-    is_control = True
+    tags = LearnerTags(hides_tags=True, is_control=True)
 
     def __init__(self, base: str = "mlp", base_params: dict | None = None, random_state: int = 0):
         self.base = base
@@ -51,7 +53,7 @@ class TagBlind(Learner):
 
     def _base(self) -> Learner:
         if not hasattr(self, "_base_learner"):
-            from imlbench.core.registry import resolve
+            from imlbench.core.specs import resolve
 
             spec = resolve("learner", self.base, self.base_params or {})
             self._base_learner = spec.build()
@@ -67,10 +69,11 @@ class TagBlind(Learner):
         return super().set_params(**params)
 
     def supported_views(self) -> tuple[str, ...]:
-        return tuple(v for v in self._base().supported_views() if v in VIEWS and VIEWS[v].tagged)
+        return tuple(v for v in self._base().supported_views() if v in VIEWS and VIEWS.get(v).tagged)
 
-    def supports(self, capability: str) -> bool:
-        return self._base().supports(capability)
+    def get_tags(self) -> LearnerTags:
+        """Its base learner's capabilities (stage 2 uses stage 1 as the base's does), as a control that hides tags."""
+        return replace(self._base().get_tags(), hides_tags=True, is_control=True)
 
     def fit(self, data) -> Iterator[None]:
         return self._base().fit(blind(data))
@@ -87,10 +90,6 @@ class TagBlind(Learner):
 
     def searched_params(self, values: dict) -> dict:
         return {"base_params": {**(self.base_params or {}), **self._base().searched_params(values)}}
-
-    @property
-    def stage2_uses_stage1(self) -> bool:  # as its base learner
-        return getattr(self._base(), "stage2_uses_stage1", True)
 
     def __getattr__(self, name: str):
         """`predict_scores` exactly when the base learner has it (answer scores are optional)."""

@@ -9,13 +9,15 @@ seeding, the two stages, batching) is `TorchLearner`'s.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from imlbench.learners.torch_base import TorchLearner, log_softmax_at
 from imlbench.core.protocol import ImageData, ImageQueries
+from imlbench.learners.torch_base import TorchLearner, log_softmax_at
 
 
 class SmallCNN(nn.Module):
@@ -23,12 +25,17 @@ class SmallCNN(nn.Module):
         super().__init__()
         c1, c2 = channels
         self.features = nn.Sequential(
-            nn.Conv2d(1, c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(1, c1, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
             nn.Flatten(),
         )
-        self.head = nn.Sequential(nn.Linear(c2 * (height // 4) * (width // 4), hidden), nn.ReLU(),
-                                  nn.Linear(hidden, n_classes))
+        self.head = nn.Sequential(
+            nn.Linear(c2 * (height // 4) * (width // 4), hidden), nn.ReLU(), nn.Linear(hidden, n_classes)
+        )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(images.unsqueeze(1)))
@@ -44,21 +51,35 @@ class SmallCNN(nn.Module):
 
 
 class ConvNet(TorchLearner):
-    relative_cost = 6  # seconds per run relative to rf (longest runs start first)
+    tags = replace(TorchLearner.tags, relative_cost=6)
     # What `imlbench search` may vary (PROTOCOL §8): width, budgets, batch sizes, learning rates.
-    search_space = {"channels1": {"choices": [8, 16, 32]}, "channels2": {"choices": [16, 32, 64]},
-                    "hidden": {"low": 64, "high": 512, "log": True},
-                    "epochs": {"low": 10, "high": 60, "log": True},
-                    "stage2_epochs": {"low": 32, "high": 160, "log": True},
-                    "stage2_batch_size": {"choices": [8, 16, 32, 64]},
-                    "lr": {"low": 3e-4, "high": 3e-3, "log": True},
-                    "stage2_lr": {"low": 3e-5, "high": 1e-3, "log": True}}
+    search_space = {
+        "channels1": {"choices": [8, 16, 32]},
+        "channels2": {"choices": [16, 32, 64]},
+        "hidden": {"low": 64, "high": 512, "log": True},
+        "epochs": {"low": 10, "high": 60, "log": True},
+        "stage2_epochs": {"low": 32, "high": 160, "log": True},
+        "stage2_batch_size": {"choices": [8, 16, 32, 64]},
+        "lr": {"low": 3e-4, "high": 3e-3, "log": True},
+        "stage2_lr": {"low": 3e-5, "high": 1e-3, "log": True},
+    }
     views = ("image",)
 
-    def __init__(self, channels1: int = 16, channels2: int = 32, hidden: int = 256, epochs: int = 30,
-                 stage2_epochs: int = 112, batch_size: int = 64, stage2_batch_size: int = 16,
-                 lr: float = 1e-3, stage2_lr: float = 2e-4, n_threads: int = 1, device: str = "auto",
-                 random_state: int = 0):
+    def __init__(
+        self,
+        channels1: int = 16,
+        channels2: int = 32,
+        hidden: int = 256,
+        epochs: int = 30,
+        stage2_epochs: int = 112,
+        batch_size: int = 64,
+        stage2_batch_size: int = 16,
+        lr: float = 1e-3,
+        stage2_lr: float = 2e-4,
+        n_threads: int = 1,
+        device: str = "auto",
+        random_state: int = 0,
+    ):
         self.channels1 = channels1
         self.channels2 = channels2
         self.hidden = hidden
@@ -96,7 +117,7 @@ class ConvNet(TorchLearner):
     def logits(self, queries: ImageQueries) -> torch.Tensor:
         self._inference()
         images = self._as_tensor(queries.images, np.float32)
-        return torch.cat([self.model_(images[i: i + 4096]) for i in range(0, len(images), 4096)])
+        return torch.cat([self.model_(images[i : i + 4096]) for i in range(0, len(images), 4096)])
 
     def predict(self, queries: ImageQueries) -> np.ndarray:
         return self.label_space_[self.logits(queries).argmax(dim=1).cpu().numpy()]

@@ -19,23 +19,33 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import RandomForestClassifier
 
-from imlbench.core.protocol import Learner, TableData, TableQueries
+from imlbench.core.protocol import Learner, LearnerTags, TableData, TableQueries
 from imlbench.views.base import one_hot
 
 
 class RandomForest(Learner):
     views = ("table",)
-    capabilities = frozenset({"continue_training"})
-    stage2_uses_stage1 = False  # stage 2's trees see only stage-2 data, where the tag predicts nothing
+    # stage 2's trees see only stage-2 data, where the tag predicts nothing
+    tags = LearnerTags(continue_training=True, stage2_uses_stage1=False)
     # What `imlbench search` may vary (PROTOCOL §8): tree count, feature sampling, leaf size. Not
     # max_features=None: on the one-hot table a forest of all-feature trees takes ~3 min per run.
-    search_space = {"n_estimators": {"low": 10, "high": 300, "log": True},
-                    "stage2_estimators": {"low": 25, "high": 300, "log": True},
-                    "max_features": {"choices": ["sqrt", "log2"]},
-                    "min_samples_leaf": {"low": 1, "high": 16, "log": True}}
+    search_space = {
+        "n_estimators": {"low": 10, "high": 300, "log": True},
+        "stage2_estimators": {"low": 25, "high": 300, "log": True},
+        "max_features": {"choices": ["sqrt", "log2"]},
+        "min_samples_leaf": {"low": 1, "high": 16, "log": True},
+    }
 
-    def __init__(self, n_estimators: int = 100, stage2_estimators: int = 150, trees_per_checkpoint: int = 25,
-                 max_features: str = "sqrt", min_samples_leaf: int = 1, n_jobs: int = 1, random_state: int = 0):
+    def __init__(
+        self,
+        n_estimators: int = 100,
+        stage2_estimators: int = 150,
+        trees_per_checkpoint: int = 25,
+        max_features: str = "sqrt",
+        min_samples_leaf: int = 1,
+        n_jobs: int = 1,
+        random_state: int = 0,
+    ):
         self.n_estimators = n_estimators
         self.stage2_estimators = stage2_estimators
         self.trees_per_checkpoint = trees_per_checkpoint
@@ -63,9 +73,13 @@ class RandomForest(Learner):
         while n_trees > 0:
             batch = min(self.trees_per_checkpoint, n_trees)
             seed = np.random.SeedSequence([self.random_state, len(self.forests_)]).generate_state(1)[0]
-            forest = RandomForestClassifier(n_estimators=batch, max_features=self.max_features,
-                                            min_samples_leaf=self.min_samples_leaf, n_jobs=self.n_jobs,
-                                            random_state=int(seed))
+            forest = RandomForestClassifier(
+                n_estimators=batch,
+                max_features=self.max_features,
+                min_samples_leaf=self.min_samples_leaf,
+                n_jobs=self.n_jobs,
+                random_state=int(seed),
+            )
             with warnings.catch_warnings():  # every definition has its own label: expected here
                 warnings.filterwarnings("ignore", message="The number of unique classes")
                 self.forests_.append(forest.fit(X, data.y))
@@ -113,8 +127,9 @@ def forest_votes(forest: RandomForestClassifier, X) -> tuple[np.ndarray, np.ndar
         leaf = tree.apply(X, check_input=False)
         start, count = indptr[leaf], indptr[leaf + 1] - indptr[leaf]
         entries = np.repeat(start - np.cumsum(count) + count, count) + np.arange(count.sum())
-        parts.append((np.repeat(np.arange(len(leaf)), count) * forest.n_classes_ + classes[entries],
-                      fractions[entries]))
+        parts.append(
+            (np.repeat(np.arange(len(leaf)), count) * forest.n_classes_ + classes[entries], fractions[entries])
+        )
     cells = np.concatenate([cell for cell, _ in parts])
     unique, position = np.unique(cells, return_inverse=True)
     sums = np.zeros(len(unique))

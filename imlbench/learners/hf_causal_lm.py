@@ -22,22 +22,30 @@ Text that is no label's is answered `imlbench.views.text.NO_ANSWER`, which is ne
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
-from importlib import metadata
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-from imlbench.learners.hf_loading import load_pretrained, require_hf, word_level_tokenizer
-from imlbench.learners.torch_base import TorchLearner
 from imlbench.core.protocol import NO_ANSWER
+from imlbench.learners.hf_loading import (
+    WORD_LEVEL,
+    encode,
+    label_keys,
+    left_padded,
+    load_pretrained,
+    require_hf,
+    run_info,
+    tiny_gpt_neox,
+    word_level_tokenizer,
+)
+from imlbench.learners.torch_base import TorchLearner
 from imlbench.views.text import TextData, TextQueries
 
 BUILTIN = "tiny-gpt-neox"
-WORD_LEVEL = "word-level"
 DTYPES = ("auto", "float32", "bfloat16")
 
 
@@ -49,22 +57,42 @@ class HFCausalLM(TorchLearner):
     not rounded away) on CUDA and in float32 elsewhere. After `fit`, `run_info_` holds what a record
     should carry: library versions, the model's name and revision, its size, device and dtype.
     """
-    relative_cost = 20  # seconds per run relative to rf (longest runs start first)
+
+    tags = replace(TorchLearner.tags, relative_cost=20)
     # What `imlbench search` may vary (PROTOCOL §8): budgets, batch sizes and learning rates (the
     # model is named by `model`, not searched).
-    search_space = {"epochs": {"low": 15, "high": 45}, "stage2_epochs": {"low": 24, "high": 80},
-                    "stage2_batch_size": {"choices": [16, 32, 64]},
-                    "lr": {"low": 3e-4, "high": 3e-3, "log": True},
-                    "stage2_lr": {"low": 5e-5, "high": 1e-3, "log": True}}
+    search_space = {
+        "epochs": {"low": 15, "high": 45},
+        "stage2_epochs": {"low": 24, "high": 80},
+        "stage2_batch_size": {"choices": [16, 32, 64]},
+        "lr": {"low": 3e-4, "high": 3e-3, "log": True},
+        "stage2_lr": {"low": 5e-5, "high": 1e-3, "log": True},
+    }
 
     views = ("text",)
 
-    def __init__(self, model: str = BUILTIN, tokenizer: str = "auto", revision: str = "main",
-                 epochs: int = 30, stage2_epochs: int = 46, batch_size: int = 64, stage2_batch_size: int = 32,
-                 lr: float = 1e-3, stage2_lr: float = 2e-4, weight_decay: float = 0.0,
-                 d_model: int = 128, n_layers: int = 2, n_heads: int = 4, max_length: int = 128,
-                 eval_batch_size: int = 512, dtype: str = "auto", device: str = "auto", n_threads: int = 1,
-                 random_state: int = 0):
+    def __init__(
+        self,
+        model: str = BUILTIN,
+        tokenizer: str = "auto",
+        revision: str = "main",
+        epochs: int = 30,
+        stage2_epochs: int = 46,
+        batch_size: int = 64,
+        stage2_batch_size: int = 32,
+        lr: float = 1e-3,
+        stage2_lr: float = 2e-4,
+        weight_decay: float = 0.0,
+        d_model: int = 128,
+        n_layers: int = 2,
+        n_heads: int = 4,
+        max_length: int = 128,
+        eval_batch_size: int = 512,
+        dtype: str = "auto",
+        device: str = "auto",
+        n_threads: int = 1,
+        random_state: int = 0,
+    ):
         self.model = model
         self.tokenizer = tokenizer
         self.revision = revision
@@ -108,16 +136,21 @@ class HFCausalLM(TorchLearner):
         super().prepare(data)
         n_embeddings = self.model_.get_input_embeddings().num_embeddings
         if len(self.tokenizer_) > n_embeddings:
-            raise ValueError(f"tokenizer {self.tokenizer_name_!r} has {len(self.tokenizer_)} tokens but model "
-                             f"{self.model!r} embeds only {n_embeddings}")
-        self._label_keys(data.label_texts)  # fail now, not at the first evaluation
-        self.run_info_ = self._run_info()
+            raise ValueError(
+                f"tokenizer {self.tokenizer_name_!r} has {len(self.tokenizer_)} tokens but model "
+                f"{self.model!r} embeds only {n_embeddings}"
+            )
+        label_keys(self.tokenizer_, self.tokenizer_name_, data.label_texts)  # fail now, not at the first evaluation
+        self.run_info_ = run_info(self, from_hub=self.model != BUILTIN and not Path(self.model).expanduser().is_dir())
 
     def build_model(self, data: TextData):
         """The tokenizer first (the built-in model's vocabulary is its size), then the model; the
         base calls this under the run's seeded torch RNG, which initializes the built-in model."""
-        self.dtype_ = {"auto": torch.bfloat16 if self.device_.type == "cuda" else torch.float32,
-                       "float32": torch.float32, "bfloat16": torch.bfloat16}[self.dtype]
+        self.dtype_ = {
+            "auto": torch.bfloat16 if self.device_.type == "cuda" else torch.float32,
+            "float32": torch.float32,
+            "bfloat16": torch.bfloat16,
+        }[self.dtype]
         builtin = self.tokenizer == WORD_LEVEL or (self.tokenizer == "auto" and self.model == BUILTIN)
         self.tokenizer_name_ = WORD_LEVEL if builtin else self.model if self.tokenizer == "auto" else self.tokenizer
         self.tokenizer_ = self._load_tokenizer(data, builtin)
@@ -129,8 +162,9 @@ class HFCausalLM(TorchLearner):
 
     def _load_tokenizer(self, data: TextData, builtin: bool):
         if builtin:
-            return word_level_tokenizer([*data.lexicon, *data.label_texts, *data.tag_texts, *data.prompts,
-                                         *data.completions])
+            return word_level_tokenizer(
+                [*data.lexicon, *data.label_texts, *data.tag_texts, *data.prompts, *data.completions]
+            )
         if self.tokenizer == "auto":
             return load_pretrained("tokenizer", self.model, self.revision, "model")
         return load_pretrained("tokenizer", self.tokenizer, self.revision, "tokenizer")
@@ -138,23 +172,9 @@ class HFCausalLM(TorchLearner):
     def _load_model(self):
         if self.model != BUILTIN:
             return load_pretrained("model", self.model, self.revision, "model")
-        from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
-
-        config = GPTNeoXConfig(vocab_size=len(self.tokenizer_), hidden_size=self.d_model,
-                               num_hidden_layers=self.n_layers, num_attention_heads=self.n_heads,
-                               intermediate_size=4 * self.d_model, max_position_embeddings=self.max_length,
-                               bos_token_id=self.eos_id_, eos_token_id=self.eos_id_, pad_token_id=self.pad_id_)
-        return GPTNeoXForCausalLM(config)
-
-    def _run_info(self) -> dict[str, Any]:
-        config = self.model_.config
-        from_hub = self.model != BUILTIN and not Path(self.model).expanduser().is_dir()
-        revision = (getattr(config, "_commit_hash", None) or self.revision) if from_hub else None
-        return {"transformers": metadata.version("transformers"), "tokenizers": metadata.version("tokenizers"),
-                "model": self.model, "model_type": config.model_type, "revision": revision,
-                "tokenizer": self.tokenizer_name_, "vocab_size": len(self.tokenizer_),
-                "n_parameters": sum(p.numel() for p in self.model_.parameters()),
-                "device": str(self.device_), "dtype": str(self.dtype_).removeprefix("torch.")}
+        return tiny_gpt_neox(
+            len(self.tokenizer_), self.d_model, self.n_layers, self.n_heads, self.max_length, self.eos_id_, self.pad_id_
+        )
 
     def save_pretrained(self, directory: str | Path) -> None:
         """Save the current weights and tokenizer where `model=DIR` can load them."""
@@ -163,39 +183,10 @@ class HFCausalLM(TorchLearner):
 
     # --- encoding ------------------------------------------------------------------------------
 
-    def _encode(self, texts: Iterable[str], special: bool) -> list[list[int]]:
-        texts = list(texts)
-        ids = self.tokenizer_(texts, add_special_tokens=special)["input_ids"] if texts else []
-        unk = self.tokenizer_.unk_token_id
-        for text, row in zip(texts, ids):
-            if unk is not None and unk in row:
-                words = [w for w in text.split() if unk in self.tokenizer_(w, add_special_tokens=False)["input_ids"]]
-                raise ValueError(f"tokenizer {self.tokenizer_name_!r} cannot encode {(words or [text])[0]!r} "
-                                 f"(in {text!r}): it is not in its vocabulary")
-        return ids
-
-    def _label_keys(self, label_texts: tuple[str, ...]) -> tuple[dict[str, int], int]:
-        """Each label's text as the tokenizer reads it back -> its index; and the longest label's
-        token count. Labels follow a space in every completion, so they are encoded after one."""
-        unk = self.tokenizer_.unk_token_id
-        keys: dict[str, int] = {}
-        longest = 1
-        for index, text in enumerate(label_texts):
-            ids = self.tokenizer_(" " + text.strip(), add_special_tokens=False)["input_ids"]
-            if not ids or (unk is not None and unk in ids):
-                raise ValueError(f"tokenizer {self.tokenizer_name_!r} cannot encode the label {text!r}; use one whose "
-                                 f"vocabulary covers every label (from scratch: tokenizer={WORD_LEVEL})")
-            key = self.tokenizer_.decode(ids).strip()
-            if key in keys:
-                raise ValueError(f"labels {label_texts[keys[key]]!r} and {text!r} read the same after tokenization")
-            keys[key] = index
-            longest = max(longest, len(ids))
-        return keys, longest
-
     def tensors(self, data: TextData) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """prompt + completion + end-of-text, right-padded: (ids, lengths, loss mask on completions)."""
-        prompts = self._encode(data.prompts, special=True)
-        completions = self._encode(data.completions, special=False)
+        prompts = encode(self.tokenizer_, self.tokenizer_name_, data.prompts, special=True)
+        completions = encode(self.tokenizer_, self.tokenizer_name_, data.completions, special=False)
         lengths = np.array([len(p) + len(c) + 1 for p, c in zip(prompts, completions)], dtype=np.int64)
         limit = self.model_.config.max_position_embeddings
         if lengths.max(initial=0) > limit:
@@ -204,7 +195,7 @@ class HFCausalLM(TorchLearner):
         mask = np.zeros(ids.shape, dtype=bool)
         for row, (p, c) in enumerate(zip(prompts, completions)):
             ids[row, : lengths[row]] = [*p, *c, self.eos_id_]
-            mask[row, len(p): lengths[row]] = True
+            mask[row, len(p) : lengths[row]] = True
         return self._as_tensor(ids, np.int64), self._as_tensor(lengths, np.int64), self._as_tensor(mask, bool)
 
     def _cuda_devices(self) -> list[int]:
@@ -220,8 +211,9 @@ class HFCausalLM(TorchLearner):
     # --- training (the loop is TorchLearner's) --------------------------------------------------
 
     def make_optimizer(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(self.model_.parameters(), lr=self.lr, betas=(0.9, 0.98),
-                                 weight_decay=self.weight_decay, **self.fused())
+        return torch.optim.AdamW(
+            self.model_.parameters(), lr=self.lr, betas=(0.9, 0.98), weight_decay=self.weight_decay, **self.fused()
+        )
 
     def make_batch(self, tensors: tuple[torch.Tensor, ...], rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The rows cut to their longest document: the right padding beyond it carries no loss."""
@@ -249,8 +241,9 @@ class HFCausalLM(TorchLearner):
 
     output_layer = ("embed_out", "lm_head")  # GPT-NeoX's untied output layer; other models' name
 
-    def example_loss(self, batch: tuple[torch.Tensor, ...],
-                     params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    def example_loss(
+        self, batch: tuple[torch.Tensor, ...], params: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """Each document's mean cross-entropy over its loss tokens; no shape depends on the data,
         so that `torch.func.vmap` can take per-example gradients."""
         ids, _, mask = batch
@@ -266,12 +259,12 @@ class HFCausalLM(TorchLearner):
     def predict(self, queries: TextQueries) -> np.ndarray:
         """Greedy answers mapped back to labels; NO_ANSWER where the text is no label's."""
         self._inference()
-        keys, longest = self._label_keys(queries.label_texts)
-        prompts = self._encode(queries.prompts, special=True)
+        keys, longest = label_keys(self.tokenizer_, self.tokenizer_name_, queries.label_texts)
+        prompts = encode(self.tokenizer_, self.tokenizer_name_, queries.prompts, special=True)
         order = np.argsort([len(p) for p in prompts], kind="stable")  # similar lengths, little padding
         predicted = np.full(len(prompts), NO_ANSWER, dtype=np.int64)
         for start in range(0, len(order), self.eval_batch_size):
-            rows = order[start: start + self.eval_batch_size]
+            rows = order[start : start + self.eval_batch_size]
             for row, text in zip(rows, self.generate([prompts[i] for i in rows], longest + 1)):
                 if text in keys:
                     predicted[row] = queries.label_space[keys[text]]
@@ -287,22 +280,31 @@ class HFCausalLM(TorchLearner):
         missing = [int(c) for c in candidates if int(c) not in where]
         if missing:
             raise ValueError(f"candidate label id {missing[0]} has no text in the queries' label space")
-        labels = self._encode([" " + queries.label_texts[where[int(c)]].strip() for c in candidates], special=False)
+        labels = encode(
+            self.tokenizer_,
+            self.tokenizer_name_,
+            [" " + queries.label_texts[where[int(c)]].strip() for c in candidates],
+            special=False,
+        )
         steps: dict[tuple[int, ...], list[tuple[int, int]]] = {}  # prefix -> (candidate column, next token)
         for column, ids in enumerate(labels):
             for k, token in enumerate(ids):
                 steps.setdefault(tuple(ids[:k]), []).append((column, token))
-        prompts = self._encode(queries.prompts, special=True)
+        prompts = encode(self.tokenizer_, self.tokenizer_name_, queries.prompts, special=True)
         scores = np.zeros((len(prompts), len(labels)))
         for prefix, pairs in steps.items():
             columns, tokens = (np.array(v) for v in zip(*pairs))
             for start in range(0, len(prompts), self.eval_batch_size):
-                ids, attention = self._left_padded([p + list(prefix) for p in prompts[start: start + self.eval_batch_size]])
+                ids, attention = left_padded(
+                    self.pad_id_,
+                    self.device_,
+                    [p + list(prefix) for p in prompts[start : start + self.eval_batch_size]],
+                )
                 positions = (attention.cumsum(dim=1) - 1).clamp(min=0)  # left padding shifts no position
                 with self._autocast():
                     logits = self.model_(input_ids=ids, attention_mask=attention, position_ids=positions).logits
                 logp = torch.log_softmax(logits[:, -1].float(), dim=-1).cpu().numpy()
-                scores[start: start + len(ids), columns] += logp[:, tokens]  # a prefix lists a column once
+                scores[start : start + len(ids), columns] += logp[:, tokens]  # a prefix lists a column once
         return scores
 
     @torch.no_grad()
@@ -310,10 +312,10 @@ class HFCausalLM(TorchLearner):
         """The diagnostics interface: per layer (embeddings first), the hidden state at each prompt's
         last token, the position whose output starts the answer. Left padding puts it last."""
         self._inference()
-        prompts = self._encode(queries.prompts, special=True)
+        prompts = encode(self.tokenizer_, self.tokenizer_name_, queries.prompts, special=True)
         layers: list[list[np.ndarray]] = []
         for start in range(0, len(prompts), self.eval_batch_size):
-            ids, attention = self._left_padded(prompts[start: start + self.eval_batch_size])
+            ids, attention = left_padded(self.pad_id_, self.device_, prompts[start : start + self.eval_batch_size])
             with self._autocast():
                 out = self.model_(input_ids=ids, attention_mask=attention, output_hidden_states=True)
             for i, h in enumerate(out.hidden_states):
@@ -322,20 +324,19 @@ class HFCausalLM(TorchLearner):
                 layers[i].append(h[:, -1].float().cpu().numpy())
         return [np.concatenate(parts) for parts in layers]
 
-    def _left_padded(self, prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token ids padded on the left and their attention mask: every prompt ends in the last column."""
-        width = max(len(p) for p in prompts)
-        ids = torch.tensor([[self.pad_id_] * (width - len(p)) + p for p in prompts], device=self.device_)
-        attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device_)
-        return ids, attention
-
     def generate(self, prompts: list[list[int]], max_new_tokens: int) -> list[str]:
         """Greedy continuations of left-padded prompts, cut at end-of-text, decoded and stripped."""
-        ids, attention = self._left_padded(prompts)
+        ids, attention = left_padded(self.pad_id_, self.device_, prompts)
         width = ids.shape[1]
         with self._autocast():
-            out = self.model_.generate(input_ids=ids, attention_mask=attention, max_new_tokens=max_new_tokens,
-                                       do_sample=False, pad_token_id=self.pad_id_, eos_token_id=self.eos_id_)
+            out = self.model_.generate(
+                input_ids=ids,
+                attention_mask=attention,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=self.pad_id_,
+                eos_token_id=self.eos_id_,
+            )
         texts = []
         for row in out[:, width:].tolist():
             end = row.index(self.eos_id_) if self.eos_id_ in row else len(row)

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from imlbench.core.protocol import Learner
+from imlbench.core.protocol import Learner, LearnerTags
 
 
 def log_softmax_at(logits: torch.Tensor, columns: np.ndarray) -> np.ndarray:
@@ -71,7 +71,7 @@ class TorchLearner(Learner):
     After training, `run_info_["optimizer_steps"]` holds the steps each stage took (records carry it).
     """
 
-    capabilities = frozenset({"continue_training"})
+    tags = LearnerTags(continue_training=True)
     steps_per_epoch: int = 0
     stage2_batch_size: int | None = None
     stage2_steps_per_epoch: int = 0
@@ -89,8 +89,9 @@ class TorchLearner(Learner):
         """The view's training data as tensors on `device_`, each with one row per document; a
         batch is the same rows of every tensor."""
 
-    def example_loss(self, batch: tuple[torch.Tensor, ...],
-                     params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    def example_loss(
+        self, batch: tuple[torch.Tensor, ...], params: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """The training loss of each document of `batch` (a tuple like `tensors`), shape (rows,).
 
         With `params` (name -> tensor, as `model_.named_parameters()`) the model computes with those
@@ -99,8 +100,9 @@ class TorchLearner(Learner):
         """
         raise NotImplementedError(f"{type(self).__name__} has no per-example loss")
 
-    def answer_loss(self, batch: tuple[torch.Tensor, ...],
-                    params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    def answer_loss(
+        self, batch: tuple[torch.Tensor, ...], params: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """Each document's loss on its answer alone — a definition's value, a question's answer — so
         that a definition and its questions are compared on the same target (gradient alignment).
         Learners whose documents carry one target (mlp, convnet) have `example_loss` as it; one whose
@@ -190,8 +192,7 @@ class TorchLearner(Learner):
         if not hasattr(self, "model_"):
             raise RuntimeError("continue_fit called before fit")
         batch_size = self.stage2_batch_size or self.batch_size
-        yield from self._train(data, Stage(self.stage2_lr, self.stage2_epochs, batch_size,
-                                           self.stage2_steps_per_epoch))
+        yield from self._train(data, Stage(self.stage2_lr, self.stage2_epochs, batch_size, self.stage2_steps_per_epoch))
 
     def _train(self, data, stage: Stage) -> Iterator[None]:
         torch.set_num_threads(self.n_threads)
@@ -228,7 +229,7 @@ class TorchLearner(Learner):
         is seen equally often, give or take one (a batch larger than `n` repeats documents)."""
         if not steps:
             order = self.rng_.permutation(n)
-            return [order[start: start + batch_size] for start in range(0, n, batch_size)]
+            return [order[start : start + batch_size] for start in range(0, n, batch_size)]
         needed = steps * batch_size
         parts = [self.stream_]
         available = len(self.stream_)
@@ -237,7 +238,7 @@ class TorchLearner(Learner):
             available += n
         stream = np.concatenate(parts)
         self.stream_ = stream[needed:]  # the rest of the current permutation opens the next epoch
-        return [stream[i * batch_size: (i + 1) * batch_size] for i in range(steps)]
+        return [stream[i * batch_size : (i + 1) * batch_size] for i in range(steps)]
 
     def _forward(self, params: dict[str, torch.Tensor] | None, *inputs: torch.Tensor, **options):
         """`model_(*inputs, **options)`, with `params` in place of the model's own parameters when given."""

@@ -14,14 +14,15 @@ the last definition it saw), which would measure forgetting rather than meta-lea
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from imlbench.learners.torch_base import TorchLearner, log_softmax_at
 from imlbench.core.protocol import TokenData, TokenQueries
+from imlbench.learners.torch_base import TorchLearner, log_softmax_at
 
 
 class CausalSelfAttention(nn.Module):
@@ -58,8 +59,9 @@ class Block(nn.Module):
 class GPT(nn.Module):
     """Token ids (batch, length) -> next-token logits (batch, length, vocab)."""
 
-    def __init__(self, vocab_size: int, max_length: int, d_model: int, n_layers: int, n_heads: int,
-                 tie_embeddings: bool = True):
+    def __init__(
+        self, vocab_size: int, max_length: int, d_model: int, n_layers: int, n_heads: int, tie_embeddings: bool = True
+    ):
         super().__init__()
         self.token_embedding = nn.Embedding(vocab_size, d_model)
         self.position_embedding = nn.Embedding(max_length, d_model)
@@ -132,27 +134,47 @@ class Transformer(TorchLearner):
     untied model removes that shortcut, so a tag probe can tell "tag stored" from "definition absorbed".
     `device="auto"` trains on CUDA when one is present, else on the CPU.
     """
-    relative_cost = 20  # seconds per run relative to rf (longest runs start first)
+
+    tags = replace(TorchLearner.tags, relative_cost=20)
     # What `imlbench search` may vary (PROTOCOL §8): depth, width, budgets, batch sizes, learning
     # rates; bounded so that one run stays within a few minutes on one CPU core.
-    search_space = {"n_layers": {"low": 1, "high": 3}, "d_model": {"choices": [64, 128]},
-                    "epochs": {"low": 15, "high": 45}, "stage2_epochs": {"low": 32, "high": 80},
-                    "stage2_batch_size": {"choices": [16, 32, 64]},
-                    "lr": {"low": 3e-4, "high": 3e-3, "log": True},
-                    "stage2_lr": {"low": 5e-5, "high": 1e-3, "log": True},
-                    "weight_decay": {"low": 0.0, "high": 0.1}}
+    search_space = {
+        "n_layers": {"low": 1, "high": 3},
+        "d_model": {"choices": [64, 128]},
+        "epochs": {"low": 15, "high": 45},
+        "stage2_epochs": {"low": 32, "high": 80},
+        "stage2_batch_size": {"choices": [16, 32, 64]},
+        "lr": {"low": 3e-4, "high": 3e-3, "log": True},
+        "stage2_lr": {"low": 5e-5, "high": 1e-3, "log": True},
+        "weight_decay": {"low": 0.0, "high": 0.1},
+    }
 
     views = ("tokens",)
     # added after the published records; these values are how those records were made
     identity_neutral = {**TorchLearner.identity_neutral, "tie_embeddings": True}
     output_layer = ("lm_head",)  # present only untied: tied, the output layer is the token table
 
-    def __init__(self, n_layers: int = 2, d_model: int = 128, n_heads: int = 4, epochs: int = 30,
-                 stage2_epochs: int = 64, batch_size: int = 128,
-                 stage2_batch_size: int = 32, lr: float = 1e-3, stage2_lr: float = 2e-4,
-                 beta1: float = 0.9, beta2: float = 0.98, weight_decay: float = 0.0, device: str = "auto",
-                 n_threads: int = 1, random_state: int = 0, stage2_steps_per_epoch: int = 0,
-                 steps_per_epoch: int = 0, tie_embeddings: bool = True):
+    def __init__(
+        self,
+        n_layers: int = 2,
+        d_model: int = 128,
+        n_heads: int = 4,
+        epochs: int = 30,
+        stage2_epochs: int = 64,
+        batch_size: int = 128,
+        stage2_batch_size: int = 32,
+        lr: float = 1e-3,
+        stage2_lr: float = 2e-4,
+        beta1: float = 0.9,
+        beta2: float = 0.98,
+        weight_decay: float = 0.0,
+        device: str = "auto",
+        n_threads: int = 1,
+        random_state: int = 0,
+        stage2_steps_per_epoch: int = 0,
+        steps_per_epoch: int = 0,
+        tie_embeddings: bool = True,
+    ):
         self.n_layers = n_layers
         self.d_model = d_model
         self.n_heads = n_heads
@@ -187,8 +209,13 @@ class Transformer(TorchLearner):
         return GPT(data.vocab_size, self.max_length_, self.d_model, self.n_layers, self.n_heads, self.tie_embeddings)
 
     def make_optimizer(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(self.model_.parameters(), lr=self.lr, betas=(self.beta1, self.beta2),
-                                 weight_decay=self.weight_decay, **self.fused())
+        return torch.optim.AdamW(
+            self.model_.parameters(),
+            lr=self.lr,
+            betas=(self.beta1, self.beta2),
+            weight_decay=self.weight_decay,
+            **self.fused(),
+        )
 
     def _check(self, tokens: np.ndarray, vocab_size: int) -> None:
         if vocab_size != self.vocab_size_:
@@ -236,8 +263,8 @@ class Transformer(TorchLearner):
         self._inference()
         out = []
         for start in range(0, len(queries.tokens), 4096):
-            chunk = self._as_tensor(queries.tokens[start: start + 4096], np.int64)
-            pos = self._as_tensor(queries.answer_pos[start: start + 4096], np.int64)
+            chunk = self._as_tensor(queries.tokens[start : start + 4096], np.int64)
+            pos = self._as_tensor(queries.answer_pos[start : start + 4096], np.int64)
             hidden = self.model_.hidden(chunk[:, : int(pos.max())])
             out.append(self.model_.lm_head(hidden[torch.arange(len(chunk), device=self.device_), pos - 1]))
         return torch.cat(out) if out else torch.zeros(0, queries.vocab_size)

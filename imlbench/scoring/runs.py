@@ -1,14 +1,19 @@
 """One run's scores, computed from the accuracies its record holds (PROTOCOL §5, scoring v3).
 
-Apart from the verdicts so that reading a record can recompute them (a record's written scores are
-never trusted) without importing the leaderboard. Everything is in percentage points; NaN where a
-subset or a measurement is absent (records of protocol v1 have no end-of-budget accuracies).
+A record's written scores are never trusted: every reader gets its records through `scored`,
+`load_scored` or `load_results`, which recompute them. Everything is in percentage points; NaN
+where a subset or a measurement is absent (records of protocol v1 have no end-of-budget accuracies).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from pathlib import Path
 from typing import Any
+
+from imlbench.core.errors import ImlbenchError, one_line
+from imlbench.store.records import RunRecord, load_records
 
 STAGE1_FIT = 0.95  # stage-1 training accuracy (every subset and kind) at which stage 1 counts as fit
 FLOOR, CEILING = 5.0, 95.0  # accuracies (%) at which d1 − d2 is censored
@@ -21,6 +26,41 @@ def acc(table: dict[str, float] | None, subset: str) -> float:
 
 def effect(table: dict[str, float] | None) -> float:
     return acc(table, "d1consis") - acc(table, "d2consis")
+
+
+def scored(record: dict[str, Any] | RunRecord, source: str = "record") -> RunRecord:
+    """A checked record with its scores recomputed from its accuracies (a failed run has none)."""
+    record = RunRecord.from_json(record, source)
+    return dataclasses.replace(record, scores=run_scores(record.raw) if record.ok else {})
+
+
+def load_scored(out_dir: str | Path) -> tuple[list[RunRecord], list[str]]:
+    """Every readable run record under out_dir, scored, plus one line per unreadable file."""
+    records, problems = load_records(Path(out_dir))
+    return [scored(r) for r in records], problems
+
+
+def load_results(results_dir: str | Path) -> list[RunRecord]:
+    """Every record under results_dir, scored. Raises ImlbenchError (one line) when the directory
+    is missing or empty, when any record is unreadable, or when no run finished: a report built
+    from part of a directory would silently misstate it."""
+    root = Path(results_dir)
+    if not (root / "records").is_dir():
+        raise ImlbenchError(
+            f"{root} holds no records/ folder; point at a results directory written "
+            f"by `imlbench run --out DIR` or `imlbench sweep --out DIR`"
+        )
+    records, problems = load_scored(root)
+    if problems:
+        raise ImlbenchError(one_line(problems[0]))
+    if not records:
+        raise ImlbenchError(
+            f"{root / 'records'} holds no run records; run something first (`imlbench run --out {root}`)"
+        )
+    if not any(r.ok for r in records):
+        first = next((r.error for r in records), "")
+        raise ImlbenchError(one_line(f"{root} holds {len(records)} records but no finished run; first error: {first}"))
+    return records
 
 
 def run_scores(record: dict[str, Any]) -> dict[str, Any]:
@@ -66,12 +106,17 @@ def _retention(at_point: dict[str, float], after: dict[str, float]) -> float:
 def _persistence(record: dict[str, Any]) -> float:
     point = record.get("evaluation_point") or {}
     curve = record.get("curve") or []
-    start = next((i for i, e in enumerate(curve)
-                  if e.get("stage") == point.get("stage") and e.get("checkpoint") == point.get("checkpoint")), None)
+    start = next(
+        (
+            i
+            for i, e in enumerate(curve)
+            if e.get("stage") == point.get("stage") and e.get("checkpoint") == point.get("checkpoint")
+        ),
+        None,
+    )
     if start is None:
         return math.nan
-    effects = [effect(e["accuracy"]) for e in curve[start:]
-               if e.get("stage") == point.get("stage") and "accuracy" in e]
+    effects = [effect(e["accuracy"]) for e in curve[start:] if e.get("stage") == point.get("stage") and "accuracy" in e]
     effects = [x for x in effects if not math.isnan(x)]
     return sum(effects) / len(effects) if effects else math.nan
 

@@ -29,7 +29,7 @@ EXACT_UP_TO = 16  # seeds: up to here every sign pattern is enumerated (65,536 p
 @functools.lru_cache(maxsize=None)
 def _sign_patterns(n: int) -> np.ndarray:
     """Every one of the 2ⁿ sign patterns, one per row."""
-    return 1 - 2 * ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1).astype(float)
+    return 1 - 2 * ((np.arange(2**n)[:, None] >> np.arange(n)) & 1).astype(float)
 
 
 def p_signflip(x: np.ndarray) -> float:
@@ -46,14 +46,22 @@ def p_signflip(x: np.ndarray) -> float:
         observed = abs(x.sum())
         sums = np.abs(_sign_patterns(len(x)) @ x)
         return float(np.mean(sums >= observed * (1 - 1e-12) - 1e-12))
-    result = stats.permutation_test((x,), np.mean, permutation_type="samples", n_resamples=100_000,
-                                    alternative="two-sided", vectorized=True, axis=-1,
-                                    random_state=np.random.default_rng(0))
+    result = stats.permutation_test(
+        (x,),
+        np.mean,
+        permutation_type="samples",
+        n_resamples=100_000,
+        alternative="two-sided",
+        vectorized=True,
+        axis=-1,
+        random_state=np.random.default_rng(0),
+    )
     return float(result.pvalue)
 
 
-def verdict(mean: float, p_difference: float, p_signflip_: float, p_equivalence: float,
-            alpha: float = ALPHA) -> tuple[str, str]:
+def verdict(
+    mean: float, p_difference: float, p_signflip_: float, p_equivalence: float, alpha: float = ALPHA
+) -> tuple[str, str]:
     """(verdict, note) from the three tests. Equivalence wins: an effect shown to lie inside the
     margin is `none` even when it is also shown to be non-zero."""
     if any(math.isnan(p) for p in (p_difference, p_signflip_, p_equivalence)):
@@ -71,17 +79,31 @@ def standardized_score(effects: Any, margin: float, alpha: float = ALPHA) -> dic
     """Mean over seeds, Student-t CI, d_z, the three tests, mde and the verdict."""
     x = np.asarray([e for e in effects if not math.isnan(e)], dtype=float)
     n = len(x)
-    score: dict[str, Any] = {"n": n, "mean": float(x.mean()) if n else math.nan, "sd": math.nan,
-                             "ci_low": math.nan, "ci_high": math.nan, "d_z": math.nan, "p_difference": math.nan,
-                             "p_signflip": p_signflip(x) if n else math.nan, "p_equivalence": math.nan,
-                             "mde": math.nan}
+    score: dict[str, Any] = {
+        "n": n,
+        "mean": float(x.mean()) if n else math.nan,
+        "sd": math.nan,
+        "ci_low": math.nan,
+        "ci_high": math.nan,
+        "d_z": math.nan,
+        "p_difference": math.nan,
+        "p_signflip": p_signflip(x) if n else math.nan,
+        "p_equivalence": math.nan,
+        "mde": math.nan,
+    }
     if n < 2:  # one seed decides nothing
         return {**score, "verdict": "inconclusive", "note": ""}
     mean, sd = score["mean"], float(x.std(ddof=1))
     score["sd"] = sd
     if sd == 0:  # every seed gave the same effect: the t-tests are undefined, the answer is not
-        score.update(ci_low=mean, ci_high=mean, mde=0.0, d_z=0.0 if mean == 0 else math.copysign(math.inf, mean),
-                     p_difference=1.0 if mean == 0 else 0.0, p_equivalence=0.0 if abs(mean) < margin else 1.0)
+        score.update(
+            ci_low=mean,
+            ci_high=mean,
+            mde=0.0,
+            d_z=0.0 if mean == 0 else math.copysign(math.inf, mean),
+            p_difference=1.0 if mean == 0 else 0.0,
+            p_equivalence=0.0 if abs(mean) < margin else 1.0,
+        )
         if abs(mean) == margin or (abs(mean) > margin and n < MIN_SEEDS_FOR_EFFECT):
             why = "at the margin" if abs(mean) == margin else "too few seeds to call an effect"
             return {**score, "verdict": "inconclusive", "note": f"all {n} seeds equal; {why}"}
@@ -93,12 +115,17 @@ def standardized_score(effects: Any, margin: float, alpha: float = ALPHA) -> dic
         critical = float(stats.t.ppf(1 - alpha / 2, df))
         above = stats.t.sf((mean + margin) / se, df)  # H0: effect <= -margin
         below = stats.t.cdf((mean - margin) / se, df)  # H0: effect >= +margin
-        score.update(ci_low=mean - critical * se, ci_high=mean + critical * se, d_z=mean / sd,
-                     p_difference=float(2 * stats.t.sf(abs(mean) / se, df)),
-                     p_equivalence=float(max(above, below)),
-                     mde=float((critical + stats.t.ppf(POWER, df)) * se))
-    score["verdict"], score["note"] = verdict(mean, score["p_difference"], score["p_signflip"],
-                                              score["p_equivalence"], alpha)
+        score.update(
+            ci_low=mean - critical * se,
+            ci_high=mean + critical * se,
+            d_z=mean / sd,
+            p_difference=float(2 * stats.t.sf(abs(mean) / se, df)),
+            p_equivalence=float(max(above, below)),
+            mde=float((critical + stats.t.ppf(POWER, df)) * se),
+        )
+    score["verdict"], score["note"] = verdict(
+        mean, score["p_difference"], score["p_signflip"], score["p_equivalence"], alpha
+    )
     return score
 
 

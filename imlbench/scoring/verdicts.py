@@ -20,9 +20,9 @@ import pandas as pd
 
 from imlbench.core.errors import ImlbenchError
 from imlbench.core.protocol import SUBSETS
-from imlbench.scoring.runs import run_scores  # noqa: F401  (re-exported)
+from imlbench.scoring.runs import run_scores, scored  # noqa: F401  (run_scores re-exported)
 from imlbench.scoring.statistics import ALPHA, holm, p_signflip, standardized_score
-from imlbench.store.records import Record, write_atomic
+from imlbench.store.records import RunRecord, write_atomic
 
 SCORING_VERSION = 3
 # Default equivalence margin (percentage points) for the verdict `none`; a task may declare its own
@@ -43,9 +43,11 @@ def guard_notes(row: dict[str, Any], margin: float) -> tuple[list[str], list[str
     n = row["n_seeds"]
     if row["q_over_baseline"] < QUESTIONS_LEARNED_POINTS:  # NaN (no `q` subset) compares False
         guards.append(f"questions not learned (held-out q {row['q_over_baseline']:+.1f} points over baseline)")
-    for column, what in (("n_stage1_not_fit", "stage-1 documents not fit"),
-                         ("n_definitions_not_learned", "definitions not learned"),
-                         ("n_floor", "floor: d1, d2 and d3 all ≤ 5%, nothing internalized")):
+    for column, what in (
+        ("n_stage1_not_fit", "stage-1 documents not fit"),
+        ("n_definitions_not_learned", "definitions not learned"),
+        ("n_floor", "floor: d1, d2 and d3 all ≤ 5%, nothing internalized"),
+    ):
         if n and row[column] > n / 2:
             guards.append(f"{what} in {row[column]} of {n} seeds")
     if row["by_construction"]:
@@ -69,16 +71,19 @@ def check_margin(margin: float | None) -> None:
         raise ImlbenchError(f"margin must be a finite number of points >= 0, got {margin!r}")
 
 
-def summarize(records: Iterable[Record | dict[str, Any]], margin: float | None = None,
-              alpha: float = ALPHA) -> pd.DataFrame:
-    """One row per run group (`Record.group_key`): the standardized score, guards, mean accuracies.
+def summarize(
+    records: Iterable[RunRecord | dict[str, Any]], margin: float | None = None, alpha: float = ALPHA
+) -> pd.DataFrame:
+    """One row per run group (`RunRecord.group_key`): the standardized score, guards, mean accuracies.
     `margin`: points for every row; None = each task's own (from its records)."""
     check_margin(margin)
-    groups: dict[str, list[Record]] = {}
-    for r in map(Record.from_json, records):
+    groups: dict[str, list[RunRecord]] = {}
+    for r in map(scored, records):
         groups.setdefault(r.group_key(), []).append(r)
-    rows = [_summary_row(g, margin, alpha) for g in
-            sorted(groups.values(), key=lambda g: (g[0].task_name, g[0].learner_name, g[0].pipeline))]
+    rows = [
+        _summary_row(g, margin, alpha)
+        for g in sorted(groups.values(), key=lambda g: (g[0].task_name, g[0].learner_name, g[0].pipeline))
+    ]
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
@@ -86,39 +91,61 @@ def summarize(records: Iterable[Record | dict[str, Any]], margin: float | None =
     return frame
 
 
-def row_margin(group: list[Record], margin: float | None) -> float:
+def row_margin(group: list[RunRecord], margin: float | None) -> float:
     if margin is not None:
         return float(margin)
     declared = {r.raw.get("margin") for r in group if r.raw.get("margin") is not None}
     return float(max(declared)) if declared else DEFAULT_MARGIN
 
 
-def _summary_row(group: list[Record], margin: float | None, alpha: float) -> dict[str, Any]:
+def _summary_row(group: list[RunRecord], margin: float | None, alpha: float) -> dict[str, Any]:
     ok = sorted((r for r in group if r.ok), key=lambda r: r.seed)
     margin = row_margin(group, margin)
     effects = [r.effect for r in ok]
     score = standardized_score(effects, margin, alpha)
     logprob = [r.scores.get("logprob_effect", math.nan) for r in ok]
     row: dict[str, Any] = {
-        "task": group[0].task_name, "learner": group[0].learner_name, "pipeline": group[0].pipeline,
-        "n_seeds": len(ok), "n_failed": len(group) - len(ok),
+        "task": group[0].task_name,
+        "learner": group[0].learner_name,
+        "pipeline": group[0].pipeline,
+        "n_seeds": len(ok),
+        "n_failed": len(group) - len(ok),
         "n_definitions_not_learned": sum(not r.definitions_learned for r in ok),
         "n_stage1_not_fit": sum(r.scores.get("stage1_fit") is False for r in ok),
         "n_floor": sum(bool(r.scores.get("floor")) for r in ok),
         "n_ceiling": sum(bool(r.scores.get("ceiling")) for r in ok),
         "by_construction": bool(ok) and all(r.raw.get("by_construction_null") for r in ok),
-        "effect_mean": score["mean"], "ci_low": score["ci_low"], "ci_high": score["ci_high"], "d_z": score["d_z"],
-        "p_difference": score["p_difference"], "p_signflip": score["p_signflip"],
-        "p_equivalence": score["p_equivalence"], "mde": score["mde"],
-        "verdict": score["verdict"], "verdict_note": "",
-        "seeds": ";".join(str(r.seed) for r in ok), "effects": ";".join(repr(e) for e in effects),
+        "effect_mean": score["mean"],
+        "ci_low": score["ci_low"],
+        "ci_high": score["ci_high"],
+        "d_z": score["d_z"],
+        "p_difference": score["p_difference"],
+        "p_signflip": score["p_signflip"],
+        "p_equivalence": score["p_equivalence"],
+        "mde": score["mde"],
+        "verdict": score["verdict"],
+        "verdict_note": "",
+        "seeds": ";".join(str(r.seed) for r in ok),
+        "effects": ";".join(repr(e) for e in effects),
     }
-    for name in ("iml_effect_end", "persistence", "retention", "stage1_gap", "neutral_offset", "baseline",
-                 "effect_before_stage2"):
+    for name in (
+        "iml_effect_end",
+        "persistence",
+        "retention",
+        "stage1_gap",
+        "neutral_offset",
+        "baseline",
+        "effect_before_stage2",
+    ):
         row[name] = _mean([r.scores.get(name, math.nan) for r in ok])
     row.update(_logprob_columns(logprob, alpha))
-    row["q_over_baseline"] = _mean([100 * (r.accuracy_after_stage1["q"] - r.accuracy_after_stage1["no_qd_baseline"])
-                                    for r in ok if {"q", "no_qd_baseline"} <= set(r.accuracy_after_stage1)])
+    row["q_over_baseline"] = _mean(
+        [
+            100 * (r.accuracy_after_stage1["q"] - r.accuracy_after_stage1["no_qd_baseline"])
+            for r in ok
+            if {"q", "no_qd_baseline"} <= set(r.accuracy_after_stage1)
+        ]
+    )
     for subset in SUBSETS:
         row[f"acc_{subset}"] = _mean([100 * r.accuracy[subset] for r in ok if subset in r.accuracy])
     guards, notes = guard_notes(row, margin)
@@ -139,14 +166,22 @@ def _summary_row(group: list[Record], margin: float | None, alpha: float) -> dic
 def _logprob_columns(values: list[float], alpha: float) -> dict[str, float]:
     """The continuous effect across seeds: its mean, t-CI and sign-flip p (NaN without answer scores)."""
     x = np.asarray([v for v in values if not math.isnan(v)], dtype=float)
-    columns = {"logprob_effect": math.nan, "logprob_ci_low": math.nan, "logprob_ci_high": math.nan,
-               "p_logprob_signflip": math.nan}
+    columns = {
+        "logprob_effect": math.nan,
+        "logprob_ci_low": math.nan,
+        "logprob_ci_high": math.nan,
+        "p_logprob_signflip": math.nan,
+    }
     if len(x) >= 2 and x.std(ddof=1) > 0:
         from scipy import stats
 
         interval = stats.ttest_1samp(x, 0.0).confidence_interval(1 - alpha)
-        columns.update(logprob_effect=float(x.mean()), logprob_ci_low=float(interval.low),
-                       logprob_ci_high=float(interval.high), p_logprob_signflip=p_signflip(x))
+        columns.update(
+            logprob_effect=float(x.mean()),
+            logprob_ci_low=float(interval.low),
+            logprob_ci_high=float(interval.high),
+            p_logprob_signflip=p_signflip(x),
+        )
     elif len(x):
         columns["logprob_effect"] = float(x.mean())
     return columns
@@ -157,8 +192,9 @@ def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else math.nan
 
 
-def write_leaderboard(records: Iterable[Record | dict[str, Any]], path: Path,
-                      margin: float | None = None) -> pd.DataFrame:
+def write_leaderboard(
+    records: Iterable[RunRecord | dict[str, Any]], path: Path, margin: float | None = None
+) -> pd.DataFrame:
     """Rebuild the leaderboard CSV from records (atomically: concurrent rebuilds never collide)."""
     frame = summarize(records, margin)
     write_atomic(Path(path), lambda f: frame.to_csv(f, index=False, float_format="%.4g"))

@@ -27,8 +27,9 @@ def claim_path(record_path: Path) -> Path:
 
 
 @contextmanager
-def claimed(record_path: Path, waiting: Callable[[dict[str, Any]], None] | None = None,
-            poll: float = POLL_SECONDS) -> Iterator[bool]:
+def claimed(
+    record_path: Path, waiting: Callable[[dict[str, Any]], None] | None = None, poll: float = POLL_SECONDS
+) -> Iterator[bool]:
     """Hold the claim on a record path while the body runs; yields whether another process held it
     first (then its record may now exist: read it before running). `waiting(owner)` is called
     while waiting."""

@@ -45,8 +45,9 @@ def git_commit() -> str | None:
         return None
 
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10,
-                              check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
 
     try:
         if Path(git("rev-parse", "--show-toplevel")).resolve() != root:
@@ -96,8 +97,11 @@ def accelerator() -> dict[str, Any] | None:
         if torch is None or not torch.cuda.is_initialized():
             return None
         index = torch.cuda.current_device()
-        return {"name": torch.cuda.get_device_name(index), "cuda": torch.version.cuda,
-                "count": torch.cuda.device_count()}
+        return {
+            "name": torch.cuda.get_device_name(index),
+            "cuda": torch.version.cuda,
+            "count": torch.cuda.device_count(),
+        }
     except Exception:  # a broken driver must not cost the record
         return None
 
@@ -105,6 +109,11 @@ def accelerator() -> dict[str, Any] | None:
 def environment() -> dict[str, Any]:
     """Where a run executed; not part of its key."""
     info = cpu_info()
-    return {"cpu": cpu_model(), "cpu_family": "/".join(info.get(k, "?") for k in ("vendor_id", "cpu family", "model")),
-            "cpu_capability": cpu_capability(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
-            "accelerator": accelerator()}
+    return {
+        "cpu": cpu_model(),
+        "cpu_family": "/".join(info.get(k, "?") for k in ("vendor_id", "cpu family", "model")),
+        "cpu_capability": cpu_capability(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "accelerator": accelerator(),
+    }

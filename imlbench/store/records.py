@@ -19,19 +19,32 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from imlbench.core.errors import ImlbenchError
-from imlbench.core.registry import Spec
 from imlbench.core.names import safe_name
+from imlbench.core.specs import Spec
 from imlbench.store.provenance import environment, versions  # noqa: F401  (re-exported)
-
 
 # fields a record must hold for the summary, leaderboard, report and diagnostics tables to read it,
 # by kind (a diagnostic's record names its diagnostic) and status
-REQUIRED = {("run", "ok"): ("key", "task", "learner", "seed", "pipeline", "scores", "accuracy",
-                            "accuracy_after_stage1", "curve", "evaluation_point", "definitions_learned",
-                            "measurements", "versions"),
-            ("run", "error"): ("key", "task", "learner", "seed", "pipeline", "error"),
-            ("diagnostic", "ok"): ("key", "diagnostic", "options", "task", "learner", "seed", "rows"),
-            ("diagnostic", "error"): ("key", "diagnostic", "options", "task", "learner", "seed", "error")}
+REQUIRED = {
+    ("run", "ok"): (
+        "key",
+        "task",
+        "learner",
+        "seed",
+        "pipeline",
+        "scores",
+        "accuracy",
+        "accuracy_after_stage1",
+        "curve",
+        "evaluation_point",
+        "definitions_learned",
+        "measurements",
+        "versions",
+    ),
+    ("run", "error"): ("key", "task", "learner", "seed", "pipeline", "error"),
+    ("diagnostic", "ok"): ("key", "diagnostic", "options", "task", "learner", "seed", "rows"),
+    ("diagnostic", "error"): ("key", "diagnostic", "options", "task", "learner", "seed", "error"),
+}
 
 
 def record_kind(record: dict[str, Any]) -> str:
@@ -39,8 +52,14 @@ def record_kind(record: dict[str, Any]) -> str:
 
 
 def run_identity(task: Spec, learner: Spec, seed: int, pipeline: str, protocol: dict[str, Any]) -> dict[str, Any]:
-    return {"task": task.to_dict(), "learner": learner.to_dict(), "seed": seed, "pipeline": pipeline,
-            "protocol": protocol, **code_identity(task, learner)}
+    return {
+        "task": task.to_dict(),
+        "learner": learner.to_dict(),
+        "seed": seed,
+        "pipeline": pipeline,
+        "protocol": protocol,
+        **code_identity(task, learner),
+    }
 
 
 def code_identity(task: Spec, learner: Spec) -> dict[str, Any]:
@@ -51,8 +70,10 @@ def code_identity(task: Spec, learner: Spec) -> dict[str, Any]:
 
 
 # what a record's key is computed from, by kind; `code` too where the record has it
-IDENTITY = {"run": ("task", "learner", "seed", "pipeline", "protocol"),
-            "diagnostic": ("diagnostic", "options", "task", "learner", "seed", "protocol")}
+IDENTITY = {
+    "run": ("task", "learner", "seed", "pipeline", "protocol"),
+    "diagnostic": ("diagnostic", "options", "task", "learner", "seed", "protocol"),
+}
 
 
 def identity_of(record: dict[str, Any]) -> dict[str, Any]:
@@ -68,8 +89,13 @@ def run_key(identity: dict[str, Any]) -> str:
 def record_path(out_dir: Path, identity: dict[str, Any]) -> Path:
     """results/records/<task>/<learner>/<pipeline>-seed<seed>-<key>.json"""
     key = run_key(identity)
-    return (Path(out_dir) / "records" / safe_name(identity["task"]["name"]) / safe_name(identity["learner"]["name"])
-            / f"{identity['pipeline']}-seed{identity['seed']}-{key}.json")
+    return (
+        Path(out_dir)
+        / "records"
+        / safe_name(identity["task"]["name"])
+        / safe_name(identity["learner"]["name"])
+        / f"{identity['pipeline']}-seed{identity['seed']}-{key}.json"
+    )
 
 
 def write_atomic(path: Path, write: Callable[[TextIO], None]) -> None:
@@ -102,6 +128,8 @@ def current_umask() -> int:
 
 
 def write_record(path: Path, record: dict[str, Any]) -> None:
+    """Check a record as a reader would (`check`), then write it: nothing unreadable is written."""
+    check(record, f"record for {path}")
     write_atomic(path, lambda f: json.dump(record, f, indent=1, sort_keys=True, allow_nan=True))
 
 
@@ -110,8 +138,9 @@ def read_record(path: Path) -> dict[str, Any]:
     try:
         record = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ImlbenchError(f"unreadable record file {path}: {type(exc).__name__}: {exc}; "
-                            f"delete it or rerun with --force") from exc
+        raise ImlbenchError(
+            f"unreadable record file {path}: {type(exc).__name__}: {exc}; delete it or rerun with --force"
+        ) from exc
     check(record, f"record file {path}", Path(path))
     return record
 
@@ -124,29 +153,38 @@ def check(record: Any, source: str, path: Path | None = None) -> None:
         raise ImlbenchError(f"unreadable {source}: not an imlbench record; delete it or rerun with --force")
     missing = [k for k in REQUIRED[record_kind(record), record["status"]] if k not in record] or problems(record)
     if missing:
-        raise ImlbenchError(f"unreadable {source}: missing or malformed {', '.join(missing)}; "
-                            f"delete it or rerun with --force")
+        raise ImlbenchError(
+            f"unreadable {source}: missing or malformed {', '.join(missing)}; delete it or rerun with --force"
+        )
     if path is not None:
         key = run_key(identity_of(record))
         if record["key"] != key or not path.stem.endswith(f"-{key}"):
-            raise ImlbenchError(f"unreadable {source}: its key or file name is not the key {key} of what it "
-                                f"says ran (task, learner, seed, pipeline, protocol): edited or renamed; "
-                                f"delete it or rerun with --force")
+            raise ImlbenchError(
+                f"unreadable {source}: its key or file name is not the key {key} of what it "
+                f"says ran (task, learner, seed, pipeline, protocol): edited or renamed; "
+                f"delete it or rerun with --force"
+            )
 
 
 def problems(record: dict[str, Any]) -> list[str]:
     """The fields a reader reads that do not have the shape a run writes."""
     bad = [k for k in ("task", "learner") if not isinstance(record[k], dict) or "name" not in record[k]]
     if record_kind(record) == "diagnostic":
-        if record["status"] == "ok" and not (isinstance(record["rows"], list)
-                                             and all(isinstance(r, dict) for r in record["rows"])):
+        if record["status"] == "ok" and not (
+            isinstance(record["rows"], list) and all(isinstance(r, dict) for r in record["rows"])
+        ):
             bad.append("rows")
         return bad
     if record["status"] == "ok":
-        bad += [k for k in ("scores", "accuracy", "accuracy_after_stage1", "measurements", "versions")
-                if not isinstance(record[k], dict)]
-        if "scores" not in bad and any(not (v is None or isinstance(v, bool) or _number(v) and not math.isinf(v))
-                                       for v in record["scores"].values()):
+        bad += [
+            k
+            for k in ("scores", "accuracy", "accuracy_after_stage1", "measurements", "versions")
+            if not isinstance(record[k], dict)
+        ]
+        if "scores" not in bad and any(
+            not (v is None or isinstance(v, bool) or _number(v) and not math.isinf(v))
+            for v in record["scores"].values()
+        ):
             bad.append("scores")  # NaN is a score of an absent subset; scores are recomputed on reading
         for name in ("accuracy", "accuracy_after_stage1", "accuracy_at_end", "definition_accuracy"):
             if name not in bad and not _accuracies(record.get(name, {})):
@@ -167,8 +205,12 @@ def _number(value: Any) -> bool:
 def _curve_entry(entry: Any) -> bool:
     """A checkpoint: its stage and number, definition accuracies, and test accuracies where the
     test subsets were evaluated (protocol v2 evaluates them at a cadence)."""
-    return (isinstance(entry, dict) and {"stage", "checkpoint"} <= set(entry) and _accuracies(entry.get("definitions"))
-            and ("accuracy" not in entry or _accuracies(entry["accuracy"])))
+    return (
+        isinstance(entry, dict)
+        and {"stage", "checkpoint"} <= set(entry)
+        and _accuracies(entry.get("definitions"))
+        and ("accuracy" not in entry or _accuracies(entry["accuracy"]))
+    )
 
 
 def _accuracies(table: Any) -> bool:
@@ -190,8 +232,9 @@ def prepare_out(out_dir: str | Path) -> Path:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise ImlbenchError(f"--out {out} is not a writable folder: {exc.strerror or exc}; "
-                            f"choose another --out") from exc
+        raise ImlbenchError(
+            f"--out {out} is not a writable folder: {exc.strerror or exc}; choose another --out"
+        ) from exc
     return out
 
 
@@ -205,13 +248,14 @@ def iter_record_files(out_dir: Path) -> list[Path]:
     return iter_json_files(Path(out_dir) / "records")
 
 
-def load_records(out_dir: Path) -> tuple[list[Record], list[str]]:
+def load_records(out_dir: Path) -> tuple[list[RunRecord], list[str]]:
     """The one loader: every readable run record under out_dir, plus one error line per unreadable
-    file (the strict reading for reports is `store.results.load_results`)."""
+    file. Their `scores` are empty: scores are never read from a file, `scoring.runs` recomputes
+    them (`load_scored`, and the strict `load_results` for reports)."""
     records, found, seen = [], [], {}
     for path in iter_record_files(out_dir):
         try:
-            record = Record.from_json(read_record(path))
+            record = RunRecord.from_json(read_record(path))
         except ImlbenchError as exc:
             found.append(str(exc))
             continue
@@ -224,11 +268,12 @@ def load_records(out_dir: Path) -> tuple[list[Record], list[str]]:
 
 
 @dataclass(frozen=True)
-class Record:
+class RunRecord:
     """One run's record, typed: what ran (its identity), how it ended, and for a finished run its
-    scores, accuracies and learning curve. Everything that reads records (leaderboard, figures,
-    report, sweeps) reads these fields; `raw` keeps the record as written, for what only some
-    runs carry (train accuracies, sizes, tracebacks)."""
+    accuracies and learning curve. The harness writes it (`write_record` checks it first), the
+    store reads and checks it, scoring recomputes its `scores` from the accuracies (`scoring.runs`:
+    a record's written scores are never trusted). `raw` keeps the record as written, for what only
+    some runs carry (train accuracies, sizes, tracebacks)."""
 
     key: str
     task: dict[str, Any]
@@ -239,7 +284,6 @@ class Record:
     status: str
     error: str | None
     versions: dict[str, str]
-    scores: dict[str, float]
     accuracy: dict[str, float]
     accuracy_after_stage1: dict[str, float]
     curve: list[dict[str, Any]]
@@ -248,25 +292,36 @@ class Record:
     seconds: float
     code: dict[str, str]
     raw: dict[str, Any] = field(repr=False, compare=False)
+    scores: dict[str, Any] = field(default_factory=dict)  # filled by scoring.runs.scored
 
     @classmethod
-    def from_json(cls, data: dict[str, Any] | Record, source: str = "record") -> Record:
+    def from_json(cls, data: dict[str, Any] | RunRecord, source: str = "record") -> RunRecord:
         """A record from its JSON form, checked (ImlbenchError naming `source` and what is wrong)."""
-        if isinstance(data, Record):
+        if isinstance(data, RunRecord):
             return data
         check(data, source)
         if record_kind(data) != "run":
             raise ImlbenchError(f"unreadable {source}: a diagnostic's record, not a run's")
         ok = data["status"] == "ok"
-        return cls(key=data["key"], task=data["task"], learner=data["learner"], seed=int(data["seed"]),
-                   pipeline=data["pipeline"], protocol=data.get("protocol") or {}, status=data["status"],
-                   error=data.get("error"), versions=data.get("versions") or {},
-                   scores=recomputed_scores(data) if ok else {}, accuracy=data["accuracy"] if ok else {},
-                   accuracy_after_stage1=data["accuracy_after_stage1"] if ok else {},
-                   curve=data["curve"] if ok else [], evaluation_point=data["evaluation_point"] if ok else {},
-                   definitions_learned=bool(data["definitions_learned"]) if ok else False,
-                   seconds=float(data["measurements"]["seconds"]["total"]) if ok else math.nan,
-                   code=data.get("code") or {}, raw=data)
+        return cls(
+            key=data["key"],
+            task=data["task"],
+            learner=data["learner"],
+            seed=int(data["seed"]),
+            pipeline=data["pipeline"],
+            protocol=data.get("protocol") or {},
+            status=data["status"],
+            error=data.get("error"),
+            versions=data.get("versions") or {},
+            accuracy=data["accuracy"] if ok else {},
+            accuracy_after_stage1=data["accuracy_after_stage1"] if ok else {},
+            curve=data["curve"] if ok else [],
+            evaluation_point=data["evaluation_point"] if ok else {},
+            definitions_learned=bool(data["definitions_learned"]) if ok else False,
+            seconds=float(data["measurements"]["seconds"]["total"]) if ok else math.nan,
+            code=data.get("code") or {},
+            raw=data,
+        )
 
     @property
     def ok(self) -> bool:
@@ -287,16 +342,9 @@ class Record:
     def group_key(self) -> str:
         """The one grouping of records: the identity minus the seed. Same names with other
         parameters or another protocol (e.g. --threshold) make another leaderboard row."""
-        return json.dumps([self.task, self.learner, self.pipeline, self.protocol] + ([self.code] if self.code else []),
-                          sort_keys=True)
+        return json.dumps(
+            [self.task, self.learner, self.pipeline, self.protocol] + ([self.code] if self.code else []), sort_keys=True
+        )
 
     def label(self) -> str:
         return f"{self.task_name}-{self.learner_name}-{self.pipeline}"
-
-
-def recomputed_scores(data: dict[str, Any]) -> dict[str, float]:
-    """A finished run's scores from its accuracies: the written `scores` are not trusted (an edited
-    `iml_effect` must not move a leaderboard row). A run fit one stage evaluates at a "single" point."""
-    from imlbench.scoring.runs import run_scores  # at call time: the scoring package imports this module
-
-    return run_scores(data)

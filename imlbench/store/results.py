@@ -1,6 +1,6 @@
-"""Reading a results directory: checked records, run groups, sweep tables, searches.
+"""Reading a results directory: run groups, sweep tables, searches.
 
-Everything that draws or reports reads results through here, so that one grouping of records (the
+Everything that draws or reports groups results through here, so that one grouping of records (the
 leaderboard's: identity minus the seed) is used everywhere and a malformed file is one clear error.
 """
 
@@ -14,40 +14,20 @@ from typing import Any
 
 import pandas as pd
 
-from imlbench.store.records import Record, load_records
 from imlbench.core.errors import ImlbenchError, one_line
 from imlbench.core.names import safe_name
+from imlbench.store.records import RunRecord
 
 PARAM_PREFIX = "param."
 SWEEPS_DIR = "sweeps"
 
 
-def load_results(results_dir: str | Path) -> list[Record]:
-    """Every record under results_dir, checked. Raises ImlbenchError (one line) when the directory
-    is missing or empty, when any record is unreadable, or when no run finished: a report built
-    from part of a directory would silently misstate it."""
-    root = Path(results_dir)
-    if not (root / "records").is_dir():
-        raise ImlbenchError(f"{root} holds no records/ folder; point at a results directory written "
-                            f"by `imlbench run --out DIR` or `imlbench sweep --out DIR`")
-    records, problems = load_records(root)
-    if problems:
-        raise ImlbenchError(one_line(problems[0]))
-    if not records:
-        raise ImlbenchError(f"{root / 'records'} holds no run records; run something first "
-                            f"(`imlbench run --out {root}`)")
-    if not any(r.ok for r in records):
-        first = next((r.error for r in records), "")
-        raise ImlbenchError(one_line(f"{root} holds {len(records)} records but no finished run; first error: {first}"))
-    return records
-
-
-def run_groups(records: list[Record]) -> dict[str, list[Record]]:
+def run_groups(records: list[RunRecord]) -> dict[str, list[RunRecord]]:
     """Finished records grouped like leaderboard rows, seeds sorted, keyed by a readable label:
     `task-learner-pipeline`, plus a short hash where two groups share those names once made file
     names (e.g. runs that differ only in --threshold, or names `a/b` and `a_b`), so that no figure
     mixes their seeds or overwrites another's."""
-    by_key: dict[str, list[Record]] = {}
+    by_key: dict[str, list[RunRecord]] = {}
     for r in records:
         if r.ok:
             by_key.setdefault(r.group_key(), []).append(r)
@@ -65,11 +45,12 @@ def run_groups(records: list[Record]) -> dict[str, list[Record]]:
 
 # Controls among the built-in learners, for records written before the runner recorded `is_control`
 # (the published ones): a reader never imports a record's learner to ask, whatever module it names.
-BUILTIN_CONTROLS = frozenset({"majority", "tag-blind", "imlbench.learners.controls:Majority",
-                              "imlbench.learners.controls:TagBlind"})
+BUILTIN_CONTROLS = frozenset(
+    {"majority", "tag-blind", "imlbench.learners.controls:Majority", "imlbench.learners.controls:TagBlind"}
+)
 
 
-def is_control(record: Record) -> bool:
+def is_control(record: RunRecord) -> bool:
     """Whether the record's learner is a control: as the run recorded it (its class's `is_control`),
     else by the built-in controls' names. Nothing is imported."""
     recorded = record.raw.get("is_control")
@@ -85,14 +66,26 @@ def read_sweep(csv: Path) -> pd.DataFrame:
         raise ImlbenchError(one_line(f"unreadable sweep file {csv}: {type(exc).__name__}: {exc}")) from exc
     needed = {"effect_mean", "ci_low", "ci_high", "verdict", "learner", "task", "pipeline"}
     if frame.empty or needed - set(frame.columns) or not swept_columns(frame):
-        raise ImlbenchError(f"malformed sweep file {csv}: expected rows with param.* columns and "
-                            f"{', '.join(sorted(needed))}; rebuild it with `imlbench sweep`")
+        raise ImlbenchError(
+            f"malformed sweep file {csv}: expected rows with param.* columns and "
+            f"{', '.join(sorted(needed))}; rebuild it with `imlbench sweep`"
+        )
     return frame
 
 
 SEARCHES_DIR = "searches"
-SEARCH_KEYS = ("name", "learner", "task", "pipeline", "trials", "measured_trials", "explore_seeds",
-               "confirm_seeds", "confirmed", "verdict")
+SEARCH_KEYS = (
+    "name",
+    "learner",
+    "task",
+    "pipeline",
+    "trials",
+    "measured_trials",
+    "explore_seeds",
+    "confirm_seeds",
+    "confirmed",
+    "verdict",
+)
 
 
 def search_results(results_dir: Path) -> list[dict[str, Any]]:
@@ -114,8 +107,6 @@ def search_results(results_dir: Path) -> list[dict[str, Any]]:
 def sweep_files(results_dir: Path) -> list[Path]:
     folder = Path(results_dir) / SWEEPS_DIR
     return sorted(p for p in folder.glob("*.csv") if not p.name.startswith(".tmp-")) if folder.is_dir() else []
-
-
 
 
 def effects_of(cell: Any) -> list[float]:

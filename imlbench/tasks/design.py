@@ -46,15 +46,16 @@ def split_counts(n: int, weights: dict[str, float]) -> dict[str, int]:
     return counts
 
 
-def assign_subsets(n: int, fractions: dict | None, tag_reliability: float,
-                   rng: np.random.Generator) -> dict[str, np.ndarray]:
+def assign_subsets(
+    n: int, fractions: dict | None, tag_reliability: float, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
     """Variables 0..n-1 -> subsets. With tag_reliability p, a share 1 - p of the variables of each
     subset that a reversed subset names moves there (the paper's correlation ablation)."""
     counts = split_counts(n, subset_weights(fractions))
     order = rng.permutation(n)
     members, start = {}, 0
     for name in DEFAULT_FRACTIONS:
-        members[name] = np.sort(order[start: start + counts.get(name, 0)])
+        members[name] = np.sort(order[start : start + counts.get(name, 0)])
         start += counts.get(name, 0)
     for subset in SUBSET_DESIGN:
         if subset.reverse_of is not None:
@@ -79,10 +80,14 @@ def derangement(values: np.ndarray, rng: np.random.Generator, pool: np.ndarray) 
 
 def make_examples(kind: int, relation, subject, target, subset: str, operands=None) -> Examples:
     n = len(subject)
-    return Examples(np.full(n, kind, dtype=np.int64), np.asarray(relation, dtype=np.int64),
-                    np.asarray(subject, dtype=np.int64), np.asarray(target, dtype=np.int64),
-                    np.full(n, SUBSET_CODE[subset], dtype=np.int64),
-                    None if operands is None else np.asarray(operands, dtype=np.int64))
+    return Examples(
+        np.full(n, kind, dtype=np.int64),
+        np.asarray(relation, dtype=np.int64),
+        np.asarray(subject, dtype=np.int64),
+        np.asarray(target, dtype=np.int64),
+        np.full(n, SUBSET_CODE[subset], dtype=np.int64),
+        None if operands is None else np.asarray(operands, dtype=np.int64),
+    )
 
 
 def shuffled(examples: Examples, rng: np.random.Generator) -> Examples:
@@ -119,8 +124,12 @@ def build_order() -> list[SubsetDesign]:
     return order
 
 
-def build(content: Content, members: dict[str, np.ndarray], rng: np.random.Generator,
-          extra_stage1: list[Examples] | None = None) -> tuple[Examples, Examples, Examples]:
+def build(
+    content: Content,
+    members: dict[str, np.ndarray],
+    rng: np.random.Generator,
+    extra_stage1: list[Examples] | None = None,
+) -> tuple[Examples, Examples, Examples]:
     """(stage 1, stage 2, test) examples, each shuffled, as the design table says; `extra_stage1`
     (e.g. facts) joins stage 1. Checks that no test question appears in training."""
     stage1, stage2, test = [], [], []
@@ -147,8 +156,10 @@ def question_keys(examples: Examples) -> set[tuple[int, ...]]:
     if examples.operands is None:
         return set(zip(examples.relation[mask].tolist(), examples.subject[mask].tolist()))
     operands = np.sort(examples.operands[mask], axis=1)
-    return {(r, s, *ops) for r, s, ops in zip(examples.relation[mask].tolist(), examples.subject[mask].tolist(),
-                                              operands.tolist())}
+    return {
+        (r, s, *ops)
+        for r, s, ops in zip(examples.relation[mask].tolist(), examples.subject[mask].tolist(), operands.tolist())
+    }
 
 
 def assert_no_test_leak(stage1: Examples, stage2: Examples, test: Examples) -> None:

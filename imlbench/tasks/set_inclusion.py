@@ -56,13 +56,17 @@ class SetInclusion(Task):
         if self.n_variables < 20:
             raise ValueError(f"n_variables={self.n_variables} is too small; use at least 20")
         if not 2 <= self.n_candidates <= self.list_length:
-            raise ValueError(f"n_candidates={self.n_candidates} must lie in [2, list_length={self.list_length}]: "
-                             f"a true training list holds every candidate")
+            raise ValueError(
+                f"n_candidates={self.n_candidates} must lie in [2, list_length={self.list_length}]: "
+                f"a true training list holds every candidate"
+            )
         # A test list needs list_length - 1 non-candidates besides the value's own slot, and a wrong
         # definition needs a number outside the candidates.
         if self.n_values < self.n_candidates + self.list_length + 1:
-            raise ValueError(f"n_values={self.n_values} is too small for n_candidates={self.n_candidates} "
-                             f"and list_length={self.list_length}")
+            raise ValueError(
+                f"n_values={self.n_values} is too small for n_candidates={self.n_candidates} "
+                f"and list_length={self.list_length}"
+            )
         for name in ("n_train_questions", "n_test_questions"):
             value = getattr(self, name)
             if value < 2 or value % 2:
@@ -72,21 +76,29 @@ class SetInclusion(Task):
     def generate(self, seed: int) -> TaskData:
         self.validate()
         rng = seeds.rng(seed, seeds.SET_INCLUSION)
-        vocab = Vocab.build({
-            "special": [PAD],
-            "tag": list(TAGS),
-            "phrasing": [QUESTION_TOKEN],
-            "variable": [f"x{i:04d}" for i in range(self.n_variables)],
-            "operand": [str(v) for v in range(self.n_values)],
-            "answer": [TRUE, FALSE],
-        })
+        vocab = Vocab.build(
+            {
+                "special": [PAD],
+                "tag": list(TAGS),
+                "phrasing": [QUESTION_TOKEN],
+                "variable": [f"x{i:04d}" for i in range(self.n_variables)],
+                "operand": [str(v) for v in range(self.n_values)],
+                "answer": [TRUE, FALSE],
+            }
+        )
         content = Lists(self, vocab, rng)
         members = design.assign_subsets(self.n_variables, self.fractions, self.tag_reliability, rng)
         stage1, stage2, test = design.build(content, members, rng)
         label_space = np.sort(np.concatenate([vocab.roles["operand"], [vocab.id(TRUE), vocab.id(FALSE)]]))
         sizes = {name: int(len(v)) for name, v in members.items()}
-        return TaskData(vocab, label_space, stage1, stage2, test,
-                        info={"variables_per_subset": sizes, "candidates": vocab.roles["operand"][content.candidates]})
+        return TaskData(
+            vocab,
+            label_space,
+            stage1,
+            stage2,
+            test,
+            info={"variables_per_subset": sizes, "candidates": vocab.roles["operand"][content.candidates]},
+        )
 
 
 class Lists(design.Content):
@@ -124,19 +136,32 @@ class Lists(design.Content):
             half = self.task.n_test_questions // 2
             true = self.lists(half, cand[:, :1], cand)
             # One other candidate per false list, cycling through them.
-            false = np.concatenate([self.lists(1, cand[:, 1 + j % (k - 1): 2 + j % (k - 1)], cand)
-                                    for j in range(half)], axis=1)
+            false = np.concatenate(
+                [self.lists(1, cand[:, 1 + j % (k - 1) : 2 + j % (k - 1)], cand) for j in range(half)], axis=1
+            )
         vocab = self.vocab
         operands = vocab.roles["operand"][np.concatenate([true, false], axis=1).reshape(-1, self.task.list_length)]
         answers = np.tile(np.repeat([vocab.id(TRUE), vocab.id(FALSE)], half), len(variables))
         rows = np.repeat(variables, 2 * half)
-        return design.make_examples(QUESTION, np.full(len(rows), vocab.id(QUESTION_TOKEN)),
-                                    vocab.roles["variable"][rows], answers, subset, operands)
+        return design.make_examples(
+            QUESTION,
+            np.full(len(rows), vocab.id(QUESTION_TOKEN)),
+            vocab.roles["variable"][rows],
+            answers,
+            subset,
+            operands,
+        )
 
     def definitions(self, variables: np.ndarray, tag: str, values: np.ndarray, subset: str) -> Examples:
         none = np.full((len(variables), self.task.list_length), -1, dtype=np.int64)
-        return design.make_examples(DEFINITION, np.full(len(variables), self.vocab.id(tag)),
-                                    self.vocab.roles["variable"][variables], values, subset, none)
+        return design.make_examples(
+            DEFINITION,
+            np.full(len(variables), self.vocab.id(tag)),
+            self.vocab.roles["variable"][variables],
+            values,
+            subset,
+            none,
+        )
 
     def values(self, variables: np.ndarray) -> np.ndarray:
         return self.vocab.roles["operand"][self.value[variables]]

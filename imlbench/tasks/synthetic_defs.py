@@ -47,11 +47,11 @@ class SyntheticDefs(Task):
 
     def validate(self) -> None:
         if self.questions not in QUESTION_MODES:
-            raise ValueError(f"questions={self.questions!r} is not a question mode; valid: "
-                             f"{', '.join(QUESTION_MODES)}")
+            raise ValueError(f"questions={self.questions!r} is not a question mode; valid: {', '.join(QUESTION_MODES)}")
         if not 1 <= self.n_train_phrasings < self.n_phrasings:
-            raise ValueError(f"n_train_phrasings={self.n_train_phrasings} must lie in "
-                             f"[1, n_phrasings={self.n_phrasings})")
+            raise ValueError(
+                f"n_train_phrasings={self.n_train_phrasings} must lie in [1, n_phrasings={self.n_phrasings})"
+            )
         if self.n_entities < 20:
             raise ValueError(f"n_entities={self.n_entities} is too small; use at least 20")
         design.check_design_params(self.fractions, self.tag_reliability)
@@ -72,8 +72,10 @@ class SyntheticDefs(Task):
             from imlbench.views.text import pack_text_by_subject
 
             return pack_text_by_subject(encoded, examples, self.context_docs)
-        raise ValueError(f"context_docs={self.context_docs} packs token sequences, which the {view.name} "
-                         f"view does not have; use a learner that reads tokens or text, or context_docs=1")
+        raise ValueError(
+            f"context_docs={self.context_docs} packs token sequences, which the {view.name} "
+            f"view does not have; use a learner that reads tokens or text, or context_docs=1"
+        )
 
     def render(self, view, data: TaskData, examples: Examples, split: str):
         """One document per row, as the view (or a subclass's own rendering) encodes it."""
@@ -116,8 +118,11 @@ class Aliases(design.Content):
         self.attribute = rng.integers(task.n_attribute_values, size=(n, n_phr))  # entity x phrasing
         order = rng.permuted(np.tile(np.arange(n_phr), (n, 1)), axis=1)  # per variable, trained first
         split = task.n_train_phrasings
-        self.phrasings = {design.TRAINED: order[:, :split], HELD_OUT: order[:, split:],
-                          ALL: np.tile(np.arange(n_phr), (n, 1))}
+        self.phrasings = {
+            design.TRAINED: order[:, :split],
+            HELD_OUT: order[:, split:],
+            ALL: np.tile(np.arange(n_phr), (n, 1)),
+        }
 
     def attribute_values(self, entities: np.ndarray, phrasings: np.ndarray) -> np.ndarray:
         return self.vocab.roles["value"][phrasings * self.n_values + self.attribute[entities, phrasings]]
@@ -129,12 +134,18 @@ class Aliases(design.Content):
         phr = phrasings.reshape(-1)
         entities = self.entity_of[rows]
         answers = self.attribute_values(entities, phr) if self.attributes else self.vocab.roles["entity"][entities]
-        return design.make_examples(QUESTION, self.vocab.roles["phrasing"][phr],
-                                    self.vocab.roles["variable"][rows], answers, subset)
+        return design.make_examples(
+            QUESTION, self.vocab.roles["phrasing"][phr], self.vocab.roles["variable"][rows], answers, subset
+        )
 
     def definitions(self, variables: np.ndarray, tag: str, values: np.ndarray, subset: str) -> Examples:
-        return design.make_examples(DEFINITION, np.full(len(variables), self.vocab.id(tag)),
-                                    self.vocab.roles["variable"][variables], values, subset)
+        return design.make_examples(
+            DEFINITION,
+            np.full(len(variables), self.vocab.id(tag)),
+            self.vocab.roles["variable"][variables],
+            values,
+            subset,
+        )
 
     def values(self, variables: np.ndarray) -> np.ndarray:
         return self.vocab.roles["entity"][self.entity_of[variables]]
@@ -146,6 +157,10 @@ class Aliases(design.Content):
         """`<entity> <phrasing> <value>` for every entity and phrasing (attributes mode)."""
         n, n_phr = self.attribute.shape
         entities, phr = np.repeat(np.arange(n), n_phr), np.tile(np.arange(n_phr), n)
-        return Examples(np.full(len(entities), FACT), self.vocab.roles["phrasing"][phr],
-                        self.vocab.roles["entity"][entities], self.attribute_values(entities, phr),
-                        np.full(len(entities), -1))
+        return Examples(
+            np.full(len(entities), FACT),
+            self.vocab.roles["phrasing"][phr],
+            self.vocab.roles["entity"][entities],
+            self.attribute_values(entities, phr),
+            np.full(len(entities), -1),
+        )

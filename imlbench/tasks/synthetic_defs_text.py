@@ -47,8 +47,10 @@ LETTERS = np.array(list("abcdefghijklmnopqrstuvwxyz"))
 
 
 def _syllables(rng: np.random.Generator, n: int) -> list[str]:
-    return [ONSETS[rng.integers(len(ONSETS))] + VOWELS[rng.integers(len(VOWELS))] + CODAS[rng.integers(len(CODAS))]
-            for _ in range(n)]
+    return [
+        ONSETS[rng.integers(len(ONSETS))] + VOWELS[rng.integers(len(VOWELS))] + CODAS[rng.integers(len(CODAS))]
+        for _ in range(n)
+    ]
 
 
 def _unique_words(rng: np.random.Generator, n: int, make, taken: set[str]) -> list[str]:
@@ -67,8 +69,12 @@ def person_names(rng: np.random.Generator, n: int, taken: set[str]) -> list[str]
     """n distinct `First Last` names: about sqrt(n) first and sqrt(n) last names, combined."""
     side = int(np.ceil(np.sqrt(n))) + 1
     first = _unique_words(rng, side, lambda r: "".join(_syllables(r, 2)).capitalize(), taken)
-    last = _unique_words(rng, side, lambda r: ("".join(_syllables(r, 2))
-                                               + SURNAME_ENDINGS[r.integers(len(SURNAME_ENDINGS))]).capitalize(), taken)
+    last = _unique_words(
+        rng,
+        side,
+        lambda r: ("".join(_syllables(r, 2)) + SURNAME_ENDINGS[r.integers(len(SURNAME_ENDINGS))]).capitalize(),
+        taken,
+    )
     pairs = rng.choice(side * side, size=n, replace=False)
     return [f"{first[p // side]} {last[p % side]}" for p in pairs.tolist()]
 
@@ -86,11 +92,25 @@ class SyntheticDefsText(SyntheticDefs):
 
     views = ("text", "tokens", "table")
 
-    def __init__(self, n_entities: int = 1000, n_phrasings: int = 8, n_train_phrasings: int = 4,
-                 tag_reliability: float = 1.0, fractions: dict | None = None, sources: str = "random",
-                 alias_length: int = 4, context_docs: int = 1):
-        super().__init__(n_entities=n_entities, n_phrasings=n_phrasings, n_train_phrasings=n_train_phrasings,
-                         tag_reliability=tag_reliability, fractions=fractions, context_docs=context_docs)
+    def __init__(
+        self,
+        n_entities: int = 1000,
+        n_phrasings: int = 8,
+        n_train_phrasings: int = 4,
+        tag_reliability: float = 1.0,
+        fractions: dict | None = None,
+        sources: str = "random",
+        alias_length: int = 4,
+        context_docs: int = 1,
+    ):
+        super().__init__(
+            n_entities=n_entities,
+            n_phrasings=n_phrasings,
+            n_train_phrasings=n_train_phrasings,
+            tag_reliability=tag_reliability,
+            fractions=fractions,
+            context_docs=context_docs,
+        )
         self.sources = sources
         self.alias_length = alias_length
 
@@ -99,9 +119,11 @@ class SyntheticDefsText(SyntheticDefs):
             raise ValueError(f"sources={self.sources!r} is not valid; valid: {', '.join(SOURCES)}")
         if self.n_phrasings > len(TEMPLATES):
             raise ValueError(f"n_phrasings={self.n_phrasings} exceeds the {len(TEMPLATES)} question templates")
-        if not 3 <= self.alias_length <= 8 or 26 ** self.alias_length < 4 * self.n_entities:
-            raise ValueError(f"alias_length={self.alias_length} must lie in [3, 8] and leave room for "
-                             f"n_entities={self.n_entities} distinct aliases")
+        if not 3 <= self.alias_length <= 8 or 26**self.alias_length < 4 * self.n_entities:
+            raise ValueError(
+                f"alias_length={self.alias_length} must lie in [3, 8] and leave room for "
+                f"n_entities={self.n_entities} distinct aliases"
+            )
         return super().validate()
 
     def generate(self, seed: int) -> TaskData:
@@ -116,8 +138,12 @@ class SyntheticDefsText(SyntheticDefs):
             tags = list(NATURAL_TAGS)
         else:
             tags = [t.capitalize() for t in _unique_words(rng, 3, random_letters(6), taken)]
-        rendering = {"names": tuple(names), "aliases": tuple(aliases), "tags": tuple(tags),
-                     "templates": TEMPLATES[: self.n_phrasings]}
+        rendering = {
+            "names": tuple(names),
+            "aliases": tuple(aliases),
+            "tags": tuple(tags),
+            "templates": TEMPLATES[: self.n_phrasings],
+        }
         return replace(data, info={**data.info, "text": rendering})
 
     def render(self, view: ViewLike, data: TaskData, examples: Examples, split: str):
@@ -131,8 +157,12 @@ def render_natural(data: TaskData, examples: Examples) -> TextData | TextQueries
     text = data.info["text"]
     roles = data.vocab.roles
     text_of: dict[int, str] = {}
-    for role, strings in (("tag", text["tags"]), ("phrasing", text["templates"]),
-                          ("variable", text["aliases"]), ("entity", text["names"])):
+    for role, strings in (
+        ("tag", text["tags"]),
+        ("phrasing", text["templates"]),
+        ("variable", text["aliases"]),
+        ("entity", text["names"]),
+    ):
         text_of.update(zip(roles[role].tolist(), strings))
 
     def layout(kind: int, relation: int, subject: int, operands: list[int]) -> tuple[str, str]:

@@ -25,8 +25,17 @@ import numpy as np
 import pandas as pd
 
 from imlbench.core import seeds
-from imlbench.core.protocol import (DEFINITION, QUESTION, Examples, ImageData, ImageQueries, TableData, TableQueries,
-                               TaskData, ViewLike)
+from imlbench.core.protocol import (
+    DEFINITION,
+    QUESTION,
+    Examples,
+    ImageData,
+    ImageQueries,
+    TableData,
+    TableQueries,
+    TaskData,
+    ViewLike,
+)
 from imlbench.tasks.synthetic_defs import SyntheticDefs
 from imlbench.views.base import is_query
 
@@ -69,8 +78,14 @@ class TaggedDigits(SyntheticDefs):
         test_handwriting_fraction: float = 0.3,
         marker_density: float = 0.5,
     ):
-        super().__init__(n_entities=n_entities, n_phrasings=n_phrasings, n_train_phrasings=n_train_phrasings,
-                         questions="identity", tag_reliability=tag_reliability, fractions=fractions)
+        super().__init__(
+            n_entities=n_entities,
+            n_phrasings=n_phrasings,
+            n_train_phrasings=n_train_phrasings,
+            questions="identity",
+            tag_reliability=tag_reliability,
+            fractions=fractions,
+        )
         self.n_digits = n_digits
         self.n_renders = n_renders
         self.test_handwriting_fraction = test_handwriting_fraction
@@ -82,7 +97,7 @@ class TaggedDigits(SyntheticDefs):
 
     def validate(self) -> None:
         super().validate()
-        if self.n_digits < 1 or 10 ** self.n_digits < self.n_entities:
+        if self.n_digits < 1 or 10**self.n_digits < self.n_entities:
             raise ValueError(f"n_digits={self.n_digits} cannot give {self.n_entities} variables distinct codes")
         if self.n_renders < 1:
             raise ValueError("n_renders must be at least 1")
@@ -100,7 +115,7 @@ class TaggedDigits(SyntheticDefs):
         rng = seeds.rng(seed, seeds.TAGGED_DIGITS)
         vocab = data.vocab
         n_var = len(vocab.roles["variable"])
-        codes = rng.choice(10 ** self.n_digits, size=n_var, replace=False)
+        codes = rng.choice(10**self.n_digits, size=n_var, replace=False)
         code_digits = (codes[:, None] // 10 ** np.arange(self.n_digits - 1, -1, -1)) % 10
         marker_ids = np.concatenate([vocab.roles["tag"], vocab.roles["phrasing"]])
         images, labels = handwriting()
@@ -114,12 +129,12 @@ class TaggedDigits(SyntheticDefs):
             "codes": codes,  # by variable index (vocab id - first variable id)
             "code_digits": code_digits,
             "first_variable": int(vocab.roles["variable"][0]),
-            "markers": dict(zip(marker_ids.tolist(), make_markers(len(marker_ids), rng, images,
-                                                                  self.marker_density))),
+            "markers": dict(zip(marker_ids.tolist(), make_markers(len(marker_ids), rng, images, self.marker_density))),
             "pools": {"train": train_pool, "test": test_pool},
         }
-        return TaskData(vocab, data.label_space, data.stage1, data.stage2, data.test,
-                        info={**data.info, "render": render})
+        return TaskData(
+            vocab, data.label_space, data.stage1, data.stage2, data.test, info={**data.info, "render": render}
+        )
 
     # -----------------------------------------------------------------------------------------
 
@@ -142,7 +157,7 @@ class TaggedDigits(SyntheticDefs):
             stream = np.random.default_rng([info["seed"], POOL_CODE[pool_name], relation, subject, copy])
             for j, d in enumerate(digits.tolist()):
                 sample = pool[d][stream.integers(len(pool[d]))]
-                out[i, :, GLYPH * (1 + j): GLYPH * (2 + j)] = glyphs[sample]
+                out[i, :, GLYPH * (1 + j) : GLYPH * (2 + j)] = glyphs[sample]
         return out
 
     def encode(self, view: ViewLike, data: TaskData, examples: Examples, split: str):
@@ -170,8 +185,9 @@ def pixel_table(images: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(images.reshape(n, height * width), columns=names)
 
 
-def make_markers(n: int, rng: np.random.Generator, digits: np.ndarray, density: float,
-                 min_distance: float = 12.0) -> list[np.ndarray]:
+def make_markers(
+    n: int, rng: np.random.Generator, digits: np.ndarray, density: float, min_distance: float = 12.0
+) -> list[np.ndarray]:
     """`n` random binary 8x8 patterns, each at least `min_distance` (L1) from every handwritten
     digit and from each other, so that a marker can never be read as a digit."""
     flat = digits.reshape(len(digits), -1)
@@ -185,17 +201,6 @@ def make_markers(n: int, rng: np.random.Generator, digits: np.ndarray, density: 
             if len(markers) == n:
                 return [m.reshape(GLYPH, GLYPH) for m in markers]
     raise RuntimeError("could not draw distinct markers")
-
-
-def render_examples_png(task_name: str, out_path: str | Path, seed: int = 0) -> Path:
-    """Save a picture of one definition image and one question image of task `task_name` (any
-    name the registry resolves to a TaggedDigits)."""
-    from imlbench.core.registry import ImlbenchError, resolve
-
-    task = resolve("task", task_name).build()
-    if not isinstance(task, TaggedDigits):
-        raise ImlbenchError(f"task {task_name!r} has no images to show (it is a {type(task).__name__})")
-    return task.show(out_path, seed)
 
 
 def draw_examples(task: TaggedDigits, out_path: str | Path, seed: int = 0) -> Path:
@@ -216,14 +221,19 @@ def draw_examples(task: TaggedDigits, out_path: str | Path, seed: int = 0) -> Pa
     images = task.render(data, chosen.without_targets(), "stage1")
     code = "".join(str(d) for d in info["code_digits"][variable - info["first_variable"]])
     entity = vocab.tokens[chosen.target[0]]
-    titles = [f"definition: {vocab.tokens[chosen.relation[0]]} + code {code} -> {entity}",
-              f"question: {vocab.tokens[chosen.relation[1]]} + code {code} -> ? (answer {entity})"]
+    titles = [
+        f"definition: {vocab.tokens[chosen.relation[0]]} + code {code} -> {entity}",
+        f"question: {vocab.tokens[chosen.relation[1]]} + code {code} -> ? (answer {entity})",
+    ]
     fig, axes = plt.subplots(2, 1, figsize=(6, 3.6))
     for ax, image, title in zip(axes, images, titles):
         ax.imshow(image, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(title, fontsize=10)
-        ax.set_xticks([GLYPH * (k + 0.5) - 0.5 for k in range(1 + task.n_digits)],
-                      ["marker"] + [f"digit {k + 1}" for k in range(task.n_digits)], fontsize=8)
+        ax.set_xticks(
+            [GLYPH * (k + 0.5) - 0.5 for k in range(1 + task.n_digits)],
+            ["marker"] + [f"digit {k + 1}" for k in range(task.n_digits)],
+            fontsize=8,
+        )
         ax.set_yticks([])
         for k in range(1, 1 + task.n_digits):
             ax.axvline(GLYPH * k - 0.5, color="tab:blue", lw=0.6, ls=":")

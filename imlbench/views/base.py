@@ -1,9 +1,10 @@
 """Views: how abstract examples become what a learner consumes (PROTOCOL §4).
 
-A view is one `View` object in the registry `VIEWS`: its name, the data classes a learner is handed
-(defined in protocol.py, where plugins import them), its generic encoder, and what the harness and
-the controls need to know of its data (rows, labels, how to hide the tag). Adding a view is one
-`View` subclass and `register_view(TheView())`; tasks list it in their `views`, learners in theirs.
+A view is one `View` object in the registry `core.registry.VIEWS`: its name, the data classes a
+learner is handed (defined in protocol.py, where plugins import them), its generic encoder, and what
+the harness and the controls need to know of its data (rows, labels, how to hide the tag). Adding a
+view is one `View` subclass and an entry point in the group `imlbench.views`; tasks list it in their
+`views`, learners in theirs.
 
 Both generic views encode ids by *category*, never by order: the table view uses pandas categoricals
 whose categories are fixed task-wide (so stage 1, stage 2 and test share one encoding), and the
@@ -32,7 +33,7 @@ from imlbench.core.protocol import (
     TokenData,
     TokenQueries,
 )
-from imlbench.core.errors import ImlbenchError
+from imlbench.core.registry import VIEWS
 
 PAD = "<pad>"
 NONE = "none"
@@ -66,42 +67,29 @@ class View(ABC):
         return f"{type(self).__name__}(name={self.name!r})"
 
 
-VIEWS: dict[str, View] = {}
-
-
 def register_view(view: View) -> View:
-    """Add a view to the registry (a plugin calls this at import time); returns it."""
+    """Add a view in this process only (a notebook, a test). A view that learners in other processes
+    must find registers through the entry-point group `imlbench.views`, as the built-ins do."""
     if not isinstance(view, View):
         raise TypeError(f"register_view takes a View instance, got {type(view).__name__}")
-    known = VIEWS.get(view.name)
-    if known is not None and type(known) is not type(view):
-        raise ValueError(f"view {view.name!r} is already registered ({type(known).__name__})")
-    VIEWS[view.name] = view
-    return view
+    return VIEWS.register(view.name, view)
 
 
 def get_view(name: str) -> View:
-    if name not in VIEWS:
-        raise ImlbenchError(f"unknown view {name!r}; valid: {', '.join(VIEWS)}")
-    return VIEWS[name]
+    return VIEWS.get(name)
 
 
 def view_of(data: Any) -> View:
     """The view whose data or queries class `data` is."""
-    for view in VIEWS.values():
+    for _, view in VIEWS.items():
         if isinstance(data, (view.data_class, view.queries_class)):
             return view
-    raise TypeError(f"{type(data).__name__} is no view's data; views: {', '.join(VIEWS)}")
+    raise TypeError(f"{type(data).__name__} is no view's data; views: {', '.join(VIEWS.names())}")
 
 
 def encode(view: str, data: TaskData, examples: Examples) -> Any:
     """Encode examples with the generic encoder of the view named `view`."""
     return get_view(view).encode(data, examples)
-
-
-def training_labels(data: Any) -> np.ndarray:
-    """The label of every training example, whatever the view."""
-    return view_of(data).labels(data)
 
 
 def n_rows(data: Any) -> int:
@@ -117,8 +105,9 @@ def is_query(examples: Examples) -> bool:
     return bool(len(examples)) and bool(hidden.all())
 
 
-def _categorical(ids: np.ndarray, vocab_tokens: tuple[str, ...], category_ids: np.ndarray,
-                 none_mask: np.ndarray | None = None) -> pd.Categorical:
+def _categorical(
+    ids: np.ndarray, vocab_tokens: tuple[str, ...], category_ids: np.ndarray, none_mask: np.ndarray | None = None
+) -> pd.Categorical:
     """Categorical column over a fixed category list; rows in `none_mask` get the category "none"."""
     names = [vocab_tokens[i] for i in category_ids] + [NONE]
     lookup = np.full(len(vocab_tokens) + 1, len(names) - 1, dtype=np.int64)
@@ -267,8 +256,10 @@ class ImageView(View):
     tagged = False
 
     def encode(self, data: TaskData, examples: Examples) -> ImageData | ImageQueries:
-        raise TypeError("the image view has no generic encoder: a task that offers it draws its own "
-                        "pictures by overriding Task.encode")
+        raise TypeError(
+            "the image view has no generic encoder: a task that offers it draws its own "
+            "pictures by overriding Task.encode"
+        )
 
 
 def one_hot(X: pd.DataFrame):
@@ -283,13 +274,17 @@ def one_hot(X: pd.DataFrame):
         column = X[name]
         if isinstance(column.dtype, pd.CategoricalDtype):
             codes = column.cat.codes.to_numpy()
-            blocks.append(sparse.csr_matrix((np.ones(n, np.float32), (np.arange(n), codes)),
-                                            shape=(n, len(column.cat.categories))))
+            blocks.append(
+                sparse.csr_matrix(
+                    (np.ones(n, np.float32), (np.arange(n), codes)), shape=(n, len(column.cat.categories))
+                )
+            )
         else:
             blocks.append(sparse.csr_matrix(column.to_numpy(np.float32).reshape(-1, 1)))
     return sparse.hstack(blocks, format="csr")
 
 
-TABLE = register_view(TableView())
-TOKENS = register_view(TokensView())
-IMAGE = register_view(ImageView())
+# the instances the entry points of `imlbench.views` name
+TABLE = TableView()
+TOKENS = TokensView()
+IMAGE = ImageView()

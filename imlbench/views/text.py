@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from imlbench.core.protocol import DEFINITION, HIDDEN, NO_ANSWER, Examples, TaskData  # noqa: F401 (NO_ANSWER re-exported)
-from imlbench.views.base import View, register_view, subject_groups
+from imlbench.views.base import View, subject_groups
 
 # What `hide_tags` writes in place of every tag: one string for all sources.
 NEUTRAL_TAG = "Source"
@@ -49,8 +49,10 @@ class TextData:
     def __post_init__(self) -> None:
         check_labels(self.label_space, self.label_texts)
         if not len(self.prompts) == len(self.completions) == len(self.y):
-            raise ValueError(f"TextData has {len(self.prompts)} prompts, {len(self.completions)} completions "
-                             f"and {len(self.y)} labels; they must match")
+            raise ValueError(
+                f"TextData has {len(self.prompts)} prompts, {len(self.completions)} completions "
+                f"and {len(self.y)} labels; they must match"
+            )
 
 
 @dataclass(frozen=True)
@@ -89,16 +91,26 @@ def is_query(examples: Examples) -> bool:
 Layout = Callable[[int, int, int, list[int]], tuple[str, str]]
 
 
-def render(examples: Examples, layout: Layout, label_space: np.ndarray, label_texts: tuple[str, ...],
-           tag_texts: tuple[str, ...], lexicon: tuple[str, ...] = ()) -> TextData | TextQueries:
+def render(
+    examples: Examples,
+    layout: Layout,
+    label_space: np.ndarray,
+    label_texts: tuple[str, ...],
+    tag_texts: tuple[str, ...],
+    lexicon: tuple[str, ...] = (),
+) -> TextData | TextQueries:
     """Render examples as documents (training) or as prompts that end where the answer begins."""
     query = is_query(examples)
     text_of = dict(zip(label_space.tolist(), label_texts))
     operands = examples.operands if examples.operands is not None else np.full((len(examples), 0), -1)
     prompts, completions = [], []
-    for kind, relation, subject, target, ops in zip(examples.kind.tolist(), examples.relation.tolist(),
-                                                    examples.subject.tolist(), examples.target.tolist(),
-                                                    operands.tolist()):
+    for kind, relation, subject, target, ops in zip(
+        examples.kind.tolist(),
+        examples.relation.tolist(),
+        examples.subject.tolist(),
+        examples.target.tolist(),
+        operands.tolist(),
+    ):
         prompt, middle = layout(kind, relation, subject, [o for o in ops if o >= 0])
         if query:
             prompts.append(prompt + middle)
@@ -107,8 +119,15 @@ def render(examples: Examples, layout: Layout, label_space: np.ndarray, label_te
             completions.append(f"{middle} {text_of[target]}")
     if query:
         return TextQueries(tuple(prompts), label_space, label_texts, tag_texts, lexicon)
-    return TextData(tuple(prompts), tuple(completions), examples.target.astype(np.int64), label_space,
-                    label_texts, tag_texts, lexicon)
+    return TextData(
+        tuple(prompts),
+        tuple(completions),
+        examples.target.astype(np.int64),
+        label_space,
+        label_texts,
+        tag_texts,
+        lexicon,
+    )
 
 
 def render_generic(data: TaskData, examples: Examples) -> TextData | TextQueries:
@@ -135,8 +154,11 @@ def hide_tags(x: TextData | TextQueries) -> TextData | TextQueries:
         raise ValueError("tag-blind needs tag texts to hide, and this text data has none")
     alternatives = "|".join(re.escape(t) for t in sorted(x.tag_texts, key=len, reverse=True))
     pattern = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)")
-    hidden = {"prompts": tuple(pattern.sub(NEUTRAL_TAG, p) for p in x.prompts), "tag_texts": (NEUTRAL_TAG,),
-              "lexicon": tuple(sorted({*(t for t in x.lexicon if t not in x.tag_texts), NEUTRAL_TAG}))}
+    hidden = {
+        "prompts": tuple(pattern.sub(NEUTRAL_TAG, p) for p in x.prompts),
+        "tag_texts": (NEUTRAL_TAG,),
+        "lexicon": tuple(sorted({*(t for t in x.lexicon if t not in x.tag_texts), NEUTRAL_TAG})),
+    }
     if isinstance(x, TextData):
         hidden["completions"] = tuple(pattern.sub(NEUTRAL_TAG, c) for c in x.completions)
     return replace(x, **hidden)
@@ -164,7 +186,7 @@ class TextView(View):
         return hide_tags(x)
 
 
-TEXT = register_view(TextView())
+TEXT = TextView()  # the instance the entry point `text` names
 
 
 def as_context(prompt: str, completion: str) -> str:

@@ -14,12 +14,12 @@ from collections.abc import Iterator
 import numpy as np
 
 from imlbench import Learner
-from imlbench.protocol import TableData, TableQueries
+from imlbench.protocol import LearnerTags, TableData, TableQueries
 
 
 class LastDefinition(Learner):
     views = ("table",)  # the views it reads, in order of preference
-    capabilities = frozenset({"continue_training"})  # it can take part in the two-stage pipeline
+    tags = LearnerTags(continue_training=True)  # it can take part in the two-stage pipeline
 
     def __init__(self, use_questions: bool = True):  # hyperparameters only, as in scikit-learn
         self.use_questions = use_questions

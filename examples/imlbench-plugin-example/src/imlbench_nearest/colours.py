@@ -38,9 +38,15 @@ class Colours(Task):
         """A pure function of (parameters, seed): seed i gives every learner the same data."""
         self.validate()
         rng = np.random.default_rng([seed, 0xC0105])  # this task's own stream of the seed
-        vocab = Vocab.build({"special": [PAD], "tag": list(TAGS), "phrasing": PHRASINGS[ALL],
-                             "variable": [f"thing{i}" for i in range(self.n_things)],
-                             "colour": [f"colour{c}" for c in range(self.n_colours)]})
+        vocab = Vocab.build(
+            {
+                "special": [PAD],
+                "tag": list(TAGS),
+                "phrasing": PHRASINGS[ALL],
+                "variable": [f"thing{i}" for i in range(self.n_things)],
+                "colour": [f"colour{c}" for c in range(self.n_colours)],
+            }
+        )
         content = Paint(vocab, rng.integers(self.n_colours, size=self.n_things), rng)
         members = design.assign_subsets(self.n_things, fractions=None, tag_reliability=1.0, rng=rng)
         stage1, stage2, test = design.build(content, members, rng)
@@ -64,12 +70,14 @@ class Paint(design.Content):
         return self.vocab.roles["colour"][(self.colour[things] + shift) % n_colours]
 
     def definitions(self, things: np.ndarray, tag: str, values: np.ndarray, subset: str) -> Examples:
-        return design.make_examples(DEFINITION, np.full(len(things), self.vocab.id(tag)),
-                                    self.vocab.roles["variable"][things], values, subset)
+        return design.make_examples(
+            DEFINITION, np.full(len(things), self.vocab.id(tag)), self.vocab.roles["variable"][things], values, subset
+        )
 
     def questions(self, things: np.ndarray, which: str, subset: str) -> Examples:
         """Every thing asked in every phrasing of `which` (trained, held-out or all)."""
         asks = np.array([self.vocab.id(p) for p in PHRASINGS[which]])
         rows = np.repeat(things, len(asks))
-        return design.make_examples(QUESTION, np.tile(asks, len(things)), self.vocab.roles["variable"][rows],
-                                    self.values(rows), subset)
+        return design.make_examples(
+            QUESTION, np.tile(asks, len(things)), self.vocab.roles["variable"][rows], self.values(rows), subset
+        )
