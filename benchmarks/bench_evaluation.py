@@ -4,13 +4,16 @@ predicted at every checkpoint (as the harness does): re-voting every tree each t
 only the new trees to the kept votes or margins; for rf also the votes summed from scikit-learn's
 dense per-tree probabilities (`rf-dense`, what v1 did) against the leaves' nonzero class fractions
 (`rf`). The predictions are asserted equal (gbm: in all but exact ties of float32 sums); `extra_info`
-holds the seconds spent predicting, their share of the whole and the agreement.
+holds the seconds spent predicting, their share of the whole and the agreement. Each test times both
+ways of predicting, so its targets ("evaluation/<learner>" in benchmarks/targets.py) compare the two
+from the same run.
 """
 
 import time
 
 import numpy as np
 import pytest
+from targets import check_speedup
 
 from imlbench.learners.boosting import GradientBoosting
 from imlbench.learners.forest import RandomForest
@@ -82,7 +85,8 @@ def test_evaluation_share_of_a_two_stage_fit(benchmark, table, learner, mode):
     timed = (incremental if mode == "incremental" else full)(**params)
     predictions, predicting, total = benchmark.pedantic(
         lambda: fit_and_predict_each_checkpoint(timed, table), rounds=1, iterations=1)
-    reference, _, _ = fit_and_predict_each_checkpoint((full if mode == "incremental" else incremental)(**params), table)
+    reference, other_predicting, _ = fit_and_predict_each_checkpoint(
+        (full if mode == "incremental" else incremental)(**params), table)
     same = [a == b for a, b in zip(predictions, reference)]
     if learner.startswith("rf"):  # the same votes, to the bit
         assert all(s.all() for s in same)
@@ -95,3 +99,5 @@ def test_evaluation_share_of_a_two_stage_fit(benchmark, table, learner, mode):
     benchmark.extra_info.update({"agreement": round(float(np.mean(np.concatenate(same))), 4),
                                  "predict_seconds": round(predicting, 3), "total_seconds": round(total, 3),
                                  "predict_share": round(predicting / total, 3)})
+    kept, revoted = (predicting, other_predicting) if mode == "incremental" else (other_predicting, predicting)
+    check_speedup(benchmark, f"evaluation/{learner}", kept, revoted)

@@ -1,10 +1,21 @@
-"""Speed of the harness itself: data generation and views, and its overhead around a learner."""
+"""Speed of the harness itself: data generation and views, and its overhead around a learner, both
+against the fitting of one default rf run. Targets "harness/generation" and "harness/overhead" in
+benchmarks/targets.py."""
 
-from imlbench.core.registry import resolve
+import time
+
+import pytest
+from targets import check_target
+
+from imlbench.core.specs import resolve
+from imlbench.harness.processes import preload
 from imlbench.harness.runner import RunRequest
 from imlbench.harness.stages import execute
 from imlbench.tasks.synthetic_defs import SyntheticDefs
 from imlbench.views.base import get_view
+
+# As a driver does for its grid's learners, so that no run's clock pays for importing scikit-learn.
+preload(["imlbench.learners.forest"])
 
 
 def generate_with_views(task: SyntheticDefs, seed: int) -> None:
@@ -15,26 +26,46 @@ def generate_with_views(task: SyntheticDefs, seed: int) -> None:
         task.encode(get_view(view), data, data.test.without_targets(), "test")
 
 
-def test_generate_default_synthetic_defs_and_all_views(benchmark):
-    """Target: well under a second for the default 1000 entities."""
-    benchmark(generate_with_views, SyntheticDefs(), 0)
+def default_rf_run() -> dict:
+    request = RunRequest(resolve("task", "synthetic-defs"), resolve("learner", "rf"), 0, "two-stage")
+    return execute(request.task, request.learner, request.seed, request.pipeline, request.threshold)
+
+
+@pytest.fixture(scope="module")
+def rf_fit_seconds() -> float:
+    return default_rf_run()["measurements"]["seconds"]["fit"]
+
+
+def test_generate_default_synthetic_defs_and_all_views(benchmark, rf_fit_seconds):
+    """The default 1000 entities; the fastest round is the one least disturbed by other work."""
+    rounds: list[float] = []
+
+    def timed() -> None:
+        start = time.perf_counter()
+        generate_with_views(SyntheticDefs(), 0)
+        rounds.append(time.perf_counter() - start)
+
+    benchmark(timed)
+    benchmark.extra_info.update(generation_seconds=round(min(rounds), 4), fit_seconds=round(rf_fit_seconds, 3))
+    check_target(benchmark, "harness/generation", min(rounds) / rf_fit_seconds)
 
 
 def test_harness_overhead_relative_to_fitting(benchmark):
     """One default rf run; extra_info splits its time into the learner's fitting and the rest."""
-    task, learner = resolve("task", "synthetic-defs"), resolve("learner", "rf")
-    request = RunRequest(task, learner, 0, "two-stage")
+    shares: list[float] = []
 
-    def one_run():
-        return execute(request.task, request.learner, request.seed, request.pipeline, request.threshold)
+    def one_run() -> dict:
+        result = default_rf_run()
+        s = result["measurements"]["seconds"]
+        shares.append((s["total"] - s["fit"] - s["evaluation"]) / s["fit"])
+        return result
 
     result = benchmark.pedantic(one_run, rounds=2, iterations=1)
     s = result["measurements"]["seconds"]
-    fitting = s["fit"]
-    harness = s["total"] - fitting - s["evaluation"]
     benchmark.extra_info.update({
-        "fit_seconds": round(fitting, 3),
+        "fit_seconds": round(s["fit"], 3),
         "evaluation_seconds_incl_predict": round(s["evaluation"], 3),
-        "harness_seconds_excl_predict": round(harness, 3),
-        "harness_overhead_fraction_of_fit": round(harness / fitting, 4),
+        "harness_seconds_excl_predict": round(s["total"] - s["fit"] - s["evaluation"], 3),
+        "harness_overhead_fraction_of_fit": round(min(shares), 4),
     })
+    check_target(benchmark, "harness/overhead", min(shares))

@@ -7,7 +7,8 @@
 # Each side gets a worktree and a virtual environment whose packages are this one's (the current
 # interpreter's site-packages), so only imlbench differs. Appends "command,ref,seconds" rows to
 # docs/results/performance/versus-REF.csv; every command writes to a fresh results folder. Run it on
-# a quiet machine: anything else on the cores is measured too.
+# a quiet machine: anything else on the cores is measured too. Exits 1 when a command misses the
+# target "versus" of benchmarks/targets.py (this checkout's seconds / REF's).
 set -euo pipefail
 ref=${1:?usage: versus.sh REF [main-rf] [main-transformer] [suite]}; shift
 what=${*:-main-rf main-transformer suite}
@@ -30,18 +31,20 @@ side() {  # side NAME COMMIT: a worktree at COMMIT with its own venv; prints the
     echo "$dir-venv/bin/imlbench"
 }
 
-timed() {  # timed LABEL REF IMLBENCH ARGS...: one command's wall seconds, appended to the CSV
+timed() {  # timed LABEL REF IMLBENCH ARGS...: one command's wall seconds, appended to the CSV and printed
     local label=$1 name=$2 exe=$3; shift 3
     local out="$work/out-$name-$label"
     rm -rf "$out"
     local start=$(date +%s.%N)
     "$exe" "$@" --out "$out" -q > "$out.log" 2>&1
     local seconds=$(python -c "print(round($(date +%s.%N) - $start, 1))")
-    echo "$label,$name,$seconds" | tee -a "$csv"
+    echo "$label,$name,$seconds" | tee -a "$csv" >&2
+    echo "$seconds"
 }
 
 old=$(side old "$ref")
 new=$(side new "$(git -C "$root" rev-parse HEAD)")
+missed=0
 for item in $what; do
     case $item in
         main-rf) args=(run --learner rf --task synthetic-defs) ;;
@@ -49,6 +52,9 @@ for item in $what; do
         suite) args=(run --suite default --jobs 2) ;;
         *) echo "unknown item $item (main-rf, main-transformer, suite)" >&2; exit 2 ;;
     esac
-    timed "$item" "$ref" "$old" "${args[@]}"
-    timed "$item" "$(git -C "$root" rev-parse --short HEAD)" "$new" "${args[@]}"
+    before=$(timed "$item" "$ref" "$old" "${args[@]}")
+    after=$(timed "$item" "$(git -C "$root" rev-parse --short HEAD)" "$new" "${args[@]}")
+    echo "$item: $after s / $before s" >&2
+    python "$root/benchmarks/targets.py" versus "$(python -c "print($after / $before)")" || missed=1
 done
+exit $missed

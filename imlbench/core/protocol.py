@@ -175,9 +175,9 @@ class TaskData:
 class Parameterized:
     """scikit-learn's contract: the constructor takes hyperparameters only, `get_params` round-trips."""
 
-    # Parameters added after records were published, each with the value that reproduces the
-    # behaviour from before it existed: at that value it is left out of a run's identity (its
-    # record key), so the records made before it stay valid and are reused.
+    # Parameters whose value here reproduces the behaviour of the class without them: at that value a
+    # parameter is left out of a run's identity (its record key), so records made without it stay
+    # valid and are reused.
     identity_neutral: ClassVar[dict[str, Any]] = {}
 
     @classmethod

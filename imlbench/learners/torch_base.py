@@ -75,7 +75,7 @@ class TorchLearner(Learner):
     steps_per_epoch: int = 0
     stage2_batch_size: int | None = None
     stage2_steps_per_epoch: int = 0
-    # `steps_per_epoch` came after the published records; 0 (off) is how they were made
+    # 0 (off) trains whole epochs, as the learner without the parameter does: its records keep their keys
     identity_neutral = {"steps_per_epoch": 0}
 
     # -- what a subclass supplies ------------------------------------------------------------

@@ -22,7 +22,7 @@ class SyntheticDefs(Task):
     """The default task of the benchmark (PROTOCOL §6)."""
 
     views = ("tokens", "table", "text")
-    # `context_docs` came after the published records; 1 (one document per sequence) is how they were made
+    # one document per sequence is the task without context packing: its records keep their keys
     identity_neutral = {"context_docs": 1}
 
     def __init__(
