@@ -38,13 +38,16 @@ class DenseVotingForest(RandomForest):
         if votes is None:
             X, votes = one_hot(queries.X), np.zeros((len(queries.X), len(self.label_space_)))
         for forest in self.forests_[counted:]:
-            votes[:, np.searchsorted(self.label_space_, forest.classes_)] += forest.predict_proba(X) * forest.n_estimators
+            votes[:, np.searchsorted(self.label_space_, forest.classes_)] += (
+                forest.predict_proba(X) * forest.n_estimators
+            )
         self.votes_[key] = (len(self.forests_), votes, X)
         return votes.copy()
 
 
 class DenseRevotingForest(DenseVotingForest):
     """v1: every tree votes again at every checkpoint, through scikit-learn's `predict_proba`."""
+
     revote = True
 
 
@@ -73,9 +76,11 @@ def fit_and_predict_each_checkpoint(learner, table) -> tuple[list[np.ndarray], f
     return predictions, predicting, time.perf_counter() - start
 
 
-CASES = {"rf": (RandomForest, RevotingForest, {}),
-         "rf-dense": (DenseVotingForest, DenseRevotingForest, {}),
-         "gbm": (GradientBoosting, RepredictingBooster, {"n_rounds": 10, "stage2_rounds": 10})}
+CASES = {
+    "rf": (RandomForest, RevotingForest, {}),
+    "rf-dense": (DenseVotingForest, DenseRevotingForest, {}),
+    "gbm": (GradientBoosting, RepredictingBooster, {"n_rounds": 10, "stage2_rounds": 10}),
+}
 
 
 @pytest.mark.parametrize("learner", sorted(CASES))
@@ -84,9 +89,11 @@ def test_evaluation_share_of_a_two_stage_fit(benchmark, table, learner, mode):
     incremental, full, params = CASES[learner]
     timed = (incremental if mode == "incremental" else full)(**params)
     predictions, predicting, total = benchmark.pedantic(
-        lambda: fit_and_predict_each_checkpoint(timed, table), rounds=1, iterations=1)
+        lambda: fit_and_predict_each_checkpoint(timed, table), rounds=1, iterations=1
+    )
     reference, other_predicting, _ = fit_and_predict_each_checkpoint(
-        (full if mode == "incremental" else incremental)(**params), table)
+        (full if mode == "incremental" else incremental)(**params), table
+    )
     same = [a == b for a, b in zip(predictions, reference)]
     if learner.startswith("rf"):  # the same votes, to the bit
         assert all(s.all() for s in same)
@@ -96,8 +103,13 @@ def test_evaluation_share_of_a_two_stage_fit(benchmark, table, learner, mode):
         np.testing.assert_allclose(timed._margins(table[2]), recounted, rtol=0, atol=1e-5)
         top = np.sort(recounted, axis=1)[:, -2:]
         assert same[-1][top[:, 1] > top[:, 0]].all()
-    benchmark.extra_info.update({"agreement": round(float(np.mean(np.concatenate(same))), 4),
-                                 "predict_seconds": round(predicting, 3), "total_seconds": round(total, 3),
-                                 "predict_share": round(predicting / total, 3)})
+    benchmark.extra_info.update(
+        {
+            "agreement": round(float(np.mean(np.concatenate(same))), 4),
+            "predict_seconds": round(predicting, 3),
+            "total_seconds": round(total, 3),
+            "predict_share": round(predicting / total, 3),
+        }
+    )
     kept, revoted = (predicting, other_predicting) if mode == "incremental" else (other_predicting, predicting)
     check_speedup(benchmark, f"evaluation/{learner}", kept, revoted)

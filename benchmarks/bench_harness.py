@@ -62,10 +62,12 @@ def test_harness_overhead_relative_to_fitting(benchmark):
 
     result = benchmark.pedantic(one_run, rounds=2, iterations=1)
     s = result["measurements"]["seconds"]
-    benchmark.extra_info.update({
-        "fit_seconds": round(s["fit"], 3),
-        "evaluation_seconds_incl_predict": round(s["evaluation"], 3),
-        "harness_seconds_excl_predict": round(s["total"] - s["fit"] - s["evaluation"], 3),
-        "harness_overhead_fraction_of_fit": round(min(shares), 4),
-    })
+    benchmark.extra_info.update(
+        {
+            "fit_seconds": round(s["fit"], 3),
+            "evaluation_seconds_incl_predict": round(s["evaluation"], 3),
+            "harness_seconds_excl_predict": round(s["total"] - s["fit"] - s["evaluation"], 3),
+            "harness_overhead_fraction_of_fit": round(min(shares), 4),
+        }
+    )
     check_target(benchmark, "harness/overhead", min(shares))

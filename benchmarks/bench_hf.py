@@ -68,15 +68,30 @@ def _trainer_seconds(stage1, out_dir) -> float:
     def collate(batch):
         width = max(len(e["input_ids"]) for e in batch)
         pad = lambda seq, value: seq + [value] * (width - len(seq))  # noqa: E731
-        return {"input_ids": torch.tensor([pad(e["input_ids"], tokenizer.pad_token_id) for e in batch]),
-                "attention_mask": torch.tensor([pad([1] * len(e["input_ids"]), 0) for e in batch]),
-                "labels": torch.tensor([pad(e["labels"], -100) for e in batch])}
+        return {
+            "input_ids": torch.tensor([pad(e["input_ids"], tokenizer.pad_token_id) for e in batch]),
+            "attention_mask": torch.tensor([pad([1] * len(e["input_ids"]), 0) for e in batch]),
+            "labels": torch.tensor([pad(e["labels"], -100) for e in batch]),
+        }
 
-    args = TrainingArguments(output_dir=str(out_dir), per_device_train_batch_size=template.batch_size,
-                             learning_rate=template.lr, adam_beta2=0.98, weight_decay=0.0,
-                             lr_scheduler_type="constant", num_train_epochs=EPOCHS, use_cpu=True,
-                             save_strategy="no", logging_strategy="no", eval_strategy="no", report_to=[],
-                             disable_tqdm=True, dataloader_num_workers=0, max_grad_norm=0.0, seed=0)
+    args = TrainingArguments(
+        output_dir=str(out_dir),
+        per_device_train_batch_size=template.batch_size,
+        learning_rate=template.lr,
+        adam_beta2=0.98,
+        weight_decay=0.0,
+        lr_scheduler_type="constant",
+        num_train_epochs=EPOCHS,
+        use_cpu=True,
+        save_strategy="no",
+        logging_strategy="no",
+        eval_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        max_grad_norm=0.0,
+        seed=0,
+    )
     Trainer(model=model, args=args, train_dataset=examples, data_collator=collate).train()
     return time.perf_counter() - start
 
@@ -94,11 +109,18 @@ def test_adapter_is_not_slower_than_trainer(benchmark, tmp_path):
     benchmark.pedantic(one_round, rounds=3, iterations=1)
     a, t = float(np.median(adapter)), float(np.median(trainer))
     documents = EPOCHS * len(stage1.prompts)
-    benchmark.extra_info.update(adapter_seconds=a, trainer_seconds=t, adapter_docs_per_s=documents / a,
-                                trainer_docs_per_s=documents / t, speedup=t / a)
-    print(f"\n{EPOCHS} epochs of {len(stage1.prompts)} documents, median of 3: adapter {a:.2f} s "
-          f"({documents / a:,.0f} documents/s), Trainer {t:.2f} s ({documents / t:,.0f} documents/s): "
-          f"the adapter is {t / a:.2f}x the Trainer's speed")
+    benchmark.extra_info.update(
+        adapter_seconds=a,
+        trainer_seconds=t,
+        adapter_docs_per_s=documents / a,
+        trainer_docs_per_s=documents / t,
+        speedup=t / a,
+    )
+    print(
+        f"\n{EPOCHS} epochs of {len(stage1.prompts)} documents, median of 3: adapter {a:.2f} s "
+        f"({documents / a:,.0f} documents/s), Trainer {t:.2f} s ({documents / t:,.0f} documents/s): "
+        f"the adapter is {t / a:.2f}x the Trainer's speed"
+    )
     check_speedup(benchmark, "hf/trainer", a, t)
 
 
@@ -118,18 +140,26 @@ def test_share_of_run_time_generating_answers(benchmark):
     HFCausalLM.generate = timed_generate
     try:
         # in this process: an isolated run's learner would call the unpatched `generate` of its own
-        result = benchmark.pedantic(execute, args=(task, learner_spec, 0, "two-stage", 0.98),
-                                    kwargs={"isolated": False}, rounds=1, iterations=1)
+        result = benchmark.pedantic(
+            execute, args=(task, learner_spec, 0, "two-stage", 0.98), kwargs={"isolated": False}, rounds=1, iterations=1
+        )
     finally:
         HFCausalLM.generate = original
     seconds = result["measurements"]["seconds"]
-    info = {"total_s": seconds["total"], "evaluation_s": seconds["evaluation"], "generate_s": spent["generate"],
-            "evaluation_share": seconds["evaluation"] / seconds["total"],
-            "generate_share": spent["generate"] / seconds["total"], "checkpoints": len(result["curve"])}
+    info = {
+        "total_s": seconds["total"],
+        "evaluation_s": seconds["evaluation"],
+        "generate_s": spent["generate"],
+        "evaluation_share": seconds["evaluation"] / seconds["total"],
+        "generate_share": spent["generate"] / seconds["total"],
+        "checkpoints": len(result["curve"]),
+    }
     benchmark.extra_info.update(info)
-    print(f"\none default run: {info['total_s']:.1f} s, evaluation {info['evaluation_s']:.1f} s "
-          f"({100 * info['evaluation_share']:.0f}%), of which greedy generation {info['generate_s']:.1f} s "
-          f"({100 * info['generate_share']:.0f}% of the run), {info['checkpoints']} stage-2 checkpoints evaluated")
+    print(
+        f"\none default run: {info['total_s']:.1f} s, evaluation {info['evaluation_s']:.1f} s "
+        f"({100 * info['evaluation_share']:.0f}%), of which greedy generation {info['generate_s']:.1f} s "
+        f"({100 * info['generate_share']:.0f}% of the run), {info['checkpoints']} stage-2 checkpoints evaluated"
+    )
     assert 0 < spent["generate"] <= seconds["evaluation"]
     # against the rest of the run rather than the whole, so that generation twice as slow misses it
     check_target(benchmark, "hf/generation", spent["generate"] / (seconds["total"] - spent["generate"]))

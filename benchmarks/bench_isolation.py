@@ -33,7 +33,10 @@ def test_isolated_run_overhead(benchmark):
     in_process = min(one_run(False) for _ in range(5))
     result = benchmark.pedantic(one_run, args=(True,), rounds=5, iterations=1)
     isolated = min(one_run(True) for _ in range(5))
-    benchmark.extra_info.update(in_process_seconds=round(in_process, 3), isolated_seconds=round(isolated, 3),
-                                overhead_seconds=round(isolated - in_process, 3))
+    benchmark.extra_info.update(
+        in_process_seconds=round(in_process, 3),
+        isolated_seconds=round(isolated, 3),
+        overhead_seconds=round(isolated - in_process, 3),
+    )
     assert result > 0
     check_target(benchmark, "isolation", isolated / in_process)

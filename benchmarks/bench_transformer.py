@@ -81,10 +81,12 @@ def test_stage1_training_throughput(benchmark):
         "fraction_of_matmul": achieved / matmul,
     }
     benchmark.extra_info.update(info)
-    print(f"\ntransformer stage 1: {info['parameters']:,} parameters (d_model {d}, {layers} layers, vocab {vocab}), "
-          f"{n} sequences of {length} tokens per epoch, {seconds:.2f} s/epoch, "
-          f"{info['tokens_per_second']:,.0f} tokens/s, {info['model_gflops']:.1f} GFLOP/s = "
-          f"{100 * info['fraction_of_matmul']:.0f}% of the {info['matmul_gflops']:.1f} GFLOP/s float32 matmul")
+    print(
+        f"\ntransformer stage 1: {info['parameters']:,} parameters (d_model {d}, {layers} layers, vocab {vocab}), "
+        f"{n} sequences of {length} tokens per epoch, {seconds:.2f} s/epoch, "
+        f"{info['tokens_per_second']:,.0f} tokens/s, {info['model_gflops']:.1f} GFLOP/s = "
+        f"{100 * info['fraction_of_matmul']:.0f}% of the {info['matmul_gflops']:.1f} GFLOP/s float32 matmul"
+    )
     check_target(benchmark, "transformer/matmul", info["fraction_of_matmul"])
 
 
