@@ -1,35 +1,40 @@
-"""The cost of isolation: a run whose learner executes in a fresh process of its own (forked from the
-preloaded fork server, data and queries sent over a pipe) against the same run in the harness process.
-Its target is "isolation" in benchmarks/targets.py."""
+"""The cost of isolation, per run: a run whose learner executes in a process of its own (forked by a
+worker that has imported the heavy libraries; data and queries sent over a socket) against the same
+run in the harness process, and a grid of such runs through the engine (`--jobs 1` and `--jobs 2`:
+workers, the run's harness process, its learner process, records) against the same runs in one
+process. Its target is "isolation" in benchmarks/targets.py."""
 
+import tempfile
 import time
 
 from targets import check_target
 
+from imlbench.api import execute_plan, plan
 from imlbench.core.specs import resolve
-from imlbench.harness.processes import preload, warm_up
+from imlbench.harness.processes import preload
 from imlbench.harness.stages import execute
 
-# As a driver does for its grid's learners; at import, because the fork server reads it when it
-# starts, which another benchmark's isolated run may do first.
+# As a driver does for its grid's learners; at import, because a worker reads it when it starts,
+# which another benchmark's isolated run may do first.
 preload(["imlbench.learners.forest"])
 
 TASK = {"n_entities": 100}
 LEARNER = {"n_estimators": 25, "stage2_estimators": 25}
+GRID = 6  # runs of the engine benchmark
 
 
-def one_run(isolated: bool) -> float:
+def one_run(isolated: bool, seed: int = 0) -> float:
     task, learner = resolve("task", "synthetic-defs", TASK), resolve("learner", "rf", LEARNER)
     start = time.perf_counter()
-    execute(task, learner, 0, "two-stage", 0.98, isolated=isolated)
+    execute(task, learner, seed, "two-stage", 0.98, isolated=isolated)
     return time.perf_counter() - start
 
 
 def test_isolated_run_overhead(benchmark):
     """A tiny rf run, isolated (benchmarked) and in-process; extra_info has the per-run overhead
-    (the fork server is started first: a driver pays for it once, not per run). The fastest of 5 of
+    (the worker is started first: a driver pays for it once, not per run). The fastest of 5 of
     each: the least disturbed by anything else on the machine."""
-    warm_up()
+    one_run(True)  # starts the worker that forks learner processes
     in_process = min(one_run(False) for _ in range(5))
     result = benchmark.pedantic(one_run, args=(True,), rounds=5, iterations=1)
     isolated = min(one_run(True) for _ in range(5))
@@ -40,3 +45,24 @@ def test_isolated_run_overhead(benchmark):
     )
     assert result > 0
     check_target(benchmark, "isolation", isolated / in_process)
+
+
+def grid_seconds(jobs: int) -> float:
+    """Wall seconds of GRID tiny rf runs through the engine, workers started included."""
+    requests = plan("rf", "synthetic-defs", GRID, params={**TASK, **LEARNER})
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        records, problems = execute_plan(requests, out, verbose=False, jobs=jobs)
+        assert not problems and len(records) == GRID
+        return time.perf_counter() - start
+
+
+def test_engine_overhead_per_run(benchmark):
+    """GRID tiny rf runs through the engine at --jobs 1 and 2 against the same runs in one process;
+    extra_info has the overhead per run (the best of 3 grids each)."""
+    in_process = min(sum(one_run(False, seed) for seed in range(GRID)) for _ in range(3))
+    walls = {jobs: min(grid_seconds(jobs) for _ in range(3)) for jobs in (1, 2)}
+    benchmark.pedantic(grid_seconds, args=(2,), rounds=1, iterations=1)
+    for jobs, wall in walls.items():
+        benchmark.extra_info[f"jobs{jobs}_overhead_seconds_per_run"] = round((wall * jobs - in_process) / GRID, 3)
+    benchmark.extra_info["in_process_seconds_per_run"] = round(in_process / GRID, 3)

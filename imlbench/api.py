@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numbers
 import tomllib
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -20,11 +21,10 @@ from imlbench.core.specs import (
     did_you_mean,
     parse_pair,
     resolve,
-    split_overrides,
     suite_specs,
-    target_class,
 )
 from imlbench.execution.engines import drive
+from imlbench.harness import probe
 from imlbench.harness.diagnostics import (
     DiagnoseRequest,
     diagnostic_table,
@@ -35,11 +35,14 @@ from imlbench.harness.diagnostics import (
 from imlbench.harness.pipelines import check_pipeline
 from imlbench.harness.runner import RunRequest
 from imlbench.harness.stages import choose_view
+from imlbench.scoring.runs import load_results, load_scored
 from imlbench.scoring.verdicts import summarize, write_leaderboard
 from imlbench.store.records import load_records
+from imlbench.store.validation import valid_seed
 
 DEFAULT_OUT = "results"
 DEFAULT_SEEDS = 10
+MAX_SEEDS = 100_000  # seeds one plan may run: far past any study, short of exhausting memory
 SUITE_KEYS = ("name", "version", "description", "seeds", "pipelines", "tasks", "learners", "params")
 
 
@@ -58,40 +61,60 @@ def _names(value: str | Iterable[str], what: str, valid: Iterable[str]) -> list[
 
 
 def seed_list(seeds: int | Iterable[int]) -> list[int]:
-    """A count or distinct non-negative seeds. A repeated seed is an error: it would count one
-    seed's effect twice in a summary that has only one record for it."""
+    """A count or distinct seeds in [0, 2**32), at most MAX_SEEDS of them. A repeated seed is an
+    error: it would count one seed's effect twice in a summary that has only one record for it."""
     if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
         if seeds < 1:
             raise ImlbenchError(f"seeds must be at least 1, got {seeds}")
+        if seeds > MAX_SEEDS:
+            raise ImlbenchError(f"seeds must be a count of at most {MAX_SEEDS}, got {seeds}; or list the seeds to run")
         return list(range(int(seeds)))
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):
         raise ImlbenchError(f"bad seeds {seeds!r}: expected a count or a list of seeds")
     chosen = list(seeds)
-    if not chosen or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 0 for s in chosen):
-        raise ImlbenchError(f"bad seeds {chosen!r}: expected non-negative integers")
+    bad = [s for s in chosen if isinstance(s, bool) or not (isinstance(s, numbers.Integral) and valid_seed(int(s)))]
+    if not chosen or bad:
+        raise ImlbenchError(
+            f"bad seeds {_shown(chosen)}: expected integers from 0 to 2**32 - 1"
+            + (f" (not {_shown(bad)})" if bad else "")
+        )
+    if len(chosen) > MAX_SEEDS:
+        raise ImlbenchError(f"{len(chosen)} seeds listed; at most {MAX_SEEDS}")
     chosen = [int(s) for s in chosen]
-    repeated = sorted({s for s in chosen if chosen.count(s) > 1})
+    repeated = sorted(s for s, n in Counter(chosen).items() if n > 1)
     if repeated:
         raise ImlbenchError(
-            f"seed {', '.join(map(str, repeated))} listed more than once in {chosen}; list each seed once"
+            f"seed {', '.join(map(str, repeated))} listed more than once in {_shown(chosen)}; list each seed once"
         )
     return chosen
 
 
+def _shown(values: list[Any], most: int = 10) -> str:
+    """A list as an error message shows it: its first `most` items."""
+    return repr(values) if len(values) <= most else f"[{', '.join(map(repr, values[:most]))}, ...]"
+
+
 def parse_seeds(text: str) -> int | list[int]:
-    """`5` = seeds 0..4; `0,3,7` = those seeds; `2-4` = seeds 2, 3, 4 (`0-0` = seed 0 alone)."""
+    """`5` = seeds 0..4; `0,3,7` = those seeds; `2-4` = seeds 2, 3, 4 (`0-0` = seed 0 alone). Seeds
+    lie in [0, 2**32) and a range holds at most MAX_SEEDS, checked before any list is built."""
     try:
         if text.isdigit():
             return int(text)
         seeds: list[int] = []
         for part in filter(None, (p.strip() for p in text.split(","))):
             low, sep, high = part.partition("-")
-            seeds += list(range(int(low), int(high) + 1)) if sep else [int(part)]
+            first, last = (int(low), int(high)) if sep else (int(part), int(part))
+            if not (valid_seed(first) and valid_seed(last)) or last - first >= MAX_SEEDS - len(seeds):
+                raise ImlbenchError(
+                    f"bad --seeds {text[:80]!r}: {part[:80]!r} is out of range; seeds lie in "
+                    f"[0, 2**32) and at most {MAX_SEEDS} run at once"
+                )
+            seeds += range(first, last + 1)
         if seeds:
             return seeds
     except ValueError:
         pass
-    raise ImlbenchError(f"bad --seeds {text!r}; expected a count (5), a list (0,3,7) or a range (2-4)")
+    raise ImlbenchError(f"bad --seeds {text[:80]!r}; expected a count (5), a list (0,3,7) or a range (2-4)")
 
 
 def plan(
@@ -117,7 +140,8 @@ def plan(
         raise ImlbenchError(f"threshold must lie in (0, 1], got {threshold}")
     requests, seeds_ = [], seed_list(seeds)
     for task_spec, learner_spec in _specs(task, learner, pairs, skip_unsupported):
-        task_obj, learner_obj = task_spec.build(), learner_spec.build()  # once per (task, learner)
+        # once per (task, learner); a plugin learner as its probe described it, never built here
+        task_obj, learner_obj = task_spec.build(), probe.described(learner_spec)
         for p in pipelines:
             try:
                 choose_view(learner_obj, task_obj, learner_spec.name, task_spec.name)
@@ -137,16 +161,25 @@ def _specs(
     only_where_known: bool = False,
 ) -> list[tuple[Any, Any]]:
     """(task spec, learner spec) for every named pair, parameters split between the two and
-    checked. With `only_where_known`, a suite-wide parameter applies where it exists."""
+    checked. With `only_where_known`, a suite-wide parameter applies where it exists. A learner that
+    is not imlbench's own is resolved in a throw-away process (`imlbench.harness.probe`)."""
+    tasks, learners = _names(task, "task", available("task")), _names(learner, "learner", available("learner"))
+    plugins = [name for name in learners if not probe.trusted(name, pairs)]
+    queries = [("pair", t, name, pairs, only_where_known) for t in tasks for name in plugins]
+    found = iter(probe.probe(queries) if queries else [])
     specs = []
-    for task_name in _names(task, "task", available("task")):
-        for learner_name in _names(learner, "learner", available("learner")):
-            task_cls, learner_cls = target_class("task", task_name), target_class("learner", learner_name)
-            pairs_here = pairs
-            if only_where_known:
-                known = {**task_cls.param_defaults(), **learner_cls.param_defaults()}
-                pairs_here = [(k, v) for k, v in pairs if k.split(".")[-1] in known]
-            task_over, learner_over = split_overrides(pairs_here, task_cls, learner_cls)
+    for task_name in tasks:
+        for learner_name in learners:
+            if learner_name in plugins:
+                answer = next(found)
+                if "task_over" not in answer:
+                    raise ImlbenchError(answer["error"])
+                task_spec = resolve("task", task_name, answer["task_over"])
+                if "error" in answer:
+                    raise ImlbenchError(answer["error"])
+                specs.append((task_spec, probe.learner_spec(learner_name, answer)))
+                continue
+            task_over, learner_over = probe.resolve_pair(task_name, learner_name, pairs, only_where_known)
             specs.append((resolve("task", task_name, task_over), resolve("learner", learner_name, learner_over)))
     return specs
 
@@ -245,6 +278,17 @@ def leaderboard(
     frame = write_leaderboard(records, Path(csv) if csv else Path(out) / "leaderboard.csv", margin)
     frame.attrs["problems"] = problems
     return frame
+
+
+def readable_results(results_dir: str | Path = DEFAULT_OUT) -> tuple[list[Any], list[str]]:
+    """(every readable run record under `results_dir`, scored; one line per unreadable file): what
+    `imlbench report` and `plot` build from, skipping a truncated or edited record instead of
+    building nothing. A folder with no finished run to build from raises ImlbenchError."""
+    records, problems = load_scored(results_dir)
+    if not any(r.ok for r in records):
+        load_results(results_dir)  # raises the one line that says why (no folder, nothing finished, ...)
+        raise ImlbenchError(f"{results_dir} holds no readable finished run")  # not reached: load_results raised
+    return records, problems
 
 
 def plan_diagnostics(

@@ -105,6 +105,8 @@ class Search:
                 f"--explore-seeds and --confirm-seeds must be at least 2 (a CI needs two seeds), "
                 f"got {explore_seeds} and {confirm_seeds}"
             )
+        if explore_seeds > api.MAX_SEEDS:
+            raise ImlbenchError(f"--explore-seeds must be at most {api.MAX_SEEDS}, got {explore_seeds}")
         if confirm_seeds > EXPLORE_SEED_START:
             raise ImlbenchError(f"--confirm-seeds must be at most {EXPLORE_SEED_START} (exploration seeds start there)")
         self.learner, self.task, self.pipeline, self.out = learner, task, pipeline, Path(out)

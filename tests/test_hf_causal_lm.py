@@ -16,6 +16,7 @@ from imlbench.core.protocol import QUESTION  # noqa: E402
 from imlbench.core.seeds import derive_seed  # noqa: E402
 from imlbench.core.specs import ImlbenchError, resolve  # noqa: E402
 from imlbench.learners.hf_causal_lm import HFCausalLM  # noqa: E402
+from imlbench.learners.hf_loading import encode as encode_texts  # noqa: E402
 from imlbench.learners.hf_loading import word_level_tokenizer  # noqa: E402
 from imlbench.tasks.synthetic_defs_text import SyntheticDefsText  # noqa: E402
 from imlbench.views.text import (  # noqa: E402
@@ -365,9 +366,9 @@ def test_answer_scores_are_the_labels_log_probabilities(task_data):
 
     where = {int(v): i for i, v in enumerate(queries.label_space)}
     for row in (0, 5):
-        prompt = encode(learner.tokenizer_, learner.tokenizer_name_, [queries.prompts[row]], special=True)[0]
+        prompt = encode_texts(learner.tokenizer_, learner.tokenizer_name_, [queries.prompts[row]], special=True)[0]
         for column in (0, 6):
-            label = encode(
+            label = encode_texts(
                 learner.tokenizer_,
                 learner.tokenizer_name_,
                 [" " + queries.label_texts[where[int(candidates[column])]]],

@@ -116,7 +116,11 @@ LAYERS = (
     ("diagnostics", ("imlbench.diagnostics",), "built-in diagnostics: extend the harness, draw with outputs"),
     ("execution", ("imlbench.execution",), "engines: workers, dask, slurm; planning the order of runs"),
     ("api", ("imlbench.api", "imlbench.testing", "imlbench.protocol"), "the Python API, the plugin checker"),
-    ("tools", ("imlbench.search", "imlbench.search_results", "imlbench.sweep"), "elicitation search, sweeps"),
+    (
+        "tools",
+        ("imlbench.search", "imlbench.search_results", "imlbench.sweep", "imlbench.verify"),
+        "elicitation search, sweeps, verify",
+    ),
     ("cli", ("imlbench.cli", "imlbench.__main__"), "the command line"),
 )
 # Same-floor pairs that must not import each other either way, each with its reason.

@@ -20,6 +20,8 @@ from imlbench.scoring.runs import load_scored
 from imlbench.scoring.verdicts import summarize
 
 ROOT = Path(__file__).resolve().parent.parent
+FINDINGS = ROOT / "docs" / "findings.md"  # the published findings, with every table the records give
+PERFORMANCE = ROOT / "docs" / "performance.md"
 RESULTS = ROOT / "docs" / "results"
 ALPHA = 0.05
 
@@ -34,18 +36,22 @@ def test_committed_report_is_what_the_committed_records_give(tmp_path, monkeypat
     monkeypatch.chdir(ROOT)  # the report names its folder as given: reproduce.sh gives docs/results
     report(Path("docs/results"), tmp_path / "report.md")
     assert (tmp_path / "report.md").read_text() == (ROOT / "docs" / "report.md").read_text()
+    assert (tmp_path / "report.html").read_bytes() == (ROOT / "docs" / "report.html").read_bytes()
 
 
-def test_readme_tables_are_the_committed_leaderboard():
-    """Each README results table is the leaderboard of the committed records for one task, its rows at
+def test_findings_tables_are_the_committed_leaderboard():
+    """Each results table of docs/findings.md (and the README's headline table) is the leaderboard of
+    the committed records for one task, its rows at
     the learners' own settings (configured rows, `learner[key=value]`, are in the search section)."""
-    readme = (ROOT / "README.md").read_text()
+    readme = FINDINGS.read_text()
     records, problems = load_scored(RESULTS)
     assert not problems
     board = summarize(records)
     for task in ("synthetic-defs", "tagged-digits", "synthetic-defs-text", "synthetic-defs-null", "tagged-digits-null"):
         rows = leaderboard_rows(board[(board["task"] == task) & ~board["learner"].str.contains("[", regex=False)])
-        assert rows and _md_table(rows) in readme, f"README table for {task} is stale"
+        assert rows and _md_table(rows) in readme, f"findings table for {task} is stale"
+        if task == "synthetic-defs":
+            assert _md_table(rows) in (ROOT / "README.md").read_text(), "README headline table is stale"
 
 
 def _signflip(effects: list[float]) -> float:
@@ -160,13 +166,13 @@ def test_the_controls_of_the_transformer_are_not_iml():
     assert "by construction" in _row("synthetic-defs", "rf")["verdict_note"]
 
 
-def test_published_searches_are_what_their_records_give_and_the_readme_quotes_them():
+def test_published_searches_are_what_their_records_give_and_the_findings_quote_them():
     """Each search: its trials' objectives recomputed from the exploration records, exploration and
     confirmation seeds disjoint, its confirmed rows on the leaderboard, its verdict in the README."""
     from imlbench.search import trial_value
     from imlbench.store.results import search_results
 
-    readme = (ROOT / "README.md").read_text()
+    readme = FINDINGS.read_text()
     searches = {s["learner"]: s for s in search_results(RESULTS)}
     assert {"rf", "mlp", "gbm", "tag-blind-transformer"} <= set(searches)
     board = _rows()
@@ -193,7 +199,7 @@ def test_published_searches_are_what_their_records_give_and_the_readme_quotes_th
             ]
             assert len(row) == 1 and row.iloc[0]["seeds"] == ";".join(map(str, s["confirm_seeds"]))
             assert row.iloc[0]["effect_mean"] == pytest.approx(c["effect_mean"], abs=1e-3)
-        assert s["verdict"] in readme, f"README does not quote the verdict of search {s['name']}"
+        assert s["verdict"] in readme, f"docs/findings.md does not quote the verdict of search {s['name']}"
     control = searches["tag-blind-transformer"]
     assert control["trials"] >= 20 and not control["verdict"].startswith("IML elicited")
 
@@ -217,15 +223,15 @@ STAGE1_SEARCHES = {  # folder -> the settings its README table shows
 
 
 @pytest.mark.parametrize("folder", sorted(STAGE1_SEARCHES))
-def test_readme_stage1_search_tables_are_what_their_records_give(folder):
+def test_findings_stage1_search_tables_are_what_their_records_give(folder):
     from reference import stage1_search_table
 
     records, problems = load_scored(RESULTS / folder)
     assert records and not problems
-    assert stage1_search_table(records, STAGE1_SEARCHES[folder]) in (ROOT / "README.md").read_text()
+    assert stage1_search_table(records, STAGE1_SEARCHES[folder]) in FINDINGS.read_text()
 
 
-def test_the_budget_table_in_the_readme_is_what_the_records_give():
+def test_the_budget_table_in_performance_md_is_what_the_records_give():
     """Every default row's budget reaches past the latest seed's evaluation point (a persistence
     window exists), and the README's table is the records'."""
     from reference import budget_table
@@ -234,29 +240,29 @@ def test_the_budget_table_in_the_readme_is_what_the_records_give():
     table = budget_table(
         records, ["transformer", "convnet", "mlp", "rf", "gbm", "tag-blind"], ["synthetic-defs", "tagged-digits"]
     )
-    assert table in (ROOT / "README.md").read_text()
+    assert table in PERFORMANCE.read_text()
     ratios = [float(line.split(" | ")[6]) for line in table.splitlines()[2:]]
     assert len(ratios) == 18 and min(ratios) > 1.2
 
 
-def test_the_performance_table_in_the_readme_is_what_was_measured():
+def test_the_performance_table_in_performance_md_is_what_was_measured():
     """Each command's two wall times and their ratio in the README are the rows of versus-2aa6489.csv."""
     import csv
 
     rows = list(csv.DictReader((RESULTS / "performance" / "versus-2aa6489.csv").open()))
-    readme = (ROOT / "README.md").read_text()
+    readme = PERFORMANCE.read_text()
     for command in ("main-rf", "main-transformer", "suite"):
         old, new = (float(r["seconds"]) for r in rows if r["command"] == command)
         assert f"| {old:.1f} s | {new:.1f} s | {new / old:.2f}× |" in readme, command
 
 
-def test_the_dose_response_in_the_readme_is_what_the_records_give():
+def test_the_dose_response_in_the_findings_is_what_the_records_give():
     from imlbench.outputs.report import _ablation_section
     from imlbench.scoring.trends import DOSE, trend
 
     records, _ = load_scored(RESULTS)
     lines = _ablation_section([r for r in records if r.ok], {}, DOSE)
-    readme = (ROOT / "README.md").read_text()
+    readme = FINDINGS.read_text()
     trends = [line for line in lines if line.startswith("- ")]
     assert len(trends) >= 2 and all(line in readme for line in trends)
     levels, _ = trend(records, DOSE)
@@ -305,3 +311,38 @@ def test_batch_size_runs_took_equal_optimizer_steps():
         "mlp-elicited": {1274},
     }
     assert all(len(pairs) == 3 for pairs in steps.values())
+
+
+def test_every_leaderboard_column_is_in_the_generated_column_reference():
+    """docs/columns.md is what `python -m imlbench.scoring.columns` prints, and it explains every
+    column of the published leaderboard and every short header of the printed table."""
+    import csv
+
+    from imlbench.outputs.console import leaderboard_rows
+    from imlbench.scoring.columns import COLUMNS, SHORT_HEADERS, column_reference
+
+    assert (ROOT / "docs" / "columns.md").read_text() == column_reference(), "regenerate docs/columns.md"
+    published = next(csv.reader((RESULTS / "leaderboard.csv").open()))
+    assert [c for c in published if c not in COLUMNS] == []
+    board = pd.read_csv(RESULTS / "leaderboard.csv")
+    headers = set(leaderboard_rows(board)[0])
+    assert headers - {"task", "learner", "pipeline", "seeds"} <= set(SHORT_HEADERS)
+    assert set(SHORT_HEADERS.values()) <= set(COLUMNS)
+
+
+def test_the_readme_shows_what_the_main_command_prints(tmp_path, monkeypatch, capsys):
+    """The README's annotated output is the main command's, on the committed rf records (all cached:
+    nothing trains)."""
+    import shutil
+
+    from imlbench.cli import main
+
+    shutil.copytree(
+        RESULTS / "records" / "synthetic-defs" / "rf", tmp_path / "results" / "records" / "synthetic-defs" / "rf"
+    )
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["run", "--learner", "rf", "--task", "synthetic-defs"]) == 0
+    printed = capsys.readouterr().out.rstrip("\n")
+    assert "(a null by construction" in printed and "--pipeline one-stage" in printed
+    assert printed in (ROOT / "README.md").read_text(), "README's main-command output is stale"

@@ -184,6 +184,36 @@ def test_corrupt_record_fails_loudly(results, tmp_path, corruption):
         assert "\n" not in str(info.value) and victim.name in str(info.value)
 
 
+def test_report_and_plot_default_to_the_results_folder(results, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(results, tmp_path / "results", ignore=shutil.ignore_patterns("figures", "report.*"))
+    assert _cli(["report"]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {Path('results') / 'report.md'}"
+    assert (tmp_path / "results" / "report.md").is_file() and (tmp_path / "results" / "figures").is_dir()
+    assert _cli(["plot", "--formats", "png"]) == 0
+    assert all(Path(line).parent == Path("results/figures") for line in capsys.readouterr().out.split())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]  # nothing in the working directory
+
+
+def test_a_truncated_record_is_skipped_with_one_line_and_the_rest_is_built(results, tmp_path, capsys):
+    copy = tmp_path / "results"
+    shutil.copytree(results / "records", copy / "records")
+    files = sorted((copy / "records").rglob("*.json"))
+    files[0].write_text(files[0].read_text()[:200])  # a record cut short, as by a full disk
+    assert _cli(["report", str(copy)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and files[0].name in err[0] and err[0].endswith("; skipped")
+    text = (copy / "report.md").read_text()
+    assert f"{len(files) - 1} run records" in text and (copy / "figures" / "leaderboard.png").is_file()
+    assert _cli(["plot", str(copy), "--formats", "png"]) == 1
+    assert len(capsys.readouterr().err.splitlines()) == 1
+    # nothing readable at all: one line saying why, nothing written
+    for path in files:
+        path.write_text("{")
+    assert _cli(["report", str(copy), "--out", str(tmp_path / "none.md")]) == 2
+    assert not (tmp_path / "none.md").exists()
+
+
 # -- the steps-controlled stage-2 batch knob -----------------------------------------------------
 
 SMALL = dict(n_layers=1, d_model=16, n_heads=2, epochs=1, batch_size=64, stage2_epochs=2, device="cpu")

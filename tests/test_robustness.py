@@ -443,8 +443,10 @@ def test_a_record_without_scores_is_one_line_and_the_others_load(out, capsys):
     )
     board = imlbench.leaderboard(out)
     assert board["n_seeds"].tolist() == [2] and len(board.attrs["problems"]) == 1
-    assert cli(out, "--learner", "majority", "--seeds", "3") == 1  # the rerun reports it too, then runs on
-    assert "missing or malformed scores" in capsys.readouterr().err
+    assert cli(out, "--learner", "majority", "--seeds", "3") == 0  # the rerun recomputes that run alone
+    err = capsys.readouterr().err
+    assert "missing or malformed scores" in err and "recomputing" in err
+    assert imlbench.leaderboard(out)["n_seeds"].tolist() == [3]
 
 
 def test_error_records_keep_the_traceback(out):

@@ -175,14 +175,12 @@ def write_plugin_distribution(site: Path) -> None:
     import shutil
     import tomllib
 
+    from support import install_distribution
+
     example = TESTS.parent / "examples" / "imlbench-plugin-example"
     meta = tomllib.loads((example / "pyproject.toml").read_text())
     shutil.copytree(example / "src" / "imlbench_nearest", site / "imlbench_nearest")
-    info = site / "imlbench_nearest-0.1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: imlbench-nearest\nVersion: 0.1.0\n")
-    lines = [f"{k} = {v}" for k, v in meta["project"]["entry-points"]["imlbench.learners"].items()]
-    (info / "entry_points.txt").write_text("[imlbench.learners]\n" + "\n".join(lines) + "\n")
+    install_distribution(site, "imlbench-nearest", meta["project"]["entry-points"])
 
 
 @pytest.mark.parametrize("name", ["nearest", "imlbench_nearest:LastDefinition"])
@@ -282,44 +280,86 @@ def test_learner_failing_in_stage2_keeps_other_runs(out, capsys):
     assert board.set_index("learner").loc["testplugins:ExplodesInStage2", "n_failed"] == 2
 
 
-def test_corrupt_record_is_reported_and_nothing_else_is_lost(out, capsys):
+def test_an_unreadable_record_is_recomputed_alone(out, capsys):
     run(out, learner="majority", seeds=3)
     files = iter_record_files(out)
     files[0].write_text("{ half a rec")
-    intact = {p: p.read_text() for p in files[1:]}
-    code = main(["run", "--learner", "majority", "--seeds", "3", "--param", "n_entities=100", "--out", str(out), "-q"])
+    intact = {p: (p.read_text(), p.stat().st_mtime_ns) for p in files[1:]}
+    code = main(["run", "--learner", "majority", "--seeds", "3", "--param", "n_entities=100", "--out", str(out)])
     err = capsys.readouterr().err
-    assert code == 1 and f"unreadable record file {files[0]}" in err and "--force" in err
-    assert all(p.read_text() == text for p, text in intact.items())
-    assert main(["leaderboard", str(out)]) == 1
-    assert (
-        main(
-            [
-                "run",
-                "--learner",
-                "majority",
-                "--seeds",
-                "3",
-                "--param",
-                "n_entities=100",
-                "--out",
-                str(out),
-                "-q",
-                "--force",
-            ]
-        )
-        == 0
-    )
+    assert code == 0, err
+    said = [line for line in err.splitlines() if "unreadable" in line]
+    assert len(said) == 1 and f"unreadable record file {files[0]}" in said[0] and "recomputing" in said[0]
+    assert "--force" not in err and err.count("(cached)") == 2  # the two intact seeds are reused
     assert read_record(files[0])["status"] == "ok"
+    assert {p: (p.read_text(), p.stat().st_mtime_ns) for p in files[1:]} == intact
+    assert files[0].with_name(files[0].name + ".unreadable").read_text() == "{ half a rec"  # kept, not lost
+    assert main(["leaderboard", str(out)]) == 0
 
 
 def test_cli_prints_a_compact_summary(out, capsys):
     assert main(["run", "--learner", "majority", "--seeds", "2", "--param", "n_entities=100", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "IML effect [95% CI]" in printed and "majority" in printed and "none" in printed
+    assert "IML effect [95% CI]" in printed and "majority" in printed and "inconclusive" in printed
+    assert len(printed) < 1500 and "Scoring v3" not in printed  # the short legend, once, not the report's
     assert (out / "leaderboard.csv").exists()
     assert main(["leaderboard", str(out), "-o", str(out / "board.csv")]) == 0
     assert (out / "board.csv").read_text() == (out / "leaderboard.csv").read_text()
+
+
+RF_FAST = ["--param", "n_entities=100", "--param", "n_estimators=10", "--param", "stage2_estimators=10"]
+
+
+def test_the_last_lines_say_why_a_null_by_construction_and_what_to_run_instead(out, capsys):
+    assert main(["run", "--learner", "rf", "--seeds", "2", *RF_FAST, "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    sentence, command = captured.out.rstrip("\n").splitlines()[-2:]
+    assert sentence.startswith("rf[n_estimators=10,stage2_estimators=10] two-stage on synthetic-defs[n_entities=100]: ")
+    assert ": inconclusive — " in sentence and "null by construction" in sentence
+    assert command == (
+        "  Informative: imlbench run --learner rf --task synthetic-defs --pipeline one-stage --seeds 2 "
+        f"--param n_entities=100 --param n_estimators=10 --param stage2_estimators=10 --out {out}"
+    )
+    # off a terminal: one plain line per finished seed, no bar, no carriage return
+    lines = captured.err.splitlines()
+    assert "\r" not in captured.err and len(lines) == 2
+    for seed, line in enumerate(lines):
+        assert line.startswith(f"[{seed + 1}/2] rf[n_estimators=10,stage2_estimators=10] x synthetic-defs")
+        assert f"two-stage seed {seed}: effect " in line and line.endswith("s)")
+    # the suggested command runs as printed and gives an informative pipeline (no null by construction)
+    assert main(command.split()[2:]) == 0
+    assert "null by construction" not in capsys.readouterr().out
+
+
+def test_leaderboard_prints_its_table_and_defaults_to_results(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    run(Path("results"), learner="majority", seeds=2)
+    assert main(["leaderboard"]) == 0
+    printed = capsys.readouterr().out
+    assert "IML effect [95% CI]" in printed and "majority" in printed
+    assert "leaderboard: results/leaderboard.csv (1 rows)" in printed
+
+
+@pytest.mark.parametrize("argv", [["run", "--seed", "3"], ["run", "--learn", "rf"], ["leaderboard", "--out", "x"]])
+def test_abbreviated_options_are_refused(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2 and "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_version_and_help_from_the_registries(capsys, monkeypatch):
+    from imlbench.core.pipelines import pipeline_names
+    from imlbench.core.specs import available, suite_specs
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.strip() == f"imlbench {imlbench.__version__}"
+    monkeypatch.setenv("COLUMNS", "2000")  # no wrapping inside a hyphenated name
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = capsys.readouterr().out
+    for name in [*suite_specs("suite"), *pipeline_names(), *available("learner"), *available("task")]:
+        assert name in text
 
 
 def test_list_shows_learner_task_matrix(capsys):

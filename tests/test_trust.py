@@ -328,3 +328,95 @@ def test_a_stale_claim_of_a_dead_process_is_taken_over(tmp_path):
     claim.write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid}))
     record, cached = run_one(request, tmp_path)
     assert record["status"] == "ok" and not cached and not claim.exists()
+
+
+# -- 6. forged records are reported; huge seeds and parameters are one line (Isolation v2) -------------
+
+
+def forged(path: Path, change) -> Path:
+    """A forger's edit written as plain JSON under its recomputed key and file name (no check)."""
+    record = json.loads(path.read_text())
+    change(record)
+    record["key"] = run_key(identity_of(record))
+    new = path.with_name(f"{record['pipeline']}-seed{record['seed']}-{record['key']}.json")
+    path.unlink()
+    new.write_text(json.dumps(record))
+    return new
+
+
+def _drop_q(record):
+    del record["accuracy"]["q"]
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (lambda r: r["accuracy"].update(d2consis=0.0), "accuracy (differs from the curve's at the evaluation point)"),
+        (lambda r: r.update(margin=1e6), "margin (1000000.0"),
+        (lambda r: r.update(margin=float("nan")), "margin (nan"),
+        (_drop_q, "accuracy (no q, where the task has variables)"),
+        (lambda r: r.update(by_construction_null="false"), "by_construction_null ('false': true or false)"),
+        (lambda r: r.update(by_construction_null=1), "by_construction_null (1: true or false)"),
+        (lambda r: r.update(definitions_learned=not r["definitions_learned"]), "definitions_learned (the evaluation"),
+        (lambda r: r.update(seed=2**40), "seed (1099511627776: a run's seed is an integer in [0, 2**32))"),
+        (lambda r: r.update(seed=-1), "seed (-1"),
+        (lambda r: r["sizes"].update(variables_q=-5), "sizes"),
+    ],
+    ids=["d2consis 0", "margin 1e6", "margin nan", "no q", "flag string", "flag int", "learned", "seed", "-1", "size"],
+)
+def test_a_forged_record_is_one_leaderboard_problem_naming_file_and_field(rf_results, tmp_path, change, field):
+    results = copy_of(rf_results, tmp_path)
+    victim = forged(sorted((results / "records").rglob("*.json"))[0], change)
+    board = imlbench.leaderboard(results)
+    (problem,) = board.attrs["problems"]
+    assert "\n" not in problem and str(victim) in problem and f"malformed {field}" in problem
+    assert board["n_seeds"].iloc[0] == 2  # the row is built from the rest
+
+
+def test_by_construction_null_on_a_one_stage_run_is_refused(tmp_path):
+    imlbench.run(learner="majority", seeds=1, pipeline="one-stage", params=TINY, out=tmp_path)
+    (path,) = (tmp_path / "records").rglob("*.json")
+    forged(path, lambda r: r.update(by_construction_null=True))
+    (problem,) = imlbench.leaderboard(tmp_path).attrs["problems"]
+    assert "by_construction_null (true for a one-stage run" in problem
+
+
+def test_every_published_record_passes_the_checks():
+    root = Path(__file__).resolve().parent.parent / "docs" / "results"
+    paths = [p for p in root.rglob("records/**/*.json") if not p.name.startswith(".tmp-")]
+    assert len(paths) > 700
+    for path in paths:
+        read_record(path)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--seeds", "100000000000000000000"], "seeds must be a count of at most 100000"),
+        (["--seeds", "1000000000"], "seeds must be a count of at most 100000"),
+        (["--seeds", "0-1000000000"], "'0-1000000000' is out of range"),
+        (["--seeds", "4294967296"], "at most 100000"),
+        (["--seeds", "1,4294967296"], "'4294967296' is out of range"),
+        (["--seeds", "9" * 5000], "bad --seeds"),
+        (["--param", "n_estimators=99999999999999999999"], "parameter 'n_estimators': 99999999999999999999 is out"),
+        (["--param", "n_entities=-99999999999999999999"], "integer parameters lie within"),
+    ],
+)
+def test_huge_seeds_and_integer_parameters_are_one_line_errors(tmp_path, capsys, argv, message):
+    assert main(["run", "--learner", "rf", "--out", str(tmp_path / "o"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("imlbench: error:") and message in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_suite_or_spec_with_huge_integers_is_one_line(tmp_path, capsys):
+    suite = tmp_path / "s.toml"
+    suite.write_text('tasks = ["synthetic-defs"]\nlearners = ["majority"]\nseeds = 99999999999999999999\n')
+    learner = spec(tmp_path / "l.toml", "big", target="rf", extra="[params]\nn_estimators = 99999999999999999999\n")
+    for argv in (["--suite", str(suite)], ["--learner", learner]):
+        assert main(["run", *argv, "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and ("out of range" in err or "at most 100000" in err)
+    with pytest.raises(ImlbenchError, match="at most 100000"):
+        imlbench.plan("rf", "synthetic-defs", seeds=range(100_001))
+    assert imlbench.plan("majority", "synthetic-defs", seeds=[0, 2**32 - 1], params=TINY)[1].seed == 2**32 - 1

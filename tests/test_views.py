@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import install_distribution
 from viewplugins import TRIPLES
 
 import imlbench
@@ -96,13 +97,14 @@ def install_plugin_package(site: Path) -> None:
     """`tests/viewplugins.py` installed as pip would install a plugin package: the module and a
     dist-info folder whose entry points name its view, task and pipeline."""
     shutil.copy(Path(__file__).parent / "viewplugins.py", site / "viewplugins.py")
-    info = site / "imlbench_viewplugins-0.1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: imlbench-viewplugins\nVersion: 0.1.0\n")
-    (info / "entry_points.txt").write_text(
-        "[imlbench.views]\ntriples = viewplugins:TRIPLES\n"
-        "[imlbench.tasks]\ntriple-task = viewplugins:TripleTask\n"
-        "[imlbench.pipelines]\ndefinitions-last = viewplugins:DEFINITIONS_LAST\n"
+    install_distribution(
+        site,
+        "imlbench-viewplugins",
+        {
+            "imlbench.views": {"triples": "viewplugins:TRIPLES"},
+            "imlbench.tasks": {"triple-task": "viewplugins:TripleTask"},
+            "imlbench.pipelines": {"definitions-last": "viewplugins:DEFINITIONS_LAST"},
+        },
     )
 
 

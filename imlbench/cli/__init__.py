@@ -1,4 +1,4 @@
-"""The command line: `imlbench run|list|show|sweep|search|plot|report|diagnose|leaderboard`."""
+"""The command line: `imlbench run|list|show|sweep|search|plot|report|diagnose|leaderboard|verify`."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from imlbench.core.pipelines import get_pipeline, pipeline_names
 from imlbench.core.specs import ImlbenchError, available, parse_pair, resolve, target_class
 from imlbench.harness.pipelines import check_pipeline
 from imlbench.harness.stages import choose_view
-from imlbench.outputs.console import leaderboard_rows, scoring_legend
+from imlbench.outputs.console import leaderboard_rows, short_legend, verdict_line
 from imlbench.outputs.figures import plot
 from imlbench.outputs.report import report
 from imlbench.scoring.verdicts import summarize
@@ -23,10 +23,29 @@ from imlbench.sweep import PARAM_PREFIX, parse_grid, sweep
 
 
 def format_summary(summary: pd.DataFrame, margin: float | None = None) -> str:
-    """The printed leaderboard: the report's table as text, then what the verdicts mean."""
+    """The printed leaderboard: the report's table as text, then what the verdicts mean, briefly."""
     if summary.empty:
         return "(no finished runs)"
-    return pd.DataFrame(leaderboard_rows(summary)).to_string(index=False) + "\n" + scoring_legend(summary, margin)
+    return pd.DataFrame(leaderboard_rows(summary)).to_string(index=False) + "\n" + short_legend(summary, margin)
+
+
+def verdict_lines(summary: pd.DataFrame, out: str | Path) -> str:
+    """Per row its verdict, why, and where the row cannot inform, the command that would (`--out`
+    named in it where it is not the default)."""
+    where = None if str(out) == api.DEFAULT_OUT else str(out)
+    return "\n".join(verdict_line(row, where) for _, row in summary.iterrows())
+
+
+def skipped(problems: list[str]) -> list[str]:
+    """Unreadable record files that a report or plot left out, each said so."""
+    return [f"{line.removesuffix('; delete it or rerun with --force')}; skipped" for line in problems]
+
+
+def report_problems(problems: list[str]) -> int:
+    """One stderr line per problem; the exit status: 1 with any, else 0."""
+    for line in problems:
+        print(f"imlbench: error: {one_line(line)}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -50,11 +69,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         requests, args.out, args.force, not args.quiet, args.executor, args.jobs, args.timeout, args.memory_limit
     )
     board = api.leaderboard(args.out, margin=args.margin)
-    print(format_summary(summarize(records, args.margin), args.margin))
+    summary = summarize(records, args.margin)
+    print(format_summary(summary, args.margin))
     print(f"records: {Path(args.out) / 'records'}  leaderboard: {Path(args.out) / 'leaderboard.csv'}")
-    for line in problems + board.attrs["problems"]:
-        print(f"imlbench: error: {one_line(line)}", file=sys.stderr)
-    return 1 if problems or board.attrs["problems"] else 0
+    if not summary.empty:  # last: what each row says, why, and what to run where it cannot say
+        print(verdict_lines(summary, args.out))
+    return report_problems(problems + board.attrs["problems"])
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -103,10 +123,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         )
     board = api.leaderboard(args.results, args.output, margin=args.margin)
     out = args.output or Path(args.results) / "leaderboard.csv"
-    print(f"{len(board)} rows -> {out}")
-    for line in board.attrs["problems"]:
-        print(f"imlbench: error: {one_line(line)}", file=sys.stderr)
-    return 1 if board.attrs["problems"] else 0
+    print(format_summary(board, args.margin))
+    print(f"leaderboard: {out} ({len(board)} rows)")
+    return report_problems(board.attrs["problems"])
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -197,15 +216,23 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
+    """The figures of a results folder, into RESULTS/figures unless --out; an unreadable record is
+    skipped with one line and the rest is drawn."""
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
-    for path in plot(args.results, args.out, args.margin, formats):
+    records, problems = api.readable_results(args.results)
+    out = Path(args.results) / "figures" if args.out is None else args.out
+    for path in plot(args.results, out, args.margin, formats, records=records):
         print(path)
-    return 0
+    return report_problems(skipped(problems))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    print(f"wrote {report(args.results, args.out, args.margin)}")
-    return 0
+    """The report of a results folder, as RESULTS/report.md unless --out (figures beside it); an
+    unreadable record is skipped with one line and the rest is reported."""
+    records, problems = api.readable_results(args.results)
+    out = Path(args.results) / "report.md" if args.out is None else args.out
+    print(f"wrote {report(args.results, out, args.margin, records=records)}")
+    return report_problems(skipped(problems))
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
@@ -226,3 +253,25 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     for line in problems:
         print(f"imlbench: error: {one_line(line)}", file=sys.stderr)
     return 1 if problems else 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Rerun records (all, or --sample K) and print one line per record: ok, DIFFERS, FAILED, UNREADABLE."""
+    import time
+
+    from imlbench.verify import summary_line, verify
+
+    start = time.monotonic()
+    verdicts = verify(
+        args.results,
+        args.sample,
+        args.seed,
+        args.jobs,
+        args.executor,
+        args.timeout,
+        args.memory_limit,
+        verbose=not args.quiet,
+        report=lambda verdict: print(verdict.line(), flush=True),
+    )
+    print(summary_line(verdicts, time.monotonic() - start))
+    return 0 if all(v.status == "ok" for v in verdicts) else 1

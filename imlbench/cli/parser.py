@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+import imlbench
 from imlbench import api
 from imlbench.cli.commands import (
     cmd_diagnose,
@@ -15,15 +16,18 @@ from imlbench.cli.commands import (
     cmd_search,
     cmd_show,
     cmd_sweep,
+    cmd_verify,
 )
 from imlbench.core.pipelines import pipeline_names
 from imlbench.core.protocol import DEFAULT_THRESHOLD
+from imlbench.core.registry import REGISTRIES
+from imlbench.core.specs import available, suite_specs
 from imlbench.execution.engines import JOBS_HELP, default_jobs, parse_jobs
 from imlbench.outputs.drawing import FORMATS
 
 MEMORY_HELP = (
     "resident memory per run's learner, e.g. 4G or 512M: a run past it is stopped and recorded as "
-    "an error (default: the machine's memory divided by --jobs; 0 = no limit)"
+    "an error (default: 3/4 of the machine's memory divided by --jobs; 0 = no limit)"
 )
 
 
@@ -31,6 +35,30 @@ SEEDS_HELP = "a count N (seeds 0..N-1), a list 0,3,7 or a range 2-4 (default: 10
 
 
 MARGIN_HELP = "equivalence margin in points for the verdict 'none' (default: each task's own, 10 for the built-ins)"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse without abbreviations, for every subcommand too: `--seed 3` is not `--seeds 3`."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
+def _one_of(names: list[str]) -> str:
+    return ", ".join(names) or "(none)"
+
+
+def _learners() -> str:
+    return f"built in: {_one_of(available('learner'))}; or a spec .toml, or package.module:Class"
+
+
+def _tasks() -> str:
+    return f"built in: {_one_of(available('task'))}; or a spec .toml, or package.module:Class"
+
+
+def _pipelines(comma: bool = False) -> str:
+    return " | ".join(pipeline_names()) + (", or a comma list" if comma else "") + " (default: two-stage)"
 
 
 def _execution_options(parser: argparse.ArgumentParser, jobs_help: str) -> None:
@@ -54,15 +82,22 @@ def _execution_options(parser: argparse.ArgumentParser, jobs_help: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="imlbench", description="Benchmark implicit meta-learning across learners.")
+    parser = Parser(prog="imlbench", description="Benchmark implicit meta-learning across learners.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {imlbench.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    suites = sorted(suite_specs("suite"))
+    diagnostics = REGISTRIES["diagnostic"].names()
 
     run = sub.add_parser("run", help="run learners on tasks over seeds (finished runs are reused)")
-    run.add_argument("--learner", default=None, help="name(s), comma-separated (default: rf)")
-    run.add_argument("--task", default=None, help="name(s), comma-separated (default: synthetic-defs)")
-    run.add_argument("--suite", default=None, help="run a suite (suites/NAME.toml: default, smoke, gpu) instead")
+    run.add_argument("--learner", default=None, help=f"name(s), comma-separated (default: rf); {_learners()}")
+    run.add_argument("--task", default=None, help=f"name(s), comma-separated (default: synthetic-defs); {_tasks()}")
+    run.add_argument(
+        "--suite",
+        default=None,
+        help=f"run a suite instead: {_one_of(suites)} (suites/NAME.toml), or a .toml path",
+    )
     run.add_argument("--seeds", default=None, help=SEEDS_HELP)
-    run.add_argument("--pipeline", default="two-stage", help=f"{' | '.join(pipeline_names())}, or a comma list")
+    run.add_argument("--pipeline", default="two-stage", help=_pipelines(comma=True))
     run.add_argument(
         "--param",
         action="append",
@@ -87,14 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
     lst.set_defaults(func=cmd_list)
 
     show = sub.add_parser("show", help="save a picture of a task's examples (image tasks)")
-    show.add_argument("task")
-    show.add_argument("--out", default="examples.png")
-    show.add_argument("--seed", type=int, default=0)
+    show.add_argument("task", help=f"a task with pictures (an image task; any other lists those); {_tasks()}")
+    show.add_argument("--out", default="examples.png", help="picture path (default: examples.png)")
+    show.add_argument("--seed", type=int, default=0, help="the task's seed (default: 0)")
     show.set_defaults(func=cmd_show)
 
     sw = sub.add_parser("sweep", help="run a grid of parameter values and score each grid point")
-    sw.add_argument("--learner", required=True, help="learner name (comma list allowed)")
-    sw.add_argument("--task", required=True, help="task name (comma list allowed)")
+    sw.add_argument("--learner", required=True, help=f"learner name (comma list allowed); {_learners()}")
+    sw.add_argument("--task", required=True, help=f"task name (comma list allowed); {_tasks()}")
     sw.add_argument(
         "--param",
         action="append",
@@ -104,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the grid is the cartesian product; one value = a fixed setting",
     )
     sw.add_argument("--seeds", default="10", help=SEEDS_HELP)
-    sw.add_argument("--pipeline", default="two-stage", help="two-stage | one-stage (default: two-stage)")
+    sw.add_argument("--pipeline", default="two-stage", help=_pipelines())
     sw.add_argument(
         "--out", default=api.DEFAULT_OUT, help="results directory (default: results); the CSV goes to OUT/sweeps/"
     )
@@ -115,13 +150,15 @@ def build_parser() -> argparse.ArgumentParser:
     sw.set_defaults(func=cmd_sweep)
 
     se = sub.add_parser("search", help="search a learner's configurations for IML; confirm the best on fresh seeds")
-    se.add_argument("--learner", required=True, help="learner name (its spec or class declares the search space)")
-    se.add_argument("--task", required=True, help="task name")
+    se.add_argument(
+        "--learner", required=True, help=f"learner name (its spec or class declares the search space); {_learners()}"
+    )
+    se.add_argument("--task", required=True, help=f"task name; {_tasks()}")
     se.add_argument("--trials", type=int, default=20, help="configurations tried, all processes together (default: 20)")
     se.add_argument("--explore-seeds", type=int, default=3, help="seeds per trial, 1000, 1001, ... (default: 3)")
     se.add_argument("--confirm-seeds", type=int, default=10, help="fresh seeds 0..M-1 for confirmation (default: 10)")
     se.add_argument("--confirm-top", type=int, default=1, help="best configs confirmed, one Holm family (default: 1)")
-    se.add_argument("--pipeline", default="two-stage", help="two-stage | one-stage (default: two-stage)")
+    se.add_argument("--pipeline", default="two-stage", help=_pipelines())
     se.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="a fixed parameter, as in `run`")
     se.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite in OUT/searches/NAME)")
     se.add_argument("--name", default=None, help="study name (default: LEARNER_TASK_PIPELINE)")
@@ -136,24 +173,30 @@ def build_parser() -> argparse.ArgumentParser:
     se.set_defaults(func=cmd_search)
 
     pl = sub.add_parser("plot", help="figures of a results directory (PNG and SVG)")
-    pl.add_argument("results", help="results directory (holds records/, maybe sweeps/)")
-    pl.add_argument("--out", default="figures", help="folder for the figures (default: figures)")
+    pl.add_argument(
+        "results", nargs="?", default=api.DEFAULT_OUT, help="results directory (holds records/; default: results)"
+    )
+    pl.add_argument("--out", default=None, help="folder for the figures (default: RESULTS/figures)")
     pl.add_argument("--formats", default=",".join(FORMATS), help=f"comma list of {', '.join(FORMATS)} (default: all)")
     pl.add_argument("--margin", type=float, default=None, help=MARGIN_HELP)
     pl.set_defaults(func=cmd_plot)
 
     rp = sub.add_parser("report", help="a Markdown report of a results directory, figures beside it")
-    rp.add_argument("results", help="results directory (holds records/, maybe sweeps/)")
-    rp.add_argument("--out", default="report.md", help="Markdown path; figures go to figures/ beside it")
+    rp.add_argument(
+        "results", nargs="?", default=api.DEFAULT_OUT, help="results directory (holds records/; default: results)"
+    )
+    rp.add_argument(
+        "--out", default=None, help="Markdown path (default: RESULTS/report.md); figures go to figures/ beside it"
+    )
     rp.add_argument("--margin", type=float, default=None, help=MARGIN_HELP)
     rp.set_defaults(func=cmd_report)
 
-    dg = sub.add_parser(
-        "diagnose", help="measure one of the paper's hypotheses: gradient-alignment, tag-probe, in-context"
+    dg = sub.add_parser("diagnose", help=f"measure one of the paper's hypotheses: {_one_of(diagnostics)}")
+    dg.add_argument("name", help=" | ".join(diagnostics))
+    dg.add_argument("--learner", required=True, help=f"torch learner name(s), comma-separated; {_learners()}")
+    dg.add_argument(
+        "--task", default="synthetic-defs", help=f"task name(s), comma-separated (default: synthetic-defs); {_tasks()}"
     )
-    dg.add_argument("name", help="gradient-alignment | tag-probe | in-context")
-    dg.add_argument("--learner", required=True, help="torch learner name(s), comma-separated")
-    dg.add_argument("--task", default="synthetic-defs", help="task name(s), comma-separated")
     dg.add_argument("--seeds", default="10", help=SEEDS_HELP)
     dg.add_argument(
         "--param",
@@ -182,9 +225,19 @@ def build_parser() -> argparse.ArgumentParser:
     dg.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     dg.set_defaults(func=cmd_diagnose)
 
-    board = sub.add_parser("leaderboard", help="rebuild the leaderboard CSV from a results directory")
-    board.add_argument("results", help="results directory (holds records/)")
+    board = sub.add_parser("leaderboard", help="rebuild the leaderboard CSV from a results directory and print it")
+    board.add_argument(
+        "results", nargs="?", default=api.DEFAULT_OUT, help="results directory (holds records/; default: results)"
+    )
     board.add_argument("-o", "--output", default=None, help="CSV path (default: RESULTS/leaderboard.csv)")
     board.add_argument("--margin", type=float, default=None, help=MARGIN_HELP)
     board.set_defaults(func=cmd_leaderboard)
+
+    vf = sub.add_parser("verify", help="rerun records and report any whose results differ (no edit passes this)")
+    vf.add_argument("results", help="results directory (holds records/)")
+    vf.add_argument("--sample", type=int, default=None, metavar="K", help="rerun K records at random (default: all)")
+    vf.add_argument("--seed", type=int, default=0, help="the seed of the --sample draw (default: 0)")
+    _execution_options(vf, "parallel reruns")
+    vf.add_argument("-q", "--quiet", action="store_true", help="no progress bar, only one line per record")
+    vf.set_defaults(func=cmd_verify)
     return parser

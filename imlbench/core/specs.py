@@ -180,9 +180,14 @@ def _raw_spec(kind: str, name: str) -> tuple[dict[str, Any], str]:
     )
 
 
+# classes this process must not import, by (kind, name): a plugin learner in the driver, which knows
+# it from a throw-away process (`imlbench.harness.probe`) as its parameter defaults
+STAND_INS: dict[tuple[str, str], type] = {}
+
+
 def target_class(kind: str, name: str) -> type:
     """The class a name resolves to, without building it (to know which parameters it takes)."""
-    return load_target(kind, _raw_spec(kind, name)[0][kind])
+    return STAND_INS.get((kind, name)) or load_target(kind, _raw_spec(kind, name)[0][kind])
 
 
 def resolve(kind: str, name: str, overrides: dict[str, Any] | None = None) -> Spec:
@@ -215,7 +220,10 @@ def resolve(kind: str, name: str, overrides: dict[str, Any] | None = None) -> Sp
 def search_space_of(name: str) -> dict[str, Any]:
     """What `imlbench search` may vary for a learner: its spec's [search] table, else its class's."""
     raw, _ = _raw_spec("learner", name)
-    return raw["search"] if "search" in raw else resolve("learner", name).build().search_space
+    stand_in = STAND_INS.get(("learner", name))  # a plugin's, as its probe found it
+    if "search" in raw or stand_in is not None:
+        return raw["search"] if "search" in raw else stand_in.search_space
+    return resolve("learner", name).build().search_space
 
 
 def validate(spec: Spec) -> None:
@@ -241,7 +249,26 @@ def check_params(kind: str, name: str, cls: type, params: dict[str, Any]) -> dic
     return checked
 
 
+# the largest magnitude of an integer parameter: what a C int holds, as the libraries below take them
+INT_LIMIT = 2**31 - 1
+
+
+def _too_large(value: Any) -> bool:
+    """An integer (in a list or table too) past INT_LIMIT: an overflow deep in a library, or a run
+    that never ends, unless refused here."""
+    if isinstance(value, (list, tuple)):
+        return any(_too_large(v) for v in value)
+    if isinstance(value, dict):
+        return any(_too_large(v) for v in value.values())
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT_LIMIT
+
+
 def coerce(kind: str, name: str, key: str, value: Any, default: Any) -> Any:
+    if _too_large(value):
+        raise ImlbenchError(
+            f"bad value for {kind} {name!r} parameter {key!r}: {value!r} is out of range; "
+            f"integer parameters lie within ±{INT_LIMIT} (2**31 - 1)"
+        )
     if default is None or value is None:
         return value
     expected = type(default)

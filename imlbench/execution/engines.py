@@ -6,30 +6,32 @@ finished grid costs no job. Local parallel runs go to supervised worker processe
 and the driver polls `future.done()` (`as_completed` does not accept foreign futures). Each job writes
 its own record, so a driver that dies loses nothing: a rerun reuses every finished record.
 
-A time limit (`timeout`, or a learner spec's `timeout`) moves a run into a supervised worker
-wherever it executes: the worker is killed at the limit and the run gets an error record.
+A time limit (`timeout`, or a learner spec's `timeout`) moves a run into a worker wherever it
+executes: the worker stops the run at the limit and the run gets an error record.
 
-Every run's learner executes in a process of its own (`imlbench.harness.remote`), killed with its
-process group when the run ends; `memory_limit` bounds that process group's resident memory.
+Every run's learner executes in a process of its own under a worker (`imlbench.execution.workers`)
+that kills it, and everything it started, when the run ends; `memory_limit` bounds that process
+tree's memory. No plugin learner's code runs in the driver (`imlbench.harness.probe`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
+import re
 import socket
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from tqdm.auto import tqdm
-
-from imlbench.core.specs import ImlbenchError, did_you_mean, load_target
-from imlbench.execution.workers import job_outcome, run_limited, run_supervised
-from imlbench.harness.processes import parse_memory, preload, total_memory
+from imlbench.core.specs import ImlbenchError, did_you_mean
+from imlbench.execution.progress import Progress, say
+from imlbench.execution.workers import Execution, job_outcome, run_job, run_pool
+from imlbench.harness.probe import module_of, relative_costs
+from imlbench.harness.processes import preload
 from imlbench.harness.runner import RunRequest, cached_record
 from imlbench.store.records import prepare_out
 
@@ -40,6 +42,8 @@ SLURM_MARGIN_MINUTES = 5  # Slurm's own limit is a backstop: the job stops the r
 AUTO_JOBS = "auto"
 # the published runs peaked at 0.37-2.0 GB resident (rf on synthetic-defs highest): room for twice that
 MEMORY_PER_AUTO_JOB = 4 * 1024**3
+DEFAULT_SHARE = 0.75  # of the machine's memory, split between the parallel runs, when no limit is given
+UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 JOBS_HELP = (
     "a number, or auto (the default; IMLBENCH_JOBS sets another): one per CPU core, at most one per "
     "4 GiB of memory and per run to do"
@@ -58,6 +62,33 @@ def resolve_jobs(jobs: int | str, n_runs: int) -> int:
     return jobs
 
 
+def parse_memory(value: str | int | float | None, jobs: int = 1) -> int | None:
+    """A --memory-limit in bytes: "4G", "512M", "1.5G", a byte count, 0 = no limit; None = the
+    default: DEFAULT_SHARE of the machine's memory divided by the parallel runs."""
+    if value is None:
+        return int(total_memory() * DEFAULT_SHARE) // max(jobs, 1)
+    text = str(value).strip().upper().removesuffix("B").removesuffix("I")
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?)", text)
+    if isinstance(value, bool) or match is None:
+        raise ImlbenchError(f"bad memory limit {value!r}; expected e.g. 4G, 512M or 0 for no limit")
+    amount = int(float(match[1]) * UNITS[match[2]])
+    return amount or None
+
+
+def total_memory() -> int:
+    """The machine's memory, or the limit of this process's memory cgroup (v2 or v1) where lower."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/cgroup") as groups:
+        for kind, path in (line.rstrip("\n").split(":", 2)[1:] for line in groups):
+            v2 = kind == ""
+            limit = Path(
+                f"/sys/fs/cgroup{'' if v2 else '/memory'}{path}", "memory.max" if v2 else "memory.limit_in_bytes"
+            )
+            if kind in ("", "memory") and limit.exists() and limit.read_text().strip().isdigit():
+                total = min(total, int(limit.read_text()))
+    return total
+
+
 def default_jobs() -> str:
     """The command line's --jobs when none is given: IMLBENCH_JOBS, else auto."""
     return os.environ.get("IMLBENCH_JOBS", AUTO_JOBS)
@@ -73,16 +104,6 @@ def parse_jobs(text: str) -> int | str:
     return value
 
 
-def run_job(
-    request: RunRequest, out: str, force: bool, limit: float | None = None, memory_limit: int | None = None
-) -> dict[str, Any]:
-    """One run, as a picklable job for any engine. Returns {"record", "cached"} or {"problem"}.
-    With a limit the run executes in a supervised child process of the job."""
-    if limit is None:
-        return job_outcome(request, out, force, memory_limit=memory_limit)
-    return run_limited(request, out, force, limit, memory_limit)
-
-
 def check_timeout(timeout: float | None) -> None:
     if timeout is not None and (
         isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0 or math.isinf(timeout)
@@ -92,9 +113,7 @@ def check_timeout(timeout: float | None) -> None:
 
 def limit_for(request: RunRequest, timeout: float | None) -> float | None:
     """The run's wall-clock limit: `timeout` if given (0 = none), else its learner spec's `timeout`."""
-    if timeout is not None:
-        return float(timeout) or None
-    return request.learner.timeout
+    return Execution("", timeout=timeout).limit(request)
 
 
 @contextmanager
@@ -184,11 +203,12 @@ def drive(
     if isinstance(executor, str):
         check_executor(executor)
     prepare_out(out)
-    bar = tqdm(total=len(requests), unit="run", disable=quiet, file=sys.stderr, dynamic_ncols=True)
+    progress = Progress(len(requests), quiet)  # a bar on a terminal, else one line per finished run
     found: dict[int, dict[str, Any]] = {}  # id(request) -> record, returned in request order
     problems: list[str] = []
 
     def finish(request: RunRequest, outcome: dict[str, Any] | None, error: BaseException | None = None) -> None:
+        failures = len(problems)
         if error is not None:
             problems.append(f"{request.label()}: the job failed: {type(error).__name__}: {error}")
         elif "problem" in outcome:
@@ -197,63 +217,62 @@ def drive(
             record = found[id(request)] = outcome["record"]
             if record["status"] != "ok":
                 problems.append(f"{request.label()}: {record['error']}")
-            elif not quiet:
-                seconds = record.get("measurements", record).get("seconds", {})  # a run's, or a diagnostic's
-                how = "cached" if outcome["cached"] else f"{seconds.get('total', float('nan')):.1f}s"
-                bar.write(f"{request.label()}: {request.summary(record)} ({how})", file=sys.stderr)
-        bar.set_postfix(failed=len(problems), refresh=False)
-        bar.update(1)
-
-    shown = [0.0]
+        if len(problems) > failures:
+            progress.finished(request.label(), error=problems[-1])
+        else:
+            seconds = record.get("measurements", record).get("seconds", {})  # a run's, or a diagnostic's
+            took = None if outcome["cached"] else float(seconds.get("total", float("nan")))
+            progress.finished(request.label(), request.summary(record), took)
 
     def show(request: RunRequest, stage: str, checkpoint: int, detail: str) -> None:
-        if not quiet and time.monotonic() - shown[0] >= POLL_SECONDS:  # a learner may yield very often
-            bar.set_postfix_str(f"{request.label()}: {stage} checkpoint {checkpoint} {detail}".rstrip())
-            shown[0] = time.monotonic()
+        progress.stage(request.label(), stage, checkpoint, detail)
 
     try:
         todo = longest_first(_missing(requests, out, force, finish))
         preload(sorted({module for module in map(learner_module, todo) if module}))
-        jobs_ = [(request, limit_for(request, timeout)) for request in todo]
         jobs = resolve_jobs(jobs, len(todo))
-        _execute(jobs_, str(out), force, executor, jobs, finish, show, parse_memory(memory_limit, jobs))
+        execution = Execution(str(out), force, timeout, parse_memory(memory_limit, jobs))
+        _execute(todo, execution, executor, jobs, finish, show)
     finally:
-        bar.close()
+        progress.close()
     return [found[id(r)] for r in requests if id(r) in found], problems
 
 
 def learner_module(request) -> str | None:
-    """The module of a request's learner class (the fork servers import it once, not every run)."""
-    try:
-        return load_target("learner", request.learner.target).__module__
-    except ImlbenchError:
-        return None
+    """The module of a request's learner class where it is imlbench's own (the workers import it
+    once, not every run); None for a plugin's, which only its learner processes import."""
+    return module_of(request.learner.target)
 
 
 def longest_first(requests: list) -> list:
     """Runs ordered by their learner's declared `relative_cost`, longest first (stable otherwise), so
-    that parallel workers do not end a grid waiting on one long straggler started last."""
-
-    def cost(request) -> float:
-        try:
-            return float(load_target("learner", request.learner.target).tags.relative_cost)
-        except ImlbenchError:
-            return 1.0
-
-    return sorted(requests, key=cost, reverse=True)
+    that parallel workers do not end a grid waiting on one long straggler started last. A plugin's
+    cost is what the probe read in its own process."""
+    costs = relative_costs([request.learner for request in requests])
+    return sorted(requests, key=lambda request: costs.get(request.learner.target, 1.0), reverse=True)
 
 
 def _missing(requests: list[RunRequest], out, force: bool, finish) -> list[RunRequest]:
-    """The requests without a finished record; finished ones are reported as cached right away."""
+    """The requests without a finished record; finished ones are reported as cached right away. A run
+    whose record file is unreadable (truncated, edited) is recomputed, that file kept beside it as
+    `NAME.json.unreadable` and named in one line; the others are reused as they are."""
     if force:
         return list(requests)
     todo = []
     for request in requests:
         try:
             record = cached_record(request, Path(out))
-        except ImlbenchError as exc:  # an unreadable record: report it, keep going
-            finish(request, {"problem": str(exc)})
-            continue
+        except ImlbenchError as exc:  # an unreadable record: set it aside and recompute that run alone
+            path = request.path(Path(out))
+            aside = path.with_name(path.name + ".unreadable")
+            try:
+                path.replace(aside)
+            except OSError as moved:
+                finish(request, {"problem": f"{exc} (cannot set it aside: {moved.strerror or moved})"})
+                continue
+            why = str(exc).removesuffix("; delete it or rerun with --force")
+            say(f"imlbench: {why}; recomputing {request.label()} (the old file is kept as {aside.name})")
+            record = None
         if record is None:
             todo.append(request)
         else:
@@ -261,35 +280,26 @@ def _missing(requests: list[RunRequest], out, force: bool, finish) -> list[RunRe
     return todo
 
 
-def _execute(
-    jobs_: list[tuple[RunRequest, float | None]],
-    out: str,
-    force: bool,
-    executor,
-    jobs: int,
-    finish,
-    show,
-    memory: int | None = None,
-) -> None:
-    if not jobs_:
+def _execute(todo: list[RunRequest], execution: Execution, executor, jobs: int, finish, show) -> None:
+    """One worker per job locally (in the driver itself where one job runs without a time limit:
+    its learners are still forked by a worker); through `submit` on any other engine."""
+    if not todo:
         return
     if executor is not None and not isinstance(executor, str):
-        _poll(executor, jobs_, out, force, finish, memory)
+        _poll(executor, todo, execution, finish)
     elif (executor or "local") != "local":
-        longest = max((limit for _, limit in jobs_ if limit is not None), default=None)
-        with open_executor(executor, jobs, out, longest) as engine:
-            _poll(engine, jobs_, out, force, finish, memory)
-    elif jobs == 1 and all(limit is None for _, limit in jobs_):
-        for request, _ in jobs_:
-            finish(request, job_outcome(request, out, force, lambda *where, r=request: show(r, *where), memory))
+        longest = max((limit for limit in map(execution.limit, todo) if limit is not None), default=None)
+        with open_executor(executor, jobs, execution.out, longest) as engine:
+            _poll(engine, todo, execution, finish)
+    elif jobs == 1 and all(execution.limit(request) is None for request in todo):
+        for request in todo:
+            finish(request, job_outcome(request, execution, lambda *where, r=request: show(r, *where)))
     else:
-        run_supervised(jobs_, out, force, jobs, finish, show, memory)
+        run_pool(todo, execution, jobs, finish, show)
 
 
-def _poll(
-    engine: Any, jobs_: list[tuple[RunRequest, float | None]], out: str, force: bool, finish, memory: int | None = None
-) -> None:
-    pending = {engine.submit(run_job, request, out, force, limit, memory): request for request, limit in jobs_}
+def _poll(engine: Any, todo: list[RunRequest], execution: Execution, finish) -> None:
+    pending = {engine.submit(run_job, request, execution): request for request in todo}
     while pending:
         for future in [f for f in pending if f.done()]:
             request = pending.pop(future)

@@ -1,53 +1,57 @@
-"""Supervised worker processes: a run that hangs, exits its process or crashes it costs only itself.
+"""Workers: a run, and everything its learner starts, lives and dies under one supervisor.
 
-Each worker is a fresh Python started with `subprocess` (so it also works inside daemonic dask
-workers) that runs one request at a time, sent over a pipe, and reports its stage and checkpoint
-back. The supervisor knows which request every worker holds, so it can stop a run at its time limit
-or notice its worker died, write that run's error record, start a replacement worker and carry on;
-no other run is touched. Workers ignore SIGINT (Ctrl-C is the driver's to handle: it kills them) and
-exit on their own when their parent dies, so killing the driver leaves nothing running.
+A worker is a fresh Python (started with `subprocess`, so it also works inside daemonic dask workers)
+that imports imlbench, the grid's built-in learners and heavy libraries, then executes one run at a
+time: it forks the run's harness process, and the learner's process when the harness asks for it
+(`processes.Supervisor`), and owns the run's time limit, memory limit and process tree. The local
+engine is a pool of workers (`run_pool`); a dask or Slurm job with a time limit is one (`run_job`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
-import threading
+import socket
 import time
 from collections import deque
 from collections.abc import Callable
-from multiprocessing import Pipe
+from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
 from imlbench.core.errors import ImlbenchError
 from imlbench.harness import processes, remote
-from imlbench.harness.runner import RunRequest, failure_record, run_one
+from imlbench.harness.runner import failure_record, run_one
+from imlbench.store.records import environment
 
-# the parent watch starts before the (slow) imports: a supervisor may die while they run
-BOOT = (
-    "import json, os, sys, threading, time; sys.path[:] = json.loads(sys.argv[1]); "
-    "threading.Thread(target=lambda: [time.sleep(0.5) or os.getppid() == int(sys.argv[3]) or os._exit(1) "
-    "for _ in iter(int, 1)], daemon=True).start(); "
-    "from imlbench.execution.workers import serve; serve(int(sys.argv[2]), int(sys.argv[3]))"
-)
-PROGRESS_EVERY = 0.2  # seconds between a worker's progress messages (a stage change is sent at once)
-PARENT_CHECK = 0.5  # seconds between a worker's checks that its parent is alive
+PROGRESS_EVERY = 0.2  # seconds between a run's progress messages (a stage change is sent at once)
+GRACE = 10.0  # seconds a harness may take past its run's time limit to record it before it is killed
 
-Finish = Callable[[RunRequest, dict[str, Any]], None]
-OnProgress = Callable[[RunRequest, str, int, str], None]
+Finish = Callable[[Any, dict[str, Any]], None]
+OnProgress = Callable[[Any, str, int, str], None]
 
 
-def job_outcome(
-    request: RunRequest, out: str, force: bool, progress=None, memory_limit: int | None = None
-) -> dict[str, Any]:
-    """One run. Returns {"record", "cached"} or {"problem"} (a corrupt record, an unwritable folder)."""
+@dataclass(frozen=True)
+class Execution:
+    """How the runs of a grid execute: where records go, whether finished ones run again, the time
+    limit (seconds; 0 = none; None = each learner spec's own `timeout`) and the memory limit of each
+    run's learner (bytes; None = none)."""
+
+    out: str
+    force: bool = False
+    timeout: float | None = None
+    memory: int | None = None
+
+    def limit(self, request: Any) -> float | None:
+        return (float(self.timeout) or None) if self.timeout is not None else request.learner.timeout
+
+
+def job_outcome(request: Any, execution: Execution, progress=None) -> dict[str, Any]:
+    """One run in this process (its learner in a process of its own). Returns {"record", "cached"}
+    or {"problem"} (a corrupt record, an unwritable folder)."""
     try:
-        record, cached = run_one(request, Path(out), force=force, progress=progress, memory_limit=memory_limit)
+        record, cached = run_one(request, Path(execution.out), execution.force, progress, execution.memory)
     except ImlbenchError as exc:
         return {"problem": str(exc)}
     except OSError as exc:
@@ -59,216 +63,161 @@ def job_outcome(
 # the worker side
 
 
-def serve(fd: int, parent: int | None = None) -> None:
-    """A worker's loop: receive (request, out, force, memory limit), run it, send the outcome; exit
-    on EOF. It names each learner process group it starts, for the supervisor to kill at a limit.
-    `parent`: the supervisor's pid (it may die while this worker still imports)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    conn = Connection(fd)
-    _exit_with_parent(os.getppid() if parent is None else parent)
-    remote.announce = lambda pgid: conn.send(("learner", pgid))
-    try:
-        processes.warm_up()  # before "ready": no run's time limit pays for the fork server's imports
-        conn.send(("ready",))
-        while True:
-            request, out, force, memory_limit = conn.recv()
-            conn.send(("done", job_outcome(request, out, force, _Reporter(conn), memory_limit)))
-    except (EOFError, OSError):  # the supervisor closed the pipe or is gone: nothing left to do
-        return
+def serve(fd: int, modules: list[str]) -> None:
+    environment()  # what every record says of the machine (torch's CPU capability: seconds), found once
+    _Worker(Connection(fd), remote.serve_learner).serve(modules)
 
 
-class _Reporter:
-    """Sends (stage, checkpoint) to the supervisor, at most every PROGRESS_EVERY seconds per stage."""
+class _Worker(processes.Supervisor):
+    """A supervisor that also runs requests ("run", request, execution) from the driver, sending
+    ("progress", stage, checkpoint, detail) and ("done", outcome) back."""
 
-    def __init__(self, conn: Connection):
-        self.conn, self.stage, self.sent = conn, None, 0.0
+    run: tuple | None = None  # (request, execution, started, connection to its harness)
+    where: tuple = ("starting", 0)
 
-    def __call__(self, stage: str, checkpoint: int, detail: str) -> None:
-        now = time.monotonic()
-        if stage != self.stage or now - self.sent >= PROGRESS_EVERY:
-            self.conn.send(("progress", stage, checkpoint, detail))
-            self.stage, self.sent = stage, now
+    def handle(self, client: Connection, message: tuple) -> None:
+        if message[0] == "run":
+            self.start_run(*message[1:])
+        elif message[0] == "progress":
+            self.where = message[1:3]
+            self.clients[0].send(message)
+        elif message[0] == "done":
+            self.end_run(message[1])
+        else:
+            super().handle(client, message)
 
+    def start_run(self, request: Any, execution: Execution) -> None:
+        ours, theirs = socket.socketpair()
+        if (pid := os.fork()) == 0:  # the run's harness process; this worker forks its learner
+            try:
+                self.child(theirs.fileno())
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                conn, last = Connection(theirs.detach()), ["", 0.0]
+                remote.use_host(remote.Host(conn, None, execution.limit(request), execution.memory))
 
-def _exit_with_parent(parent: int) -> None:
-    def watch() -> None:
-        while True:
-            time.sleep(PARENT_CHECK)
-            if os.getppid() != parent:
-                os._exit(1)
+                def progress(stage: str, checkpoint: int, detail: str) -> None:  # a stage change at once
+                    if stage != last[0] or time.monotonic() - last[1] >= PROGRESS_EVERY:
+                        conn.send(("progress", stage, checkpoint, detail))
+                        last[:] = [stage, time.monotonic()]
 
-    threading.Thread(target=watch, daemon=True, name="imlbench-parent-watch").start()
+                conn.send(("done", job_outcome(request, execution, progress)))
+            finally:
+                os._exit(0)
+        self.spare, self.where = pid, ("starting", 0)
+        self.run = (request, execution, time.monotonic(), Connection(ours.detach()))
+        self.clients.append(self.run[3])
+
+    def lost(self, client: Connection) -> None:
+        super().lost(client)
+        if self.run and client is self.run[3]:  # the harness ended without an outcome
+            self.end_learner()
+            status = processes.EXITED[self.spare] if self.spare in processes.EXITED else os.waitpid(self.spare, 0)[1]
+            self.fail(f"the worker process died ({processes.how(os.waitstatus_to_exitcode(status))})")
+
+    def check(self) -> None:
+        super().check()
+        limit = self.run and self.run[1].limit(self.run[0])
+        if limit and time.monotonic() - self.run[2] > limit + GRACE:
+            self.fail(f"timed out after {limit:g} s")
+
+    def fail(self, why: str) -> None:
+        request, execution, started, _ = self.run
+        what = f"{why} at stage {self.where[0]}, checkpoint {self.where[1]}"
+        try:
+            record = failure_record(request, Path(execution.out), what, seconds=time.monotonic() - started)
+        except OSError as exc:
+            return self.end_run({"problem": f"{request.label()}: {why}; cannot write its record: {exc}"})
+        self.end_run({"record": record, "cached": False})
+
+    def end_run(self, outcome: dict[str, Any]) -> None:
+        """Kill everything the run left (its harness included), then report its outcome."""
+        processes.kill_tree(os.getpid())
+        processes.reap()
+        processes.EXITED.clear()
+        if self.run[3] in self.clients:
+            self.clients.remove(self.run[3])
+        self.run[3].close()
+        self.run = self.learner = self.spare = None
+        self.clients[0].send(("done", outcome))
 
 
 # --------------------------------------------------------------------------------------------
-# the supervisor side
+# the driver side
 
 
-class _Worker:
-    """A worker process, the request it holds, since when, and the last place it reported."""
+class _Handle:
+    """A worker process as the driver sees it, and the request it holds."""
 
     def __init__(self) -> None:
-        self.conn, child = Pipe()
-        path = json.dumps([str(p) for p in sys.path])  # plugins importable here are importable there
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", BOOT, path, str(child.fileno()), str(os.getpid())], pass_fds=[child.fileno()]
-        )
-        child.close()
-        self.ready = False
-        self.job: tuple[RunRequest, float | None] | None = None
-        self.started = 0.0
-        self.where: tuple[str, int] = ("starting", 0)
-        self.learners: set[int] = set()  # process groups of the current run's learner
-
-    def start(self, job: tuple[RunRequest, float | None], out: str, force: bool, memory_limit: int | None) -> None:
-        self.conn.send((job[0], out, force, memory_limit))
-        self.job, self.started, self.where = job, time.monotonic(), ("starting", 0)
-
-    def overdue(self, now: float) -> bool:
-        return self.job is not None and self.job[1] is not None and now - self.started > self.job[1]
-
-    def messages(self) -> list[tuple]:
-        """Everything the worker sent so far; ("died",) last when its pipe closed."""
-        found = []
-        try:
-            while self.conn.poll():
-                found.append(self.conn.recv())
-        except (EOFError, OSError):
-            found.append(("died",))
-        return found
-
-    def kill(self) -> None:
-        """Kill the process and its learner's group; its pipe stays open so what it sent before dying
-        can still be read."""
-        self.proc.kill()
-        self.proc.wait()
-        self.kill_learners()
-
-    def kill_learners(self) -> None:
-        for pgid in self.learners:
-            processes.kill_group(pgid)
-        self.learners.clear()
+        self.proc, self.conn = remote.start_worker(__name__)
+        self.ready, self.request = False, None
 
     def stop(self, kill: bool) -> None:
-        if kill:
-            self.proc.kill()
-            self.kill_learners()
-        self.conn.close()  # an idle worker exits on EOF
+        """Close its socket (an idle worker exits); with `kill`, SIGTERM it (it kills its run first)."""
+        if kill and self.proc.poll() is None:
+            self.proc.terminate()
+        self.conn.close()
         try:
             self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
+        except Exception:  # noqa: BLE001 - a worker that does not go: stop it and kill its tree here
+            os.kill(self.proc.pid, signal.SIGSTOP)
+            processes.kill_tree(self.proc.pid)
             self.proc.kill()
             self.proc.wait()
 
-    def exit_status(self) -> str:
-        code = self.proc.wait()
-        if code < 0:
-            return f"killed by signal {signal.Signals(-code).name}"
-        return f"exit status {code}"
 
-
-def run_supervised(
-    jobs: list[tuple[RunRequest, float | None]],
-    out: str,
-    force: bool,
-    size: int,
-    finish: Finish,
-    on_progress: OnProgress | None = None,
-    memory_limit: int | None = None,
-) -> None:
-    """Run (request, time limit or None) jobs on `size` workers, calling finish(request, outcome)
-    for each; a job past its limit or whose worker died gets an error record naming where it was."""
-    queue = deque(jobs)
-    workers = [_Worker() for _ in range(min(size, len(queue)))]
+def run_pool(requests: list, execution: Execution, size: int, finish: Finish, on_progress: OnProgress | None = None):
+    """Run the requests on `size` workers, calling finish(request, outcome) for each; a run whose
+    worker died (not its learner: a worker runs no plugin code) is reported, and a new worker takes
+    its place."""
+    queue = deque(requests)
+    workers = [_Handle() for _ in range(min(size, len(queue)))]
     clean = False
     try:
-        while queue or any(w.job for w in workers):
+        while queue or any(w.request is not None for w in workers):
             for worker in workers:
-                if worker.ready and worker.job is None and queue:
-                    worker.start(queue.popleft(), out, force, memory_limit)
-            wait([w.conn for w in workers], timeout=_next_deadline(workers))
-            alive = []
-            for worker in workers:
-                if not _attend(worker, out, finish, on_progress):
-                    alive.append(worker)
-                elif queue:  # replace a worker that died or was stopped
-                    alive.append(_Worker())
-            workers = alive
+                if worker.ready and worker.request is None and queue:
+                    worker.request = queue.popleft()
+                    worker.conn.send(("run", worker.request, execution))
+            ready = wait([w.conn for w in workers])
+            for worker in [w for w in workers if w.conn in ready]:
+                if not _read(worker, finish, on_progress):
+                    workers.remove(worker)
+                    if queue:
+                        workers.append(_Handle())
         clean = True
     finally:
         for worker in workers:
             worker.stop(kill=not clean)
 
 
-def _next_deadline(workers: list[_Worker]) -> float:
-    now = time.monotonic()
-    left = [w.started + w.job[1] - now for w in workers if w.job is not None and w.job[1] is not None]
-    return max(0.0, min(left + [1.0]))
-
-
-def _attend(worker: _Worker, out: str, finish: Finish, on_progress: OnProgress | None) -> bool:
-    """Handle a worker's messages and its time limit. Returns True when the worker is gone."""
-    if not _read(worker, worker.messages(), finish, on_progress):
-        if worker.job is not None:
-            _record_failure(worker, out, finish, f"the worker process died ({worker.exit_status()})")
-        elif not worker.ready:
-            raise ImlbenchError(
-                f"a worker process failed to start ({worker.exit_status()}); its error is printed above"
-            )
+def _read(worker: _Handle, finish: Finish, on_progress: OnProgress | None) -> bool:
+    """Apply a worker's next message; False when it is gone."""
+    try:
+        message = worker.conn.recv()
+    except (EOFError, OSError):
+        how = processes.how(worker.proc.wait())
+        if worker.request is None and not worker.ready:
+            raise ImlbenchError(f"a worker process failed to start ({how}); its error is printed above") from None
+        if worker.request is not None:  # its run is retried by a rerun
+            finish(worker.request, {"problem": f"{worker.request.label()}: the worker process died ({how})"})
         worker.stop(kill=True)
-        return True
-    if worker.overdue(time.monotonic()):
-        worker.kill()
-        _read(worker, worker.messages(), finish, on_progress)  # it may have finished meanwhile
-        if worker.job is not None:
-            _record_failure(worker, out, finish, f"timed out after {worker.job[1]:g} s")
-        worker.stop(kill=True)
-        return True
-    return False
-
-
-def _read(worker: _Worker, messages: list[tuple], finish: Finish, on_progress: OnProgress | None) -> bool:
-    """Apply a worker's messages; False when its pipe closed (the process is gone)."""
-    for message in messages:
-        if message[0] == "ready":
-            worker.ready = True
-        elif message[0] == "learner":
-            worker.learners.add(message[1])
-        elif message[0] == "progress" and worker.job is not None:
-            worker.where = (message[1], message[2])
-            if on_progress:
-                on_progress(worker.job[0], *message[1:])
-        elif message[0] == "done" and worker.job is not None:
-            request, worker.job = worker.job[0], None
-            worker.learners.clear()  # the worker ended its learner's group itself
-            finish(request, message[1])
-        elif message[0] == "died":
-            return False
+        return False
+    if message[0] == "ready":
+        worker.ready = True
+    elif message[0] == "progress" and on_progress:
+        on_progress(worker.request, *message[1:])
+    elif message[0] == "done":
+        request, worker.request = worker.request, None
+        finish(request, message[1])
     return True
 
 
-def _record_failure(worker: _Worker, out: str, finish: Finish, what: str) -> None:
-    request, worker.job = worker.job[0], None
-    stage, checkpoint = worker.where
-    try:
-        record = failure_record(
-            request,
-            Path(out),
-            f"{what} at stage {stage}, checkpoint {checkpoint}",
-            seconds=time.monotonic() - worker.started,
-        )
-    except OSError as exc:
-        finish(request, {"problem": f"{request.label()}: {what}; cannot write its record: {exc}"})
-        return
-    finish(request, {"record": record, "cached": False})
-
-
-def run_limited(
-    request: RunRequest, out: str, force: bool, limit: float | None, memory_limit: int | None = None
-) -> dict[str, Any]:
-    """One run in its own supervised worker: how an engine job (dask, Slurm) enforces a time limit."""
+def run_job(request: Any, execution: Execution) -> dict[str, Any]:
+    """One run as a picklable job for any engine. Returns {"record", "cached"} or {"problem"}.
+    With a time limit the run executes in a worker of the job's."""
+    if execution.limit(request) is None:
+        return job_outcome(request, execution)
     outcomes: list[dict[str, Any]] = []
-    run_supervised(
-        [(request, limit)], out, force, 1, lambda _, outcome: outcomes.append(outcome), memory_limit=memory_limit
-    )
+    run_pool([request], execution, 1, lambda _, outcome: outcomes.append(outcome))
     return outcomes[0]

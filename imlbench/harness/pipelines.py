@@ -9,6 +9,7 @@ from typing import Any
 from imlbench.core.errors import ImlbenchError
 from imlbench.core.pipelines import Pipeline, Step
 from imlbench.core.protocol import Learner
+from imlbench.harness.remote import checked_fit
 
 STAGE2_PREFIX = "stage2_"
 
@@ -25,10 +26,10 @@ def start_step(learner: Learner, step_index: int, step: Step, data: Any) -> Iter
     """The fit of one step: the first starts the learner, a later stage-1 step continues it with the
     stage-1 settings, a stage-2 step continues it with its own."""
     if step_index == 0:
-        return learner.fit(data)
+        return checked_fit(learner.fit(data), learner, "fit")
     if step.settings == "stage1":
         return continue_as_stage1(learner, data)
-    return learner.continue_fit(data)
+    return checked_fit(learner.continue_fit(data), learner, "continue_fit")
 
 
 def continue_as_stage1(learner: Learner, data: Any) -> Iterator[None]:
@@ -47,6 +48,6 @@ def continue_as_stage1(learner: Learner, data: Any) -> Iterator[None]:
     saved = {k: params[k] for k in stage1_values}
     learner.set_params(**stage1_values)
     try:
-        yield from learner.continue_fit(data)
+        yield from checked_fit(learner.continue_fit(data), learner, "continue_fit")
     finally:
         learner.set_params(**saved)

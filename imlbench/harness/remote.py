@@ -1,18 +1,13 @@
 """A run's learner in its own process: the answer key never lives where the learner's code runs.
 
-`RemoteLearner` is the harness's handle on a learner that executes in a fresh child process (forked
-from the fork server of `imlbench.harness.processes`, in a process group of its own). It offers what
-the runner uses of a `Learner` (get_params/set_params, get_tags, supports, supported_views,
-fit/continue_fit as generators whose next() advances the child's generator by one checkpoint,
-predict, run_info_) as messages over a pipe. The child receives training data and target-free
-queries only; the `Evaluator` stays in the harness, so no stack walk or heap scan in the learner can
-find the targets, and whatever the learner patches in its process dies with it.
-
-The harness reads the child's replies with an unpickler that builds only plain data and numpy
-arrays: a learner cannot make the harness run code by sending it a crafted object.
-
-Diagnostics (`imlbench.harness.diagnostics`) read a learner's internals (gradients, hidden states)
-and still run the learner in the harness process.
+`RemoteLearner` is the harness's handle on a learner executing in a process of its own, forked by a
+worker (`processes.Supervisor`: the one this harness process was forked from, or one this thread
+starts) that owns its limits and every process it starts. It offers what the runner uses of a
+`Learner` (fit and continue_fit as generators whose next() advances the learner's by one checkpoint)
+as messages over a socket. The learner receives training data and target-free queries only; replies
+are read with an unpickler that builds only plain data and numpy arrays, so a learner cannot make the
+harness run code. Plugin code runs in learner processes only (the driver asks `harness.probe`);
+diagnostics read a learner's internals and run it in the harness process.
 """
 
 from __future__ import annotations
@@ -20,15 +15,19 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import io
+import json
 import os
 import pickle
 import resource
-import signal
+import subprocess
 import sys
 import threading
+import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from multiprocessing import Pipe
 from multiprocessing.connection import Connection, wait
+from multiprocessing.reduction import recv_handle
 from typing import Any
 
 import numpy as np
@@ -38,32 +37,24 @@ from imlbench.core.protocol import LearnerTags
 from imlbench.harness import processes
 from imlbench.harness.processes import LearnerDied
 
+# a worker: its parent's death (PR_SET_PDEATHSIG) is checked before the slow imports
+BOOT = (
+    "import ctypes, importlib, json, os, sys; getattr(ctypes.CDLL(None), 'prctl', min)(1, 15, 0, 0, 0); "
+    "os.getppid() == int(sys.argv[3]) or sys.exit(1); sys.path[:] = json.loads(sys.argv[1]); "
+    "importlib.import_module(sys.argv[4]).serve(int(sys.argv[2]), sys.argv[5].split(','))"
+)
+SAFE_GLOBALS = {
+    *((m, n) for m in ("numpy._core.multiarray", "numpy.core.multiarray") for n in ("_reconstruct", "scalar")),
+    *((m, "_frombuffer") for m in ("numpy._core.numeric", "numpy.core.numeric")),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    *(("builtins", n) for n in ("set", "frozenset", "complex", "slice", "range", "bytearray")),
+    ("collections", "OrderedDict"),
+}
+
 
 class LearnerError(Exception):
     """Stands for an exception of a learner's own class, raised in its process (named alike)."""
-
-
-# A supervised worker sets this to tell its supervisor each learner process group it starts, so
-# that a time limit kills the group along with the worker.
-announce: Callable[[int], None] | None = None
-
-SAFE_GLOBALS = {
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.numeric", "_frombuffer"),
-    ("numpy.core.numeric", "_frombuffer"),
-    ("builtins", "set"),
-    ("builtins", "frozenset"),
-    ("builtins", "complex"),
-    ("builtins", "slice"),
-    ("builtins", "range"),
-    ("builtins", "bytearray"),
-    ("collections", "OrderedDict"),
-}
 
 
 class _PlainUnpickler(pickle.Unpickler):
@@ -79,43 +70,78 @@ def plain_loads(data: bytes) -> Any:
     return _PlainUnpickler(io.BytesIO(data)).load()
 
 
+def start_worker(module: str) -> tuple[subprocess.Popen, Connection]:
+    """A fresh Python serving `module.serve(fd, preload)` on a socket to this process, dying with it."""
+    conn, child = Pipe()
+    argv = [json.dumps(sys.path), str(child.fileno()), str(os.getpid()), module, ",".join(processes.PRELOAD)]
+    proc = subprocess.Popen([sys.executable, "-c", BOOT, *argv], pass_fds=[child.fileno()])
+    child.close()
+    return proc, conn
+
+
+def serve(fd: int, modules: list[str]) -> None:
+    """A worker that only hosts learners (for a harness that runs outside the worker pool)."""
+    processes.Supervisor(Connection(fd), serve_learner).serve(modules)
+
+
+class Host:
+    """The worker a thread's learners are forked by, and the limits of the run it executes."""
+
+    def __init__(self, conn: Connection, proc: subprocess.Popen | None = None, limit=None, memory=None):
+        self.conn, self.proc, self.limit, self.memory, self.start = conn, proc, limit, memory, time.monotonic()
+        self.modules = list(processes.PRELOAD)  # what it imported before forking
+
+    def learner(self, memory: int | None) -> tuple[Connection, int]:
+        self.conn.send(("learner", self.limit, self.start, memory or self.memory))
+        while (pid := self.next("learner")) is None:
+            pass
+        return Connection(recv_handle(self.conn)), pid
+
+    def next(self, kind: str, pid: int | None = None) -> Any:
+        """The last field of the next message if it is of this kind (and learner), else None."""
+        try:
+            message = self.conn.recv()
+        except (EOFError, OSError):
+            raise LearnerDied("the learner's worker process died") from None
+        return message[-1] if message[0] == kind and pid in (None, message[1]) else None
+
+
+_local = threading.local()
+
+
+def host() -> Host:
+    """This thread's host: set by the worker that runs this harness, else a worker started now (and
+    again where it ended, or lacks modules that were preloaded since)."""
+    old = getattr(_local, "host", None)
+    if old is None or old.proc and (old.proc.poll() is not None or old.modules != processes.PRELOAD):
+        if old is not None:
+            old.conn.close()  # it exits
+        _local.host = Host(*reversed(start_worker(__name__)))
+    return _local.host
+
+
+def use_host(value: Host | None) -> None:
+    _local.host = value
+
+
 # --------------------------------------------------------------------------------------------
 # the harness side
 
 
 class RemoteLearner:
-    """The harness's proxy of one run's learner, built from its spec in a fresh child process."""
+    """The harness's proxy of one run's learner, built from its spec in a fresh learner process.
+    `memory_limit` (bytes; else the run's, where a worker runs it) bounds the learner's process tree."""
 
     def __init__(self, spec: Any, memory_limit: int | None = None):
-        ctx = processes.context()
-        self._conn, child_conn = ctx.Pipe()
-        alive_r, self._alive = ctx.Pipe(duplex=False)  # EOF in the child: the harness is gone
-        self._proc = ctx.Process(target=serve, args=(child_conn, alive_r), name="imlbench-learner")
-        with processes.children_allowed():
-            self._proc.start()
-        child_conn.close()
-        alive_r.close()
-        self._why: str | None = None  # set by the memory watch before it kills the group
-        self._busy, self._watch, self.pgid, self._tags = True, None, None, None
+        self.host = host()
+        self._conn, self.pid = self.host.learner(memory_limit)
+        self._busy, self._tags = False, None
         try:
-            self.pgid = self._reply()
-            if announce:
-                announce(self.pgid)
-            if memory_limit:
-                self._watch = processes.MemoryWatch(
-                    lambda: processes.group_rss(self.pgid), memory_limit, self._exceeded
-                )
-            if self._call("setup", list(sys.path), dict(os.environ), os.getcwd(), spec):
+            if self._call("setup", spec, sys.path, dict(os.environ), os.getcwd()):
                 self.predict_scores = self._predict_scores  # offered only where the learner has it
         except BaseException:
             self.close()
             raise
-
-    def _exceeded(self, why: str) -> None:
-        self._why = why
-        processes.kill_group(self.pgid)
-
-    # -- messages
 
     def _call(self, *message: Any) -> Any:
         if self._busy:
@@ -123,39 +149,25 @@ class RemoteLearner:
         self._busy = True
         try:
             self._conn.send(message)
-        except (BrokenPipeError, ConnectionResetError, EOFError):
+        except OSError:
             pass  # it died: _reply says how
         return self._reply()
 
     def _reply(self) -> Any:
-        """The child's answer (its exception raised here), or LearnerDied when it ended instead."""
-        while True:
-            ready = wait([self._conn, self._proc.sentinel])
-            if self._conn in ready:
-                try:
-                    kind, *rest = plain_loads(self._conn.recv_bytes())
-                except (EOFError, OSError):
-                    raise LearnerDied(self._death()) from None
-                self._busy = False
-                if kind == "error":
-                    raise rebuild(*rest)
-                return rest[0]
-            if not self._proc.is_alive():
-                raise LearnerDied(self._death())
-
-    def _death(self) -> str:
-        self._proc.join(5)
-        self._proc.kill()
-        if self.pgid:
-            processes.kill_group(self.pgid)
-        if self._why:
-            return self._why
-        code = self._proc.exitcode
-        if code is not None and code < 0:
-            return f"the worker process died (killed by signal {signal.Signals(-code).name})"
-        return f"the worker process died (exit status {code})"
-
-    # -- the Learner interface the runner uses
+        """The learner's answer (its exception raised here), or LearnerDied when it ended instead."""
+        while self._conn not in wait([self._conn, self.host.conn]):
+            if (why := self.host.next("ended", self.pid)) is not None:  # else one about an earlier learner
+                raise LearnerDied(why)
+        try:
+            kind, *rest = plain_loads(self._conn.recv_bytes())
+        except (EOFError, OSError):
+            while (why := self.host.next("ended", self.pid)) is None:
+                pass
+            raise LearnerDied(why) from None
+        self._busy = False
+        if kind == "error":
+            raise rebuild(*rest)
+        return rest[0]
 
     def get_params(self) -> dict[str, Any]:
         return self._call("call", "get_params", (), {})
@@ -165,8 +177,8 @@ class RemoteLearner:
         return self
 
     def get_tags(self) -> LearnerTags:
-        if self._tags is None:  # plain data over the pipe, the tags object rebuilt here
-            self._tags = LearnerTags(**self._call("tags"))
+        if self._tags is None:  # plain data over the socket, the tags object rebuilt here
+            self._tags = tags_of(self._call("tags"))
         return self._tags
 
     def supports(self, capability: str) -> bool:
@@ -194,7 +206,7 @@ class RemoteLearner:
             while self._call("next"):
                 yield
         finally:
-            if not self._busy and self._proc.is_alive():
+            if not self._busy:
                 self._call("close")
 
     def predict(self, queries: Any) -> np.ndarray:
@@ -203,24 +215,23 @@ class RemoteLearner:
     def _predict_scores(self, queries: Any, candidates: np.ndarray) -> np.ndarray:
         return self._call("array", "predict_scores", queries, candidates)
 
-    # -- lifetime
-
     def close(self) -> None:
-        """Kill the learner's whole process group (nothing it started survives the run)."""
-        if self._watch:
-            self._watch.stop()
-        if self.pgid:
-            processes.kill_group(self.pgid)
-        self._proc.kill()
-        self._proc.join()
+        """End the learner's process and everything it started."""
+        try:
+            self.host.conn.send(("release",))
+        except OSError:
+            pass  # the worker is gone, and its learners with it
         self._conn.close()
-        self._alive.close()
 
     def __enter__(self) -> RemoteLearner:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def tags_of(found: dict[str, Any]) -> LearnerTags:
+    return LearnerTags(**{f.name: found[f.name] for f in dataclasses.fields(LearnerTags) if f.name in found})
 
 
 def rebuild(module: str, name: str, args: tuple, message: str, trace: str) -> BaseException:
@@ -244,50 +255,23 @@ def rebuild(module: str, name: str, args: tuple, message: str, trace: str) -> Ba
 # the learner side
 
 
-def serve(conn: Connection, alive: Connection) -> None:
-    """A learner process: lead a new process group, then build the learner and answer the harness
-    until it goes (the pipe closes) or kills the group."""
+def serve_learner(conn: Connection) -> None:
+    """A learner process (in a session of its own, away from the terminal's Ctrl-C): build the
+    learner, then answer the harness until it goes."""
     os.setsid()
-    _die_with_harness(alive)
-    conn.send(("ok", os.getpid()))
-    learner, fit = None, None
+    state: dict[str, Any] = {}
     while True:
         try:
             message = conn.recv()
         except (EOFError, OSError):
-            os._exit(0)
+            return
         try:
-            if message[0] == "setup":
-                learner = _setup(*message[1:])
-                reply = callable(getattr(learner, "predict_scores", None))
-            elif message[0] in ("start", "next", "close"):
-                fit, reply = _step(learner, fit, message)
-            else:
-                reply = _answer(learner, message)
-            payload = pickle.dumps(("ok", reply), protocol=5)
+            payload = pickle.dumps(("ok", _answer(state, *message)), protocol=5)
         except BaseException as exc:  # noqa: BLE001 - everything the learner raises goes to the harness
-            payload = pickle.dumps(
-                (
-                    "error",
-                    type(exc).__module__,
-                    type(exc).__qualname__,
-                    _simple_args(exc),
-                    str(exc),
-                    "".join(traceback.format_exception(exc)),
-                ),
-                protocol=5,
-            )
+            args = tuple(a for a in exc.args if isinstance(a, (str, int, float, bool, type(None))))
+            trace = "".join(traceback.format_exception(exc))
+            payload = pickle.dumps(("error", type(exc).__module__, type(exc).__qualname__, args, str(exc), trace))
         conn.send_bytes(payload)
-
-
-def _setup(path: list[str], environ: dict[str, str], cwd: str, spec: Any) -> Any:
-    """The harness's import path (so its entry points are this process's too), environment and
-    folder, then the learner, built from its spec."""
-    sys.path[:] = path
-    os.environ.clear()
-    os.environ.update(environ)
-    os.chdir(cwd)
-    return spec.build()
 
 
 def close_fit(fit: Iterator[None] | None) -> None:
@@ -297,28 +281,28 @@ def close_fit(fit: Iterator[None] | None) -> None:
         closer()
 
 
-def _step(learner: Any, fit: Iterator[None] | None, message: tuple) -> tuple[Iterator[None] | None, Any]:
-    if message[0] == "start":
-        return getattr(learner, message[1])(message[2]), None
-    if message[0] == "close":
-        close_fit(fit)
-        return None, None
-    try:
-        next(fit)
-    except StopIteration:
-        return fit, False
-    return fit, True
-
-
-def _answer(learner: Any, message: tuple) -> Any:
-    kind = message[0]
+def _answer(state: dict[str, Any], kind: str, *args: Any) -> Any:
+    learner, end = state.get("learner"), object()
+    if kind == "setup":  # the harness's import path (its plugins importable here), environment and folder
+        spec, sys.path[:], environ, cwd = args
+        os.environ.clear()
+        os.environ.update(environ)
+        os.chdir(cwd)
+        state["learner"] = spec.build()
+        return callable(getattr(state["learner"], "predict_scores", None))
+    if kind in ("start", "close"):
+        close_fit(state.pop("fit", None))
+        state["fit"] = checked_fit(getattr(learner, args[0])(args[1]), learner, args[0]) if kind == "start" else None
+        return None
+    if kind == "next":
+        return next(state["fit"], end) is not end
     if kind == "call":
-        result = getattr(learner, message[1])(*message[2], **message[3])
-        return None if message[1] == "set_params" else result
+        result = getattr(learner, args[0])(*args[1], **args[2])
+        return None if args[0] == "set_params" else result
     if kind == "attribute":
-        return getattr(learner, message[1], None)
+        return getattr(learner, args[0], None)
     if kind == "array":
-        predicted = np.asarray(getattr(learner, message[1])(*message[2:]))
+        predicted = np.asarray(getattr(learner, args[0])(*args[1:]))
         # an object array would carry arbitrary objects; the harness rejects its dtype as it is
         return np.full(predicted.shape, None, dtype=object) if predicted.dtype == object else predicted
     if kind == "tags":
@@ -328,18 +312,12 @@ def _answer(learner: Any, message: tuple) -> Any:
     raise ValueError(f"unknown message {kind!r}")
 
 
-def _simple_args(exc: BaseException) -> tuple:
-    return tuple(a for a in exc.args if isinstance(a, (str, int, float, bool, type(None))))
-
-
-def _die_with_harness(alive: Connection) -> None:
-    """When the harness process goes (killed at a time limit, its driver killed), end this group."""
-
-    def watch() -> None:
-        try:
-            alive.recv_bytes()
-        except (EOFError, OSError):
-            pass
-        processes.kill_group(0)
-
-    threading.Thread(target=watch, daemon=True, name="imlbench-harness-watch").start()
+def checked_fit(fit: Any, learner: Any, method: str) -> Iterator[None]:
+    """A learner's fit as the contract has it, an iterator (a generator that yields at checkpoints);
+    anything else is a TypeError that says so, not "'list' object is not an iterator" later."""
+    if not hasattr(fit, "__next__"):
+        raise TypeError(
+            f"{type(learner).__name__}.{method} returned {type(fit).__name__}, not a generator: "
+            f"Learner.{method} must `yield` once per checkpoint (PROTOCOL §3; see imlbench.testing)"
+        )
+    return fit

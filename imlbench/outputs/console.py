@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import math
+import re
+import shlex
 from typing import Any
 
 import pandas as pd
 from scipy import stats
 
-from imlbench.scoring.verdicts import ALPHA, SCORING_VERSION
+from imlbench.core.pipelines import get_pipeline, pipeline_names
+from imlbench.core.specs import search_space_of, target_class
+from imlbench.scoring.statistics import MIN_SEEDS_FOR_EFFECT, POWER
+from imlbench.scoring.verdicts import ALPHA, DEFAULT_MARGIN, SCORING_VERSION, guard_notes
 from imlbench.store.results import (
     PARAM_PREFIX,
     effects_of,
 )
+
+MOST_SEEDS_SUGGESTED = 200  # past this many seeds, more seeds is no advice: search for less spread instead
 
 
 def verdict_sentence(row: pd.Series | dict[str, Any]) -> str:
@@ -37,6 +44,161 @@ def verdict_sentence(row: pd.Series | dict[str, Any]) -> str:
     if row.get("n_failed"):
         extras.append(f"{row['n_failed']} failed")
     return f"{text} ({'; '.join(extras)})"
+
+
+def verdict_line(row: pd.Series | dict[str, Any], out: str | None = None) -> str:
+    """One leaderboard row for the console: its verdict, why, and, where the row cannot inform (a
+    null by construction, a guard, a censored difference, too few seeds), the command that would.
+    e.g. "rf two-stage on synthetic-defs: inconclusive — ... (a null by construction; effect ...)."
+    then "  Informative: imlbench run --learner rf --task synthetic-defs --pipeline one-stage ..."."""
+    reason, kind = verdict_reason(row)
+    head = f"{row['learner']} {row['pipeline']} on {row['task']}: {row['verdict']} — {reason}."
+    command = next_command(row, kind, out)
+    return head + (f"\n  Informative: {command}" if command else "")
+
+
+def verdict_reason(row: pd.Series | dict[str, Any]) -> tuple[str, str]:
+    """(why the row's verdict is what it is, read from its columns; what run would inform instead:
+    "pipeline" (one without a stage 1: the row is a null by construction), "search" (the learner
+    could not be measured here: a guard, or d1 and d2 at the ceiling), "seeds" (the tests need more
+    seeds), or "" (the row is informative, or nothing run by imlbench would help))."""
+    n, margin = int(row["n_seeds"]), _margin(row)
+    if n == 0:
+        return f"no seed finished ({row['n_failed']} failed, first error: {str(row.get('first_error', ''))[:200]})", ""
+    effect = (
+        f"effect {row['effect_mean']:+.1f} points"
+        + ("" if pd.isna(row["ci_low"]) else f" [{row['ci_low']:+.1f}, {row['ci_high']:+.1f}]")
+        + f" over {n} seed{'s' if n != 1 else ''}"
+    )
+    if _true(row.get("by_construction")):
+        return (
+            f"{row['learner']}'s stage 2 cannot depend on what stage 1 taught, so {row['pipeline']} cannot "
+            f"show IML (a null by construction; {effect})",
+            "pipeline",
+        )
+    guards, notes = guard_notes(dict(row), margin)
+    if guards:
+        return f"{'; '.join(guards)} ({effect})", "search"
+    censored = [note for note in notes if note.startswith("ceiling")]
+    if censored and row["verdict"] == "inconclusive":
+        return f"{censored[0]} ({effect})", "search"
+    if row["verdict"] in ("IML", "reverse"):
+        return (
+            f"{effect}; the t-test (p = {_p(row['p_difference'])}) and the sign-flip test "
+            f"(p = {_p(row.get('p_signflip', math.nan))}) both reject no effect",
+            "",
+        )
+    if row["verdict"] == "none":
+        return f"{effect}, shown to lie within ±{margin:g} (equivalence p = {_p(row['p_equivalence'])})", ""
+    why = f"neither shown different from 0 nor within ±{margin:g}"
+    if n < MIN_SEEDS_FOR_EFFECT:
+        why += f"; below {MIN_SEEDS_FOR_EFFECT} seeds the sign-flip test cannot reject no effect"
+    elif not pd.isna(row["mde"]) and row["mde"] > margin:
+        why += f"; these seeds detect only effects of {row['mde']:.1f} points or more"
+    return f"{effect}, {why}", "seeds"
+
+
+def next_command(row: pd.Series | dict[str, Any], kind: str, out: str | None = None) -> str:
+    """The command that would inform where `row` cannot (`verdict_reason`'s kind), built from the row's
+    names: the learner and task as named (overrides `name[k=v]` back into --param), the same seeds,
+    `--out` where given. "" when there is none (e.g. a learner without a search space)."""
+    learner, learner_over = _split_name(str(row["learner"]))
+    task, task_over = _split_name(str(row["task"]))
+    params = _param_flags(task, task_over, learner, learner_over if kind != "search" else {})
+    tail = params + (["--out", str(out)] if out else [])
+    if kind == "pipeline":
+        plain = [p for p in pipeline_names() if p != row["pipeline"] and not get_pipeline(p).before]
+        if not plain:
+            return ""
+        seeds = ["--seeds", _seeds(row)]
+        return _command("run", learner, task, ["--pipeline", plain[0], *seeds, *tail])
+    if kind == "search":
+        try:
+            searchable = bool(search_space_of(learner))
+        except Exception:  # noqa: BLE001 - a plugin that no longer loads: no advice, never a crash
+            searchable = False
+        pipeline = [] if row["pipeline"] == "two-stage" else ["--pipeline", str(row["pipeline"])]
+        return _command("search", learner, task, [*pipeline, *tail]) if searchable else ""
+    if kind == "seeds":
+        needed = seeds_needed(row)
+        if needed is None:
+            return next_command(row, "search", out)
+        return _command("run", learner, task, ["--pipeline", str(row["pipeline"]), "--seeds", str(needed), *tail])
+    return ""
+
+
+def seeds_needed(row: pd.Series | dict[str, Any], alpha: float = ALPHA) -> int | None:
+    """About how many seeds make the smallest detectable effect (80% power) no larger than the margin,
+    from the spread these seeds showed; at least enough for the sign-flip test to reject. None past
+    MOST_SEEDS_SUGGESTED."""
+    n, margin, mde = int(row["n_seeds"]), _margin(row), row.get("mde", math.nan)
+    if n < 2 or pd.isna(mde):
+        return max(MIN_SEEDS_FOR_EFFECT, 2 * n)
+    if mde <= margin:  # the seeds could see the margin; the tests still need more of them
+        return max(MIN_SEEDS_FOR_EFFECT, 2 * n)
+    sd = mde / (stats.t.ppf(1 - alpha / 2, n - 1) + stats.t.ppf(POWER, n - 1)) * math.sqrt(n)
+    for m in range(max(n + 1, MIN_SEEDS_FOR_EFFECT), MOST_SEEDS_SUGGESTED + 1):
+        if (stats.t.ppf(1 - alpha / 2, m - 1) + stats.t.ppf(POWER, m - 1)) * sd / math.sqrt(m) <= margin:
+            return m
+    return None
+
+
+def short_legend(board: pd.DataFrame, margin: float | None = None, alpha: float = ALPHA) -> str:
+    """The verdicts in two lines (the report and PROTOCOL.md §5 say it in full)."""
+    margins = sorted({float(m) for m in board["margin"]}) if margin is None and "margin" in board else [margin or 10.0]
+    return (
+        f"effect = d1 − d2 accuracy in points (scoring v{SCORING_VERSION}). IML/reverse: the t- and sign-flip "
+        f"tests reject no effect (p < {alpha:g}); none: within ±{' or ±'.join(f'{m:g}' for m in margins)} "
+        f"(TOST);\ninconclusive: neither, or a guard fired (not learned, floor, by construction). "
+        f"Full legend: imlbench report."
+    )
+
+
+def _split_name(name: str) -> tuple[str, dict[str, str]]:
+    """A spec's display name `base[k=v,k2=v2]` -> (base, {k: v}) (`core.specs.resolve` writes it)."""
+    match = re.fullmatch(r"(.+?)\[(.*)\]", name)
+    if not match:
+        return name, {}
+    pairs = re.split(r",(?=[A-Za-z_][\w.]*=)", match.group(2))
+    found = dict(pair.partition("=")[::2] for pair in pairs if "=" in pair)
+    return match.group(1), {k: {"True": "true", "False": "false"}.get(v, v) for k, v in found.items()}
+
+
+def _param_flags(task: str, task_over: dict[str, str], learner: str, learner_over: dict[str, str]) -> list[str]:
+    """--param flags for the overrides, prefixed task./learner. where a bare key would be ambiguous."""
+    try:
+        shared = set(target_class("task", task).param_defaults()) & set(
+            target_class("learner", learner).param_defaults()
+        )
+    except Exception:  # noqa: BLE001 - unknown classes: prefix every key
+        shared = set(task_over) | set(learner_over)
+    flags = []
+    for prefix, over in (("task.", task_over), ("learner.", learner_over)):
+        for key, value in over.items():
+            flags += ["--param", f"{prefix if key in shared else ''}{key}={value}"]
+    return flags
+
+
+def _command(name: str, learner: str, task: str, rest: list[str]) -> str:
+    return shlex.join(["imlbench", name, "--learner", learner, "--task", task, *rest])
+
+
+def _seeds(row: pd.Series | dict[str, Any]) -> str:
+    """The row's seeds as --seeds reads them: a count where they are 0..N-1, else a list."""
+    seeds = [int(float(s)) for s in str(row.get("seeds", "")).split(";") if s.strip()]
+    if not seeds:
+        return str(int(row["n_seeds"]) + int(row.get("n_failed", 0)))
+    return str(len(seeds)) if seeds == list(range(len(seeds))) else ",".join(map(str, seeds))
+
+
+def _margin(row: pd.Series | dict[str, Any]) -> float:
+    margin = row.get("margin", math.nan)
+    return DEFAULT_MARGIN if margin is None or pd.isna(margin) else float(margin)
+
+
+def _true(value: Any) -> bool:
+    """A flag as the summary holds it (bool) or a leaderboard CSV read back does ("True")."""
+    return value is True or str(value).strip().lower() in ("true", "1", "1.0")
 
 
 def _trend(frame: pd.DataFrame, column: str) -> str:

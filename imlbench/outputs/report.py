@@ -31,11 +31,16 @@ from imlbench.store.results import (
 )
 
 
-def report(results_dir: str | Path, out_path: str | Path, margin: float | None = None) -> Path:
+def report(
+    results_dir: str | Path, out_path: str | Path, margin: float | None = None, records: list[RunRecord] | None = None
+) -> Path:
     """Write a Markdown report of a results directory; its figures go to `figures/` beside it
-    (PNG only, so that the report stays light). Needs nothing but the directory."""
+    (PNG only, so that the report stays light), and the same results as one self-contained
+    interactive page, `report.html`, beside it too. Needs nothing but the directory."""
+    from imlbench.outputs.html import read_diagnostics, write_html  # the page; plotly only here
+
     root = Path(results_dir)
-    records = load_results(root)
+    records = load_results(root) if records is None else records  # given: read already (e.g. skipping bad files)
     out_path = Path(out_path)
     if out_path.suffix.lower() not in (".md", ".markdown"):
         raise ImlbenchError(f"report path {out_path} must end in .md")
@@ -92,6 +97,9 @@ def report(results_dir: str | Path, out_path: str | Path, margin: float | None =
     lines += _sizes_and_versions(ok, groups)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text("\n".join(lines))
+    write_html(
+        records, board, out_path.with_name("report.html"), read_diagnostics(root), f"imlbench results: {root}", margin
+    )
     return out_path
 
 

@@ -22,6 +22,7 @@ from imlbench.core.errors import ImlbenchError
 from imlbench.core.names import safe_name
 from imlbench.core.specs import Spec
 from imlbench.store.provenance import environment, versions  # noqa: F401  (re-exported)
+from imlbench.store.validation import problems, record_kind
 
 # fields a record must hold for the summary, leaderboard, report and diagnostics tables to read it,
 # by kind (a diagnostic's record names its diagnostic) and status
@@ -45,10 +46,6 @@ REQUIRED = {
     ("diagnostic", "ok"): ("key", "diagnostic", "options", "task", "learner", "seed", "rows"),
     ("diagnostic", "error"): ("key", "diagnostic", "options", "task", "learner", "seed", "error"),
 }
-
-
-def record_kind(record: dict[str, Any]) -> str:
-    return "diagnostic" if "diagnostic" in record else "run"
 
 
 def run_identity(task: Spec, learner: Spec, seed: int, pipeline: str, protocol: dict[str, Any]) -> dict[str, Any]:
@@ -148,7 +145,8 @@ def read_record(path: Path) -> dict[str, Any]:
 def check(record: Any, source: str, path: Path | None = None) -> None:
     """The one validation of a record (ImlbenchError naming `source` and what is wrong). A record
     read from `path` must also carry the key of its own identity, in its file name too: an edited
-    seed or parameter would otherwise count as another run."""
+    seed or parameter would otherwise count as another run. The fields' types, ranges and agreements
+    are `validation.problems`; what a consistent forgery still passes, `imlbench verify` catches."""
     if not isinstance(record, dict) or (record_kind(record), record.get("status")) not in REQUIRED:
         raise ImlbenchError(f"unreadable {source}: not an imlbench record; delete it or rerun with --force")
     missing = [k for k in REQUIRED[record_kind(record), record["status"]] if k not in record] or problems(record)
@@ -164,58 +162,6 @@ def check(record: Any, source: str, path: Path | None = None) -> None:
                 f"says ran (task, learner, seed, pipeline, protocol): edited or renamed; "
                 f"delete it or rerun with --force"
             )
-
-
-def problems(record: dict[str, Any]) -> list[str]:
-    """The fields a reader reads that do not have the shape a run writes."""
-    bad = [k for k in ("task", "learner") if not isinstance(record[k], dict) or "name" not in record[k]]
-    if record_kind(record) == "diagnostic":
-        if record["status"] == "ok" and not (
-            isinstance(record["rows"], list) and all(isinstance(r, dict) for r in record["rows"])
-        ):
-            bad.append("rows")
-        return bad
-    if record["status"] == "ok":
-        bad += [
-            k
-            for k in ("scores", "accuracy", "accuracy_after_stage1", "measurements", "versions")
-            if not isinstance(record[k], dict)
-        ]
-        if "scores" not in bad and any(
-            not (v is None or isinstance(v, bool) or _number(v) and not math.isinf(v))
-            for v in record["scores"].values()
-        ):
-            bad.append("scores")  # NaN is a score of an absent subset; scores are recomputed on reading
-        for name in ("accuracy", "accuracy_after_stage1", "accuracy_at_end", "definition_accuracy"):
-            if name not in bad and not _accuracies(record.get(name, {})):
-                bad.append(name)
-        try:
-            float(record["measurements"]["seconds"]["total"])
-        except (KeyError, TypeError, ValueError):
-            bad.append("measurements.seconds.total")
-        if not isinstance(record["curve"], list) or not all(_curve_entry(e) for e in record["curve"]):
-            bad.append("curve")
-    return bad
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _curve_entry(entry: Any) -> bool:
-    """A checkpoint: its stage and number, definition accuracies, and test accuracies where the
-    test subsets were evaluated (protocol v2 evaluates them at a cadence)."""
-    return (
-        isinstance(entry, dict)
-        and {"stage", "checkpoint"} <= set(entry)
-        and _accuracies(entry.get("definitions"))
-        and ("accuracy" not in entry or _accuracies(entry["accuracy"]))
-    )
-
-
-def _accuracies(table: Any) -> bool:
-    """A table of accuracies: finite numbers in [0, 1] (never NaN or inf)."""
-    return isinstance(table, dict) and all(_number(v) and 0 <= v <= 1 for v in table.values())
 
 
 def prepare_out(out_dir: str | Path) -> Path:
