@@ -33,7 +33,8 @@ from imlbench.harness.runner import RunRequest
 from imlbench.store.records import identity_of, iter_record_files, read_record, record_kind, run_key
 
 # what a rerun is not expected to reproduce (the identity is the request's, by construction)
-NOT_COMPARED = ("key", "code", "versions", "environment", "measurements", "learner_info", "error", "traceback")
+# (`steps` is the declaration of the pipeline the record names, which records before it did not carry)
+NOT_COMPARED = ("key", "code", "versions", "environment", "measurements", "learner_info", "error", "traceback", "steps")
 TOLERANCE = 1e-9  # accuracies and scores equal up to rounding noise (a run on one machine repeats exactly)
 
 

@@ -120,6 +120,16 @@ def test_floor_rows_are_guarded_as_documented():
 @pytest.mark.slow
 @pytest.mark.parametrize("learner", ["rf", "transformer"])
 def test_seed_0_reruns_to_the_committed_record(tmp_path, learner):
+    """Same seed, same record on one machine. torch's float results differ between CPUs (its kernels
+    and MKL's follow the instruction set), so the transformer is compared only on a CPU like the one
+    that made the record; rf's votes are exact on any CPU."""
+    from imlbench.store.provenance import environment
+
+    committed_env = json.loads(next(RESULTS.rglob("synthetic-defs/transformer/two-stage-seed0-*.json")).read_text())
+    cpu = {k: committed_env["environment"][k] for k in ("cpu_family", "cpu_capability")}
+    here = {k: environment()[k] for k in cpu}
+    if learner == "transformer" and cpu != here:
+        pytest.skip(f"the committed transformer record was made on {cpu}, this machine is {here}")
     summary = imlbench.run(learner=learner, task="synthetic-defs", seeds=[0], out=tmp_path)
     fresh = summary.attrs["records"][0]
     committed = json.loads(next(RESULTS.rglob(f"two-stage-seed0-{fresh['key']}.json")).read_text())

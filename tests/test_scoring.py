@@ -106,6 +106,7 @@ def test_run_scores_in_points():
         {"stage": "stage2", "checkpoint": 4, "accuracy": end},
     ]
     record = {
+        "pipeline": "two-stage",
         "accuracy": point,
         "accuracy_after_stage1": stage1,
         "accuracy_at_end": end,
@@ -120,8 +121,10 @@ def test_run_scores_in_points():
     assert s["iml_effect_end"] == pytest.approx(10) and s["persistence"] == pytest.approx((70 + 10) / 2)
     assert s["retention"] == pytest.approx((60 - 1) / (81 - 1)) and s["logprob_effect"] == pytest.approx(1.5)
     assert s["stage1_fit"] is False and not s["floor"] and not s["ceiling"]
-    single = dict(record, evaluation_point={"stage": "single", "checkpoint": 2})
+    single = dict(record, pipeline="one-stage", evaluation_point={"stage": "single", "checkpoint": 2})
     assert math.isnan(run_scores(single)["effect_before_stage2"])
+    steps = dict(record, pipeline="my-plugin-pipeline", steps=[{"stage": "single"}])  # read, not looked up
+    assert math.isnan(run_scores(steps)["effect_before_stage2"])
 
 
 def fake_record(seed, d1, d2, q_after_stage1, baseline=0.5, d3=0.5):

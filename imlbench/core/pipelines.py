@@ -115,3 +115,12 @@ def get_pipeline(name: str | Pipeline) -> Pipeline:
 def pipeline_names() -> list[str]:
     """Every registered pipeline, the default (two-stage) first."""
     return sorted(PIPELINES.names(), key=lambda name: (name != TWO_STAGE.name, name))
+
+
+def scored_after_other_steps(record: dict[str, Any]) -> bool:
+    """Whether the scored fit continued a learner other steps had trained (stage 1 of a two-stage
+    run): read from the steps the record carries, else from its pipeline's declaration."""
+    steps = record.get("steps")
+    if steps is None:
+        steps = get_pipeline(record["pipeline"]).to_dict()["steps"]
+    return len(steps) > 1

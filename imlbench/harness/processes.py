@@ -181,7 +181,10 @@ class Supervisor:
         for module in filter(None, modules):
             with contextlib.suppress(Exception):  # a learner that needs a missing library fails in its run
                 importlib.import_module(module)
-        self.clients[0].send(("ready",))
+        try:
+            self.clients[0].send(("ready",))
+        except OSError:  # the driver went while this worker started (a grid that ended, Ctrl-C)
+            return
         while self.step():
             pass
         kill_tree(os.getpid())
@@ -211,7 +214,10 @@ class Supervisor:
             self.end_learner()
 
     def lost(self, client: Connection) -> None:
+        """A client that went: its learner (if it had one) goes with it."""
         self.clients.remove(client)
+        if self.learner is not None and self.learner[1] is client:
+            self.end_learner()
 
     def child(self, keep: int) -> None:
         """In a process just forked from this one: output to the pipe, every other inherited descriptor
@@ -255,7 +261,8 @@ class Supervisor:
         else:
             return
         self.end_learner()
-        client.send(("ended", pid, why))
+        with contextlib.suppress(OSError):  # a client that went first (its run is over) needs no answer
+            client.send(("ended", pid, why))
 
     def end_learner(self) -> None:
         if self.learner is not None:

@@ -262,6 +262,7 @@ def _execute(
     tags = learner.get_tags()
     record = {
         "view": view,
+        "steps": pipeline.to_dict()["steps"],  # what scoring reads of the pipeline, without its registry
         # what the learner says it ran (e.g. a language model's name, revision and library versions)
         "learner_info": getattr(learner, "run_info_", None),
         "is_control": tags.is_control,  # readers never import the learner to ask

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from imlbench.core.errors import ImlbenchError, one_line
+from imlbench.core.pipelines import scored_after_other_steps
 from imlbench.store.records import RunRecord, load_records
 
 STAGE1_FIT = 0.95  # stage-1 training accuracy (every subset and kind) at which stage 1 counts as fit
@@ -75,7 +76,7 @@ def run_scores(record: dict[str, Any]) -> dict[str, Any]:
     - logprob_effect: mean log-probability of the correct answer on d1 minus on d2 (answer scores).
     """
     at_point, after = record["accuracy"], record["accuracy_after_stage1"]
-    two_stage = (record.get("evaluation_point") or {}).get("stage") != "single"
+    two_stage = scored_after_other_steps(record)
     end = record.get("accuracy_at_end")
     scores = {
         "iml_effect": effect(at_point),

@@ -14,6 +14,8 @@ from typing import Any
 
 LIBRARIES = ("imlbench", "numpy", "pandas", "scikit-learn", "xgboost", "torch")
 OPTIONAL_LIBRARIES = ("transformers", "tokenizers")  # recorded where installed (the `hf` extra)
+# the distributions that install a library's module under another name (the CPU-only xgboost wheel)
+DISTRIBUTIONS = {"xgboost": ("xgboost", "xgboost-cpu")}
 
 
 def versions() -> dict[str, str]:
@@ -21,10 +23,13 @@ def versions() -> dict[str, str]:
     install reports the same package version for every commit)."""
     found = {"python": platform.python_version()}
     for lib in LIBRARIES:
-        try:
-            found[lib] = metadata.version(lib)
-        except metadata.PackageNotFoundError:
-            found[lib] = "not installed"
+        found[lib] = "not installed"
+        for dist in DISTRIBUTIONS.get(lib, (lib,)):
+            try:
+                found[lib] = metadata.version(dist)
+                break
+            except metadata.PackageNotFoundError:
+                continue
     for lib in OPTIONAL_LIBRARIES:
         try:
             found[lib] = metadata.version(lib)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from imlbench.core.pipelines import scored_after_other_steps
 from imlbench.core.protocol import DEFAULT_THRESHOLD, SUBSETS
 
 SEED_LIMIT = 2**32  # numpy's generators take seeds in [0, 2**32): no run can have another
@@ -105,7 +106,7 @@ def _agreements(record: dict[str, Any]) -> list[str]:
     record with no curve (built by hand, never by a run) has nothing to agree with."""
     curve, point = record["curve"], record["evaluation_point"]
     bad = []
-    if record.get("by_construction_null") and point["stage"] == "single":
+    if record.get("by_construction_null") and not scored_after_other_steps(record):
         bad.append("by_construction_null (true for a one-stage run: nothing came before its stage)")
     if not curve:
         return bad
