@@ -26,6 +26,7 @@ import json
 import math
 import os
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -125,18 +126,29 @@ class Search:
         self.storage = storage or f"sqlite:///{(self.folder / 'study.db').resolve()}"
         self.study = self._open_study()
 
+    def _create_study(self, optuna, attempts: int = 5):
+        """Optuna's study, created or loaded. Two processes that create one new database at once
+        race on its schema: the loser's IntegrityError means the winner made it, so it loads."""
+        for attempt in range(attempts):
+            try:
+                return optuna.create_study(
+                    study_name=self.name,
+                    storage=self.storage,
+                    sampler=self._sampler(-1),
+                    direction="maximize",
+                    load_if_exists=True,
+                )
+            except Exception as exc:
+                if attempt == attempts - 1 or type(exc).__name__ not in ("IntegrityError", "OperationalError"):
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+
     def _open_study(self):
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         try:
-            study = optuna.create_study(
-                study_name=self.name,
-                storage=self.storage,
-                sampler=self._sampler(-1),
-                direction="maximize",
-                load_if_exists=True,
-            )
+            study = self._create_study(optuna)
         except Exception as exc:  # a bad URL, a database that is not Optuna's
             raise ImlbenchError(f"cannot open search storage {self.storage!r}: {type(exc).__name__}: {exc}") from exc
         identity = {
