@@ -11,6 +11,7 @@ through an entry point.
 from __future__ import annotations
 
 import importlib
+import sys
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -31,16 +32,21 @@ class Registry:
     base: str
     instances: bool = False
     public: str = ""  # the base class's name as users import it, for messages
-    public: str = ""  # the base's name as users import it, for messages
     _loaded: dict[str, Any] = field(default_factory=dict, repr=False)
     _local: dict[str, Any] = field(default_factory=dict, repr=False)
+    _points: tuple[tuple[str, ...], dict[str, metadata.EntryPoint]] | None = field(default=None, repr=False)
 
     @property
     def group(self) -> str:
         return f"imlbench.{self.kind}s"
 
     def entry_points(self) -> dict[str, metadata.EntryPoint]:
-        return {ep.name: ep for ep in metadata.entry_points(group=self.group)}
+        """The group's entry points, read once per import path: scanning every installed
+        distribution takes milliseconds, and `view_of` asks on every fit and predict."""
+        path = tuple(sys.path)
+        if self._points is None or self._points[0] != path:
+            self._points = (path, {ep.name: ep for ep in metadata.entry_points(group=self.group)})
+        return self._points[1]
 
     def names(self) -> list[str]:
         """Every registered name, in registration order for local ones, then sorted entry points."""
