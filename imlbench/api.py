@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import numbers
 import tomllib
-from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -21,9 +19,11 @@ from imlbench.core.specs import (
     did_you_mean,
     parse_pair,
     resolve,
+    suite_controls,
     suite_specs,
 )
 from imlbench.execution.engines import drive
+from imlbench.execution.families import declare_family, grid_family  # noqa: F401  (the API's)
 from imlbench.harness import probe
 from imlbench.harness.diagnostics import (
     DiagnoseRequest,
@@ -38,12 +38,11 @@ from imlbench.harness.stages import choose_view
 from imlbench.scoring.runs import load_results, load_scored
 from imlbench.scoring.verdicts import summarize, write_leaderboard
 from imlbench.store.records import load_records
-from imlbench.store.validation import valid_seed
+from imlbench.store.validation import MAX_SEEDS, parse_seeds, seed_list  # noqa: F401  (the API's)
 
 DEFAULT_OUT = "results"
 DEFAULT_SEEDS = 10
-MAX_SEEDS = 100_000  # seeds one plan may run: far past any study, short of exhausting memory
-SUITE_KEYS = ("name", "version", "description", "seeds", "pipelines", "tasks", "learners", "params")
+SUITE_KEYS = ("name", "version", "description", "seeds", "pipelines", "tasks", "learners", "params", "controls")
 
 
 def _names(value: str | Iterable[str], what: str, valid: Iterable[str]) -> list[str]:
@@ -60,63 +59,6 @@ def _names(value: str | Iterable[str], what: str, valid: Iterable[str]) -> list[
     return names
 
 
-def seed_list(seeds: int | Iterable[int]) -> list[int]:
-    """A count or distinct seeds in [0, 2**32), at most MAX_SEEDS of them. A repeated seed is an
-    error: it would count one seed's effect twice in a summary that has only one record for it."""
-    if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
-        if seeds < 1:
-            raise ImlbenchError(f"seeds must be at least 1, got {seeds}")
-        if seeds > MAX_SEEDS:
-            raise ImlbenchError(f"seeds must be a count of at most {MAX_SEEDS}, got {seeds}; or list the seeds to run")
-        return list(range(int(seeds)))
-    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):
-        raise ImlbenchError(f"bad seeds {seeds!r}: expected a count or a list of seeds")
-    chosen = list(seeds)
-    bad = [s for s in chosen if isinstance(s, bool) or not (isinstance(s, numbers.Integral) and valid_seed(int(s)))]
-    if not chosen or bad:
-        raise ImlbenchError(
-            f"bad seeds {_shown(chosen)}: expected integers from 0 to 2**32 - 1"
-            + (f" (not {_shown(bad)})" if bad else "")
-        )
-    if len(chosen) > MAX_SEEDS:
-        raise ImlbenchError(f"{len(chosen)} seeds listed; at most {MAX_SEEDS}")
-    chosen = [int(s) for s in chosen]
-    repeated = sorted(s for s, n in Counter(chosen).items() if n > 1)
-    if repeated:
-        raise ImlbenchError(
-            f"seed {', '.join(map(str, repeated))} listed more than once in {_shown(chosen)}; list each seed once"
-        )
-    return chosen
-
-
-def _shown(values: list[Any], most: int = 10) -> str:
-    """A list as an error message shows it: its first `most` items."""
-    return repr(values) if len(values) <= most else f"[{', '.join(map(repr, values[:most]))}, ...]"
-
-
-def parse_seeds(text: str) -> int | list[int]:
-    """`5` = seeds 0..4; `0,3,7` = those seeds; `2-4` = seeds 2, 3, 4 (`0-0` = seed 0 alone). Seeds
-    lie in [0, 2**32) and a range holds at most MAX_SEEDS, checked before any list is built."""
-    try:
-        if text.isdigit():
-            return int(text)
-        seeds: list[int] = []
-        for part in filter(None, (p.strip() for p in text.split(","))):
-            low, sep, high = part.partition("-")
-            first, last = (int(low), int(high)) if sep else (int(part), int(part))
-            if not (valid_seed(first) and valid_seed(last)) or last - first >= MAX_SEEDS - len(seeds):
-                raise ImlbenchError(
-                    f"bad --seeds {text[:80]!r}: {part[:80]!r} is out of range; seeds lie in "
-                    f"[0, 2**32) and at most {MAX_SEEDS} run at once"
-                )
-            seeds += range(first, last + 1)
-        if seeds:
-            return seeds
-    except ValueError:
-        pass
-    raise ImlbenchError(f"bad --seeds {text[:80]!r}; expected a count (5), a list (0,3,7) or a range (2-4)")
-
-
 def plan(
     learner: str | Iterable[str],
     task: str | Iterable[str],
@@ -125,13 +67,18 @@ def plan(
     params: dict[str, Any] | list[str] | None = None,
     threshold: float = DEFAULT_THRESHOLD,
     skip_unsupported: bool = False,
+    full_budget: bool = False,
 ) -> list[RunRequest]:
     """Resolve names and parameters into run requests; every user error surfaces here, before any run.
 
     `params` is a dict (`{"n_entities": 200, "learner.lr": 1e-3}`) or a list of `key=value` strings.
     With `skip_unsupported`, (learner, task, pipeline) combinations that cannot run are left out
     instead of being an error (a suite runs "every learner on every task it supports").
+    `full_budget`: every fit runs to its declared budget and the curve is recorded to its end
+    (persistence studies); by default a fit ends at the end of its reading window, checkpoint 2p.
     """
+    if not isinstance(full_budget, bool):
+        raise ImlbenchError(f"full_budget must be true or false, got {full_budget!r}")
     if params is not None and not isinstance(params, (dict, list, tuple)):
         raise ImlbenchError(f"bad params {params!r}: expected a table of key = value (or key=value strings)")
     pairs = list(params.items()) if isinstance(params, dict) else [parse_pair(str(p)) for p in params or []]
@@ -150,7 +97,7 @@ def plan(
                 if skip_unsupported:
                     continue
                 raise
-            requests += [RunRequest(task_spec, learner_spec, s, p.name, threshold) for s in seeds_]
+            requests += [RunRequest(task_spec, learner_spec, s, p.name, threshold, full_budget) for s in seeds_]
     return requests
 
 
@@ -185,7 +132,10 @@ def _specs(
 
 
 def plan_suite(
-    name: str, seeds: int | Iterable[int] | None = None, threshold: float = DEFAULT_THRESHOLD
+    name: str,
+    seeds: int | Iterable[int] | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+    full_budget: bool = False,
 ) -> list[RunRequest]:
     """A suite (`suites/NAME.toml` or a path): every listed learner on every listed task it supports."""
     specs = suite_specs("suite")
@@ -208,15 +158,28 @@ def plan_suite(
         test, expected = SPEC_TYPES[key]
         if key in suite and not test(suite[key]):
             raise ImlbenchError(f"bad {key!r} in suite {path}: expected {expected}, got {suite[key]!r}")
-    return plan(
+    seeds = suite.get("seeds", DEFAULT_SEEDS) if seeds is None else seeds
+    requests = plan(
         learners,
         tasks,
-        suite.get("seeds", DEFAULT_SEEDS) if seeds is None else seeds,
+        seeds,
         suite.get("pipelines", ["two-stage"]),
         suite.get("params", {}),
         threshold,
         skip_unsupported=True,
+        full_budget=full_budget,
     )
+    for control in suite_controls(suite, path):  # the null twins of the rows the suite expects to be IML
+        requests += plan(
+            control["learners"],
+            control["task"],
+            seeds,
+            control.get("pipelines", ["two-stage"]),
+            suite.get("params", {}),
+            threshold,
+            full_budget=full_budget,
+        )
+    return requests
 
 
 def execute_plan(
@@ -251,6 +214,8 @@ def run(
     jobs: int | str = 1,
     timeout: float | None = None,
     memory_limit: str | int | None = None,
+    full_budget: bool = False,
+    family: str | None = None,
 ) -> pd.DataFrame:
     """Run a grid and return its summary (one row per task x learner x pipeline).
 
@@ -258,10 +223,12 @@ def run(
     concurrent.futures-style executor object works too. `timeout` limits each run (seconds): a run
     past it is stopped and recorded as an error. The records are in `summary.attrs["records"]`,
     failures in `summary.attrs["problems"]`; the leaderboard of everything under `out` is rewritten
-    to `out/leaderboard.csv`.
+    to `out/leaderboard.csv`. `full_budget`: see `plan`. `family`: the family the rows' p-values are
+    adjusted within (PROTOCOL §5; default: this grid, `grid_family`).
     """
-    requests = plan(learner, task, seeds, pipeline, params, threshold)
+    requests = plan(learner, task, seeds, pipeline, params, threshold, full_budget=full_budget)
     records, problems = execute_plan(requests, out, force, verbose, executor, jobs, timeout, memory_limit)
+    records = declare_family(records, requests, out, family or grid_family(requests))  # PROTOCOL §5
     summary = summarize(records, margin)
     leaderboard(out, margin=margin)
     summary.attrs["records"] = records

@@ -8,11 +8,12 @@ and then *confirms* what it found on fresh seeds:
   `OUT/searches/NAME/records`: cached, supervised and resumable like any run, and apart from the
   leaderboard, whose rows must not mix selected seeds with confirming ones;
 - its objective is the lower end of the effect's 95% CI, so a large effect must also be a measured
-  one; a censored trial (a scoring guard fires, or d1 and d2 sit at the ceiling) scores `CENSORED`,
+  one; a censored trial (a scoring guard fires, or the accuracies sit at a bound with no difference
+  beyond the margin) scores `CENSORED`,
   below any measured one, whatever its effect;
 - the best `confirm_top` configurations are re-run on the confirmation seeds (0 ... M-1, disjoint from
-  the exploration seeds) into OUT, scored with scoring v3 as one Holm family; the search's verdict is
-  the confirmed one.
+  the exploration seeds) into OUT, scored with scoring v4 as one declared family (`search:NAME`);
+  the search's verdict is the confirmed one.
 
 Optuna's study lives in SQLite under the search folder by default (or any RDB `--storage` URL), so a
 killed search resumes without redoing finished trials, and processes (or machines) pointed at one
@@ -27,6 +28,7 @@ import math
 import os
 import socket
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,7 @@ from imlbench.core.errors import ImlbenchError
 from imlbench.core.names import safe_name
 from imlbench.core.seeds import search_seed
 from imlbench.core.specs import resolve, search_space_of
-from imlbench.scoring.verdicts import guard_notes, summarize
+from imlbench.scoring.verdicts import SCORING_VERSION, fired, summarize
 from imlbench.search_results import _config, _confirmed, search_figure, search_verdict
 from imlbench.store.records import write_atomic
 from imlbench.store.results import SEARCHES_DIR
@@ -74,9 +76,13 @@ def distributions(space: dict[str, Any], learner: str) -> dict[str, Any]:
 
 
 def trial_value(row: dict[str, Any]) -> tuple[float, bool]:
-    """(objective, censored) of a trial's summary row: the CI's lower end, or CENSORED."""
-    guards, _ = guard_notes(row, row["margin"])
-    censored = bool(guards) or row["n_ceiling"] > row["n_seeds"] / 2 or math.isnan(row["ci_low"])
+    """(objective, censored) of a trial's summary row: the CI's lower end, or CENSORED where a guard
+    fired (bar too-few-seeds: exploration runs few seeds by design) or the accuracies sat at a bound
+    without a difference that stands there."""
+    margin = row["margin"]
+    guards = [name for name, _ in fired(row, margin, "guard") if name != "too-few-seeds"]
+    bounded = bool(fired(row, margin, "censoring")) and abs(row["effect_mean"]) <= margin
+    censored = bool(guards) or bounded or math.isnan(row["ci_low"])
     return (CENSORED if censored else float(row["ci_low"])), censored
 
 
@@ -173,7 +179,7 @@ class Search:
 
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             host, pid = trial.user_attrs.get("host"), trial.user_attrs.get("pid")
-            if host == socket.gethostname() and pid and not _alive(pid):
+            if (host == socket.gethostname() and pid and not _alive(pid)) or _unclaimed(trial):
                 self.study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
                 self.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
 
@@ -185,12 +191,12 @@ class Search:
         counted = (TrialState.COMPLETE, TrialState.RUNNING)
         while len(self.study.get_trials(deepcopy=False, states=counted)) < trials:
             trial = self.study.ask()
+            trial.set_user_attr("host", socket.gethostname())  # first, so a kill leaves a trial we can retry
+            trial.set_user_attr("pid", os.getpid())
             # the sampler's seed follows the trial's number (unique in the storage), so a resumed or
             # second process never replays the first one's draws, and one process is reproducible
             self.study.sampler = self._sampler(trial.number)
             values = {name: _suggest(trial, name, dist) for name, dist in self.space.items()}
-            trial.set_user_attr("host", socket.gethostname())
-            trial.set_user_attr("pid", os.getpid())
             value, attrs = self._evaluate(self._plan(values, self.explore), self.folder)
             for key, item in attrs.items():
                 trial.set_user_attr(key, item)
@@ -261,7 +267,10 @@ class Search:
             plans = {t.number: self._plan(t.params, self.confirm) for t in chosen}
             requests = [r for plan in plans.values() for r in plan]
             records, problems = api.execute_plan(requests, self.out, verbose=self.verbose, **self.execution)
+            family = f"search:{self.name}"  # the confirmation is one declared family (PROTOCOL §5)
+            records = api.declare_family(records, requests, self.out, family)
             frame = summarize(records)
+            frame = frame[frame["family"] == family] if not frame.empty else frame
             by_name = {row["learner"]: row for row in frame.to_dict("records")}
             for trial in chosen:
                 name = plans[trial.number][0].learner.name
@@ -279,6 +288,7 @@ class Search:
             result["problems"] = problems
             api.leaderboard(self.out)
         result["verdict"] = search_verdict(result)
+        result["scoring_version"] = SCORING_VERSION  # what its trial values and verdict were scored with
         write_atomic(self.folder / "search.json", lambda f: json.dump(result, f, indent=1, default=str))
         self.write_trials()
         return result
@@ -307,6 +317,13 @@ def _suggest(trial: Any, name: str, dist: Any) -> Any:
         return trial.suggest_categorical(name, dist.choices)
     suggest = trial.suggest_int if isinstance(dist, d.IntDistribution) else trial.suggest_float
     return suggest(name, dist.low, dist.high, log=dist.log)
+
+
+def _unclaimed(trial: Any) -> bool:
+    """Running for a minute without the host and pid its process writes right after asking for it:
+    that process died in between (a live one takes milliseconds)."""
+    started = trial.datetime_start
+    return "pid" not in trial.user_attrs and started is not None and (datetime.now() - started).total_seconds() > 60
 
 
 def _alive(pid: int) -> bool:

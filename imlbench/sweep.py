@@ -129,18 +129,25 @@ def sweep(
     names = list(grid)
     points = [dict(zip(names, combo)) for combo in itertools.product(*(grid[n] for n in names))]
     plans = [(point, api.plan(learner, task, seeds, pipeline, point, threshold)) for point in points]
-    rows, problems = [], []
+    family = f"sweep: {api.grid_family([r for _, requests in plans for r in requests])} over {', '.join(names)}"
+    rows, problems, everything, order = [], [], [], {}
     for i, (point, requests) in enumerate(plans, start=1):
         if verbose:
             shown = ", ".join(f"{k}={_value_text(v)}" for k, v in point.items())
             print(f"grid point {i}/{len(plans)}: {shown}", flush=True)
         records, point_problems = api.execute_plan(requests, out, force, verbose)
         problems += point_problems
-        summary = summarize(records, margin)
-        for _, row in summary.iterrows():
-            entry = {f"{PARAM_PREFIX}{k}": v for k, v in point.items()}
-            entry.update(row.to_dict())
-            rows.append(entry)
+        everything += api.declare_family(records, requests, out, family)
+        order.update({(r.task.name, r.learner.name, r.pipeline): (i, point) for r in requests})
+    summary = summarize(everything, margin)  # the sweep is one family: Holm over all its points
+    if not summary.empty:
+        summary = summary[summary["family"] == family]
+    for _, row in summary.iterrows():  # in the grid's order
+        i, point = order.get((row["task"], row["learner"], row["pipeline"]), (len(plans), {}))
+        entry = {f"{PARAM_PREFIX}{k}": v for k, v in point.items()}
+        entry.update(row.to_dict())
+        rows.append((i, entry))
+    rows = [entry for _, entry in sorted(rows, key=lambda pair: pair[0])]
     frame = pd.DataFrame(rows)
     for column in frame.columns:  # list-valued parameters (TOML arrays) as their TOML-ish text
         if column.startswith(PARAM_PREFIX) and frame[column].map(lambda v: isinstance(v, (list, dict))).any():

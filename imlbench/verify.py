@@ -10,6 +10,12 @@ memory, library versions, the machine, and `learner_info`. A run is deterministi
 identity on one machine with the same libraries; a record from another machine may differ, and its
 line then says what differed in the versions or the accelerator.
 
+A record of an older protocol that this one can rerun (`RERUNS`: protocol 2, which drove every fit
+to its whole budget) is rerun under the current protocol and compared on what both measure
+(`overlap`): the evaluation point, the accuracies and answer scores there, `accuracy_after_stage1`,
+the definitions, the flags and sizes, and every curve checkpoint up to the rerun's 2p that has test
+accuracies in both.
+
 Rerunning imports the learner and task classes the records name, as `imlbench run` does.
 """
 
@@ -25,7 +31,7 @@ from typing import Any
 
 from imlbench import api
 from imlbench.core.errors import ImlbenchError, one_line
-from imlbench.core.pipelines import get_pipeline
+from imlbench.core.pipelines import get_pipeline, scored_after_other_steps
 from imlbench.core.protocol import DEFAULT_THRESHOLD, PROTOCOL_VERSION
 from imlbench.core.specs import Spec, check_params, code_version, load_target, validate
 from imlbench.execution.engines import resolve_jobs
@@ -33,9 +39,36 @@ from imlbench.harness.runner import RunRequest
 from imlbench.store.records import identity_of, iter_record_files, read_record, record_kind, run_key
 
 # what a rerun is not expected to reproduce (the identity is the request's, by construction)
-# (`steps` is the declaration of the pipeline the record names, which records before it did not carry)
-NOT_COMPARED = ("key", "code", "versions", "environment", "measurements", "learner_info", "error", "traceback", "steps")
+# (`steps` is the declaration of the pipeline the record names, which records before it did not carry;
+# `families` the commands that declared the run, which a rerun's command does not)
+NOT_COMPARED = (
+    "key",
+    "code",
+    "versions",
+    "environment",
+    "measurements",
+    "learner_info",
+    "error",
+    "traceback",
+    "steps",
+    "families",
+)
 TOLERANCE = 1e-9  # accuracies and scores equal up to rounding noise (a run on one machine repeats exactly)
+RERUNS = (2,)  # older protocol versions rerun under this one and compared on their overlap
+# what an older protocol's record and its rerun under this one both measure (with the curve's overlap)
+OVERLAP = (
+    "evaluation_point",
+    "accuracy",
+    "answer_logprob",
+    "accuracy_after_stage1",
+    "definition_accuracy",
+    "definitions_learned",
+    "by_construction_null",
+    "is_control",
+    "margin",
+    "sizes",
+    "view",
+)
 
 
 @dataclass(frozen=True)
@@ -122,19 +155,32 @@ def _rerun(
 
 
 def request_of(record: dict[str, Any]) -> RunRequest:
-    """The run a record says it is, rebuilt from its specs with the code installed now."""
+    """The run a record says it is, rebuilt from its specs with the code installed now (a record of
+    an older protocol in `RERUNS`: the same run under the current protocol)."""
     protocol = record.get("protocol") or {}
-    if protocol.get("version") != PROTOCOL_VERSION:
-        raise ImlbenchError(f"protocol version {protocol.get('version')!r}; this imlbench runs {PROTOCOL_VERSION}")
+    version = protocol.get("version")
+    if version != PROTOCOL_VERSION and version not in RERUNS:
+        raise ImlbenchError(
+            f"protocol version {version!r}; this imlbench runs {PROTOCOL_VERSION} "
+            f"(and reruns records of {', '.join(map(str, RERUNS))})"
+        )
     threshold = protocol.get("definition_threshold", DEFAULT_THRESHOLD)
     get_pipeline(record["pipeline"])  # an unknown pipeline: one line, before any run
     task, learner = spec_of("task", record["task"]), spec_of("learner", record["learner"])
-    request = RunRequest(task, learner, record["seed"], record["pipeline"], threshold)
+    full_budget = protocol.get("full_budget") is True
+    request = RunRequest(task, learner, record["seed"], record["pipeline"], threshold, full_budget)
     said = {k: v for k, v in identity_of(record).items() if k != "code"}
     rebuilt = {k: v for k, v in request.identity().items() if k != "code"}
+    if version != PROTOCOL_VERSION and _settings(protocol) == _settings(rebuilt["protocol"]):
+        said["protocol"] = rebuilt["protocol"]  # the same run, under this protocol
     if run_key(said) != run_key(rebuilt):  # compared as keyed: a tuple parameter is the list it was written as
         raise ImlbenchError("its specs do not rebuild the identity it records (a parameter the code no longer has?)")
     return request
+
+
+def _settings(protocol: dict[str, Any]) -> dict[str, Any]:
+    """A protocol's settings apart from its version (the threshold, full_budget where set)."""
+    return {k: v for k, v in protocol.items() if k != "version"}
 
 
 def spec_of(kind: str, written: dict[str, Any]) -> Spec:
@@ -153,14 +199,45 @@ def spec_of(kind: str, written: dict[str, Any]) -> Spec:
 
 
 def compare(path: Path, record: dict[str, Any], rerun: dict[str, Any]) -> Verdict:
-    """The verdict on a record against its rerun: the first difference, and which fields differ."""
-    fields = sorted(set(record) | set(rerun), key=str)
-    found = {k: d for k in fields if k not in NOT_COMPARED and (d := difference(record.get(k), rerun.get(k), k))}
+    """The verdict on a record against its rerun: the first difference, and which fields differ (for
+    a record of an older protocol, among what both measure: `overlap`)."""
+    said, found_now = record, rerun
+    if (record.get("protocol") or {}).get("version") != (rerun.get("protocol") or {}).get("version"):
+        said, found_now = overlap(record, rerun)
+    fields = sorted(set(said) | set(found_now), key=str)
+    found = {k: d for k in fields if k not in NOT_COMPARED and (d := difference(said.get(k), found_now.get(k), k))}
     if not found:
         return Verdict(path, "ok")
     first, *others = found
     detail = found[first] + (f" (also differ: {', '.join(others)})" if others else "")
     return Verdict(path, "DIFFERS", detail + _where(record, rerun))
+
+
+def overlap(record: dict[str, Any], rerun: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What an older protocol's record and its rerun under this one both measure: `OVERLAP`, stage
+    1's training accuracies where a step came before the scored one, and the curve's checkpoints up
+    to the rerun's 2p (its whole curve where it has no window) that have test accuracies in both,
+    keyed `stage@checkpoint`, with their test and definition accuracies."""
+    window = rerun.get("window")
+    limit = window["target"] if window else math.inf
+
+    def evaluated(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        return {
+            f"{e['stage']}@{e['checkpoint']}": {"accuracy": e["accuracy"], "definitions": e["definitions"]}
+            for e in r.get("curve", [])
+            if "accuracy" in e and e["checkpoint"] <= limit
+        }
+
+    curves = evaluated(record), evaluated(rerun)
+    shared = set(curves[0]) & set(curves[1])
+    found = []
+    for r, curve in zip((record, rerun), curves):
+        fields = {k: r.get(k) for k in OVERLAP}
+        fields["curve"] = {k: v for k, v in curve.items() if k in shared}
+        if scored_after_other_steps(r):
+            fields["train_accuracy"] = {"after_stage1": (r.get("train_accuracy") or {}).get("after_stage1")}
+        found.append(fields)
+    return found[0], found[1]
 
 
 def difference(recorded: Any, recomputed: Any, where: str) -> str | None:

@@ -23,7 +23,7 @@ def row(**changes):
         "n_definitions_not_learned": 0,
         "n_stage1_not_fit": 0,
         "n_floor": 0,
-        "n_ceiling": 0,
+        "n_unattainable": 0,
         "by_construction": False,
         "effect_mean": 4.0,
         "ci_low": -20.0,
@@ -46,7 +46,7 @@ def row(**changes):
 
 def test_a_null_by_construction_says_why_and_names_the_pipeline_that_informs():
     line = verdict_line(
-        row(learner="rf", task="synthetic-defs[n_entities=100]", by_construction=True, n_ceiling=2), "/tmp/r"
+        row(learner="rf", task="synthetic-defs[n_entities=100]", by_construction=True, n_unattainable=2), "/tmp/r"
     )
     sentence, command = line.splitlines()
     assert sentence.startswith("rf two-stage on synthetic-defs[n_entities=100]: inconclusive — ")
@@ -70,8 +70,8 @@ def test_a_guarded_row_points_to_search_and_keeps_task_parameters_only():
 
 
 def test_a_censored_row_points_to_search():
-    reason, kind = verdict_reason(row(n_ceiling=2))
-    assert kind == "search" and "ceiling" in reason and "censored" in reason
+    reason, kind = verdict_reason(row(n_unattainable=2))
+    assert kind == "search" and "censored" in reason and "equivalence proves nothing" in reason
 
 
 def test_too_few_seeds_point_to_a_run_with_enough():

@@ -92,15 +92,18 @@ def test_suite_runs_every_learner_on_every_task_it_supports():
     assert ("synthetic-defs", "tag-blind", "two-stage") in combos and ("tagged-digits", "rf", "one-stage") in combos
     assert len(combos) == 14 and len(requests) == 28 and all(r.task.params["n_entities"] == 100 for r in requests)
     default = imlbench.api.plan_suite("default")
-    assert {r.learner.name for r in default} == {"transformer", "convnet", "mlp", "rf", "gbm", "majority", "tag-blind"}
-    assert len(default) == 220 and {r.seed for r in default} == set(range(10))  # 22 cells x 10 seeds
+    assert {r.learner.name for r in default} == {"transformer", "convnet", "mlp", "rf", "gbm", "tag-blind"}
+    assert len(default) == 250 and {r.seed for r in default} == set(range(10))  # 25 rows (one family) x 10 seeds
+    twins = {(r.task.name, r.learner.name, r.pipeline) for r in default if r.task.name.endswith("-null")}
+    assert ("synthetic-defs-null", "transformer", "one-stage") in twins and len(twins) == 7  # the controls
 
 
 def test_suite_errors_are_one_line(capsys, tmp_path):
     from imlbench.cli import main
 
     assert main(["run", "--suite", "nope", "--out", str(tmp_path)]) == 2
-    assert "unknown suite 'nope'; valid: controls, default, extended, gpu, llm, smoke" in capsys.readouterr().err
+    valid = "valid: baselines, controls, default, extended, gpu, llm, smoke"
+    assert f"unknown suite 'nope'; {valid}" in capsys.readouterr().err
     assert main(["run", "--suite", "smoke", "--learner", "rf", "--out", str(tmp_path)]) == 2
     assert "drop --learner/--task/--param or drop --suite" in capsys.readouterr().err
 

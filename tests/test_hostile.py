@@ -25,7 +25,8 @@ def records(out):
 
 
 def timings_aside(record):
-    return json.dumps({k: v for k, v in record.items() if k != "measurements"}, sort_keys=True)
+    """What a run computed: not its timings, nor the families its commands declared."""
+    return json.dumps({k: v for k, v in record.items() if k not in ("measurements", "families")}, sort_keys=True)
 
 
 def spec(tmp_path, name, target, **params):

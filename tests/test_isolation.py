@@ -24,7 +24,8 @@ def by_learner(out):
 
 
 def computed(record):
-    return {k: v for k, v in record.items() if k not in PROVENANCE}
+    """What a run computed: no provenance, and not the families its commands declared."""
+    return {k: v for k, v in record.items() if k not in PROVENANCE and k != "families"}
 
 
 def spec(tmp_path, name, target, **params):

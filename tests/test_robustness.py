@@ -468,7 +468,7 @@ def test_records_say_what_ran_without_changing_keys(out):
     # whatever machine wrote it
     plain = imlbench.plan(learner="rf", task="synthetic-defs", seeds=[0])[0]
     key = imlbench.store.records.run_key(plain.identity())
-    committed = repo / "docs" / "results" / "records" / "synthetic-defs" / "rf"
+    committed = repo / "docs" / "results" / "main-command" / "records" / "synthetic-defs" / "rf"
     assert list(committed.glob(f"two-stage-seed0-{key}.json")), key
     assert "environment" not in plain.identity() and "versions" not in plain.identity()
 
@@ -527,7 +527,7 @@ def test_concurrent_leaderboard_rebuilds_never_collide(tmp_path):
         try:
             for _ in range(30):
                 write_leaderboard([record], path)
-                assert path.read_text().startswith("task,")
+                assert path.read_text().startswith("family,task,")
         except BaseException as exc:  # noqa: BLE001 - report any failure from the thread
             errors.append(exc)
 

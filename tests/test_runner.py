@@ -62,7 +62,7 @@ def test_run_writes_records_and_leaderboard(out):
     assert r["scores"]["iml_effect"] == pytest.approx(100 * (r["accuracy"]["d1consis"] - r["accuracy"]["d2consis"]))
     assert len(iter_record_files(out)) == 4
     board = (out / "leaderboard.csv").read_text().splitlines()
-    assert board[0].startswith("task,learner,pipeline,n_seeds,n_failed") and len(board) == 3
+    assert board[0].startswith("family,task,learner,pipeline,n_seeds,n_failed") and len(board) == 3
 
 
 def test_evaluation_point_is_the_first_checkpoint_with_definitions_learned(out):
@@ -74,7 +74,10 @@ def test_evaluation_point_is_the_first_checkpoint_with_definitions_learned(out):
     assert record["definitions_learned"] and first > 0 and not any(learned[:first])
     assert record["evaluation_point"]["checkpoint"] == curve[first]["checkpoint"]
     assert record["accuracy"] == curve[first]["accuracy"]  # the test subsets are always evaluated there
-    assert curve[-1]["checkpoint"] == 150 // 5  # and the fit runs its whole budget (150 trees, 5 a checkpoint)
+    # protocol v3: the fit ends at the end of its reading window, 2p (within 150 trees, 5 a checkpoint)
+    p = record["evaluation_point"]["checkpoint"]
+    assert curve[-1]["checkpoint"] == min(2 * p, 150 // 5) == record["window"]["last"]
+    assert all("accuracy" in e for e in curve if e["checkpoint"] >= p)
 
 
 def test_definitions_never_learned_are_flagged_and_scored_at_the_best_checkpoint(out):
@@ -221,7 +224,8 @@ def test_entry_point_plugin_runs_without_changing_imlbench(tmp_path, name):
     ] * 2
     assert row.split()[0] == "synthetic-defs[n_entities=100]" and "inconclusive" in row.split(), row
     note = pd.read_csv(tmp_path / "r" / "leaderboard.csv")["verdict_note"].iloc[0]
-    assert note.startswith("none by the tests, but stage-1 documents not fit in 2 of 2 seeds"), note
+    guards = "fewer than 6 seeds (2) and stage-1 documents not fit in 2 of 2 seeds"
+    assert note.startswith(f"inconclusive by the tests, but {guards}"), note
     listed = subprocess.run([sys.executable, "-m", "imlbench", "list"], capture_output=True, text=True, env=env)
     assert "error" not in listed.stderr, listed.stderr
     assert "nearest" in listed.stdout
@@ -273,11 +277,16 @@ def test_learner_failing_in_stage2_keeps_other_runs(out, capsys):
     assert code == 1
     err = capsys.readouterr().err
     assert "RuntimeError: stage 2 is broken on purpose" in err
-    assert all(p.read_text() == text for p, text in before.items())
+    # untouched but for joining this command's family (a reused run is declared in it too)
+    assert all(_without_families(p.read_text()) == _without_families(text) for p, text in before.items())
     errors = [read_record(p) for p in iter_record_files(out) if read_record(p)["status"] == "error"]
     assert len(errors) == 2 and errors[0]["error"] == "RuntimeError: stage 2 is broken on purpose"
     board = imlbench.leaderboard(out)
     assert board.set_index("learner").loc["testplugins:ExplodesInStage2", "n_failed"] == 2
+
+
+def _without_families(text: str) -> dict:
+    return {k: v for k, v in json.loads(text).items() if k != "families"}
 
 
 def test_an_unreadable_record_is_recomputed_alone(out, capsys):
@@ -375,14 +384,17 @@ def test_api_plan_resolves_without_running():
         imlbench.plan(learner="rf", task="synthetic-defs", seeds=0)
 
 
-def test_protocol_v2_runs_the_whole_budget_and_one_stage_waits_for_the_conflict(out):
-    """No early stop: the curve reaches the last epoch; a one-stage point needs the stage-1
-    definitions (the contradicting qd2incons ones included) as well as stage 2's."""
+def test_a_fit_runs_to_its_window_or_budget_and_one_stage_waits_for_the_conflict(out):
+    """Protocol v3: the curve reaches 2p, or the last epoch where that comes first or the definitions
+    are never learned; a one-stage point needs the stage-1 definitions (the contradicting qd2incons
+    ones included) as well as stage 2's."""
     params = {"n_entities": 100, "epochs": 6, "stage2_epochs": 5, "hidden": 32, "embedding_dim": 16}
     summary = imlbench.run(learner="mlp", seeds=1, pipeline="one-stage,two-stage", params=params, out=out)
     records = {r["pipeline"]: r for r in summary.attrs["records"]}
     single, two = records["one-stage"], records["two-stage"]
-    assert single["curve"][-1]["checkpoint"] == 6 and two["curve"][-1]["checkpoint"] == 5
+    for record, budget in ((single, 6), (two, 5)):
+        p = record["evaluation_point"]["checkpoint"]
+        assert record["curve"][-1]["checkpoint"] == (min(2 * p, budget) if record["definitions_learned"] else budget)
     assert {"qd1consis", "qd2incons", "tag1", "tag2", "tag3"} <= set(single["definition_accuracy"])
     assert set(two["definition_accuracy"]) == {"tag1", "tag2", "tag3"}
     for record in (single, two):

@@ -5,7 +5,7 @@ import pytest
 import imlbench
 
 pytestmark = pytest.mark.slow
-SEEDS = 10  # scoring v3: five seeds can never show an effect (sign-flip floor 2/32)
+SEEDS = 10  # scoring v4: five seeds can never show an effect (sign-flip floor 2/32)
 
 
 def score(tmp_path, learner, pipeline, params=None):
@@ -26,10 +26,11 @@ def test_tag_blind_control_shows_no_effect(tmp_path):
 
 def test_majority_control_is_guarded_not_called(tmp_path):
     """Majority answers nothing: its effect is exactly 0, and the questions-learned guard keeps the
-    verdict from claiming anything about internalization (scoring v3)."""
+    verdict from claiming anything about internalization (scoring v4)."""
     row = score(tmp_path, "majority", "two-stage")
     assert row["effect_mean"] == 0 and row["verdict"] == "inconclusive"
-    assert row["verdict_note"].startswith("none by the tests, but questions not learned")
+    assert "questions-not-learned" in row["flags"].split(";")
+    assert "by the tests, but questions not learned" in row["verdict_note"]
 
 
 def test_random_forest_shows_no_effect_and_learns_the_definitions(tmp_path):

@@ -78,7 +78,8 @@ def _row(**changes):
     row = {
         "margin": 10.0,
         "n_seeds": 3,
-        "n_ceiling": 0,
+        "n_unattainable": 0,
+        "effect_mean": 8.0,
         "ci_low": 4.0,
         "q_over_baseline": 90.0,
         "n_stage1_not_fit": 0,
@@ -94,9 +95,11 @@ def _row(**changes):
 def test_the_objective_is_the_ci_lower_end_and_censored_trials_rank_last():
     assert trial_value(_row()) == (4.0, False)
     assert trial_value(_row(ci_low=-50.0)) == (-50.0, False)
+    assert trial_value(_row(n_unattainable=3, effect_mean=60.0, ci_low=50.0)) == (50.0, False)  # stands when bounded
+    assert trial_value(_row(n_seeds=3)) == (4.0, False)  # exploration runs few seeds by design
     for censored in (
         _row(n_floor=2, ci_low=60.0),
-        _row(n_ceiling=3, ci_low=60.0),
+        _row(n_unattainable=3, effect_mean=2.0, ci_low=1.0),  # both arms at a bound, no difference there
         _row(by_construction=True),
         _row(q_over_baseline=0.0),
         _row(ci_low=math.nan),
@@ -228,8 +231,9 @@ def test_a_killed_search_resumes_without_redoing_finished_trials(small_rf, out, 
     first = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline:  # kill -9 once a trial is finished and the next one is running
-        states = [t.state.name for t in _trials(storage)] if (tmp_path / "study.db").exists() else []
-        if "COMPLETE" in states and "RUNNING" in states:
+        trials = _trials(storage) if (tmp_path / "study.db").exists() else []
+        running = [t for t in trials if t.state.name == "RUNNING" and "pid" in t.user_attrs]
+        if any(t.state.name == "COMPLETE" for t in trials) and running:
             break
         time.sleep(0.2)
     else:

@@ -13,7 +13,7 @@ import imlbench
 from imlbench.cli import main
 from imlbench.core.errors import ImlbenchError
 from imlbench.store.records import identity_of, record_path, run_key
-from imlbench.verify import Verdict, difference, verify
+from imlbench.verify import Verdict, difference, request_of, verify
 
 FEW_TREES = {"n_entities": 100, "n_estimators": 5, "stage2_estimators": 5, "trees_per_checkpoint": 5}
 
@@ -127,3 +127,38 @@ def test_difference_names_the_first_field_that_differs():
     assert difference(True, 1, "flag") == "flag: recorded True vs recomputed 1"
     assert difference([1], [1, 2], "c") == "c: recorded 1 entries vs recomputed 2"
     assert Verdict(Path("r.json"), "ok").line() == "ok         r.json"
+
+
+def as_protocol_2(record):
+    """A protocol-2 record of the same run: v2 keyed the protocol without full_budget, ran the
+    whole budget and carried no window, step ends or learner seed."""
+    record["protocol"] = {"version": 2, "definition_threshold": record["protocol"]["definition_threshold"]}
+    for field in ("window", "full_budget", "step_ends", "learner_seed"):
+        record.pop(field)
+
+
+def test_an_older_protocol_record_is_rerun_under_this_one_and_compared_where_both_measure(tmp_path):
+    """A protocol-2 record (the whole budget) reproduces under protocol 3 (the fit ends at 2p); an
+    edit inside the window is caught, one past 2p is not measured by the rerun."""
+    params = {"n_entities": 100, "learn_at": 3, "epochs": 3, "stage2_epochs": 12}
+    imlbench.run(learner="windowplugins:Memorizer", seeds=3, params=params, out=tmp_path, full_budget=True)
+
+    def past_2p(record):
+        as_protocol_2(record)
+        record["curve"][-1]["accuracy"]["d2consis"] = 0.5  # checkpoint 12, past 2p = 6
+        record["accuracy_at_end"] = record["curve"][-1]["accuracy"]
+
+    def inside(record):
+        as_protocol_2(record)
+        (entry,) = [e for e in record["curve"] if e["checkpoint"] == 5]
+        entry["accuracy"]["d2consis"] = 0.5
+
+    paths = [forge(tmp_path, 0, as_protocol_2), forge(tmp_path, 1, past_2p), forge(tmp_path, 2, inside)]
+    assert imlbench.leaderboard(tmp_path).attrs["problems"] == []
+    verdicts = {v.path: v for v in verify(tmp_path)}
+    assert [verdicts[p].status for p in paths] == ["ok", "ok", "DIFFERS"]
+    assert "curve.stage2@5.accuracy.d2consis: recorded 0.5 vs recomputed" in verdicts[paths[2]].detail
+    older = json.loads(paths[0].read_text())
+    older["protocol"]["version"] = 1
+    with pytest.raises(ImlbenchError, match="protocol version 1"):
+        request_of(older)

@@ -55,7 +55,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ImlbenchError(
                 "--suite runs its own learners, tasks and parameters; drop --learner/--task/--param or drop --suite"
             )
-        requests = api.plan_suite(args.suite, seeds, args.threshold)
+        requests = api.plan_suite(args.suite, seeds, args.threshold, args.full_budget)
     else:
         requests = api.plan(
             "rf" if args.learner is None else args.learner,  # --learner "" is an error
@@ -64,17 +64,30 @@ def cmd_run(args: argparse.Namespace) -> int:
             args.pipeline,
             args.param,
             args.threshold,
+            full_budget=args.full_budget,
         )
+    family = args.family or (Path(args.suite).stem if args.suite else api.grid_family(requests))
     records, problems = api.execute_plan(
         requests, args.out, args.force, not args.quiet, args.executor, args.jobs, args.timeout, args.memory_limit
     )
+    records = api.declare_family(records, requests, args.out, family)
     board = api.leaderboard(args.out, margin=args.margin)
-    summary = summarize(records, args.margin)
+    summary = _family_rows(board, summarize(records, args.margin), family)
     print(format_summary(summary, args.margin))
     print(f"records: {Path(args.out) / 'records'}  leaderboard: {Path(args.out) / 'leaderboard.csv'}")
     if not summary.empty:  # last: what each row says, why, and what to run where it cannot say
         print(verdict_lines(summary, args.out))
     return report_problems(problems + board.attrs["problems"])
+
+
+def _family_rows(board: pd.DataFrame, mine: pd.DataFrame, family: str) -> pd.DataFrame:
+    """This command's rows as the leaderboard CSV has them: adjusted within the whole family the
+    folder holds, so that the console and the CSV say the same."""
+    if mine.empty or board.empty:
+        return mine
+    names = ["family", "task", "learner", "pipeline"]
+    wanted = mine[mine["family"] == family][names]
+    return board.merge(wanted, on=names).reset_index(drop=True)
 
 
 def cmd_list(args: argparse.Namespace) -> int:

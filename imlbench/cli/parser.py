@@ -113,6 +113,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_THRESHOLD,
         help="definition accuracy that marks the evaluation point (default: 0.98)",
     )
+    run.add_argument(
+        "--full-budget",
+        action="store_true",
+        help="run every fit to its declared budget and record the curve to its end (persistence "
+        "studies); by default a fit ends at the end of its reading window, checkpoint 2p",
+    )
+    run.add_argument(
+        "--family",
+        default=None,
+        help="the family whose rows are Holm-adjusted together (PROTOCOL §5): a study's name; default: "
+        "the suite's name, or this command's grid",
+    )
     run.add_argument("--margin", type=float, default=None, help=MARGIN_HELP)
     _execution_options(run, "parallel runs (worker processes or dask workers)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar or per-run lines")

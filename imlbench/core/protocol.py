@@ -27,7 +27,7 @@ from imlbench.core.viewdata import (  # noqa: F401  re-exported: plugins import 
 if TYPE_CHECKING:
     pass  # the table view's frames: a plugin importing the protocol need not load pandas
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 DEFAULT_THRESHOLD = 0.98  # definition accuracy that marks the evaluation point (PROTOCOL §3)
 
 # Example kinds.
@@ -273,8 +273,9 @@ class Learner(Parameterized, ABC):
     """A learner consumes one view and trains in stages.
 
     `fit` and `continue_fit` are generators: they `yield` at every checkpoint (after an epoch, a
-    boosting round, a batch of trees) so the harness can evaluate between yields; a fit runs its
-    whole budget (PROTOCOL §3). Between yields the learner must be able to `predict`. Seeded
+    boosting round, a batch of trees) so the harness can evaluate between yields; the harness may
+    close the scored fit at the end of its reading window (checkpoint 2p, PROTOCOL §3), so a fit must
+    not depend on running to its end. Between yields the learner must be able to `predict`. Seeded
     learners take a `random_state` hyperparameter; the harness sets it per run.
 
     Optional: `predict_scores(queries, candidates) -> (n, len(candidates))` log-probabilities (or

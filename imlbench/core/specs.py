@@ -326,3 +326,18 @@ def split_overrides(pairs: list[tuple[str, Any]], task_cls: type, learner_cls: t
             valid = sorted(set(task_params) | set(learner_params))
             raise ImlbenchError(f"unknown parameter {key!r}; valid: {', '.join(valid)}{did_you_mean(key, valid)}")
     return task_over, learner_over
+
+
+CONTROL_KEYS = ("task", "learners", "pipelines")
+
+
+def suite_controls(suite: dict[str, Any], path: Path) -> list[dict[str, Any]]:
+    """The suite's `[[controls]]` tables: each a task (a null twin), its learners and pipelines."""
+    controls = suite.get("controls", [])
+    if not isinstance(controls, list) or not all(isinstance(c, dict) for c in controls):
+        raise ImlbenchError(f"bad 'controls' in suite {path}: expected [[controls]] tables, got {controls!r}")
+    for control in controls:
+        check_keys(f"suite {path} [[controls]]", control, CONTROL_KEYS)
+        if not isinstance(control.get("task"), str) or not isinstance(control.get("learners"), list):
+            raise ImlbenchError(f'suite {path} [[controls]] needs task = "NAME" and learners = [...], got {control!r}')
+    return controls

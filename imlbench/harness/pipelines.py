@@ -1,5 +1,5 @@
 """What the stage runner needs beyond a pipeline's declaration (`core.pipelines`): whether a learner
-can run it, and the stage-1 settings of a later stage-1 part."""
+can run it, which view it reads, and the stage-1 settings of a later stage-1 part."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from typing import Any
 
 from imlbench.core.errors import ImlbenchError
 from imlbench.core.pipelines import Pipeline, Step
-from imlbench.core.protocol import Learner
+from imlbench.core.protocol import Learner, Task
 from imlbench.harness.remote import checked_fit
+from imlbench.views.base import get_view
 
 STAGE2_PREFIX = "stage2_"
 
@@ -51,3 +52,18 @@ def continue_as_stage1(learner: Learner, data: Any) -> Iterator[None]:
         yield from checked_fit(learner.continue_fit(data), learner, "continue_fit")
     finally:
         learner.set_params(**saved)
+
+
+def choose_view(learner: Learner, task: Task, learner_name: str, task_name: str) -> str:
+    """The first view the learner reads that the task offers (for a tag-blind learner: one that
+    keeps the tag apart, so that it can be hidden)."""
+    offered = task.views
+    if learner.get_tags().hides_tags:
+        offered = tuple(v for v in task.views if task.separable_tags and get_view(v).tagged)
+    for view in learner.supported_views():
+        if view in offered:
+            return view
+    raise ImlbenchError(
+        f"learner {learner_name!r} reads views {', '.join(learner.supported_views())} "
+        f"but task {task_name!r} offers {', '.join(offered) or 'none it can use'}"
+    )

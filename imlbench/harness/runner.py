@@ -36,22 +36,35 @@ class RunRequest:
     seed: int
     pipeline: str
     threshold: float = DEFAULT_THRESHOLD
+    full_budget: bool = False  # run the scored fit to its declared end, past its reading window
 
     def identity(self) -> dict[str, Any]:
         protocol = {"version": PROTOCOL_VERSION, "definition_threshold": self.threshold}
+        if self.full_budget:  # in the identity only when set: a default run's key means what it did
+            protocol["full_budget"] = True
         return run_identity(self.task, self.learner, self.seed, self.pipeline, protocol)
 
     def path(self, out_dir: Path) -> Path:
         return record_path(out_dir, self.identity())
 
     def label(self) -> str:
-        return f"{self.learner.name} x {self.task.name} {self.pipeline} seed {self.seed}"
+        full = " (full budget)" if self.full_budget else ""
+        return f"{self.learner.name} x {self.task.name} {self.pipeline} seed {self.seed}{full}"
 
     def summary(self, record: dict[str, Any]) -> str:
         return f"effect {record['scores']['iml_effect']:+.1f}"
 
     def execute(self, progress: Progress | None = None, memory_limit: int | None = None) -> dict[str, Any]:
-        return execute(self.task, self.learner, self.seed, self.pipeline, self.threshold, progress, memory_limit)
+        return execute(
+            self.task,
+            self.learner,
+            self.seed,
+            self.pipeline,
+            self.threshold,
+            progress,
+            memory_limit,
+            full_budget=self.full_budget,
+        )
 
 
 def cached_record(request: RunRequest, out_dir: Path) -> dict[str, Any] | None:

@@ -1,12 +1,14 @@
-"""One run of the protocol (PROTOCOL §3, protocol v2): stages as the pipeline makes them, every fit
-driven through its whole budget, the evaluation point, and the result part of the record.
+"""One run of the protocol (PROTOCOL §3, protocol v3): stages as the pipeline makes them, the
+evaluation point, the reading window, and the result part of the record.
 
 The harness owns the answer key. The learner runs in a process of its own (`RemoteLearner`) and
 receives view data and target-free queries; the `Evaluator` scores its predictions between yields.
-The harness never closes a fit early: definitions are scored at every checkpoint (they mark the
-evaluation point), the test subsets at the first `TEST_EVERY_UNTIL` checkpoints, then every
-`TEST_EVERY`-th, and always at the evaluation point and at the end of the stage, so that a long
-budget does not multiply the cost of evaluation.
+Definitions are scored at every checkpoint (they mark the evaluation point p, counted from 1 in the
+scored stage). The test subsets and the answer scores are evaluated at every checkpoint of the
+reading window p … 2p; elsewhere the test subsets are evaluated at the first `TEST_EVERY_UNTIL`
+checkpoints, then every `TEST_EVERY`-th, and always at the end of the fit, so that a long budget
+does not multiply the cost of evaluation. The scored fit is closed at the window's end (2p) unless
+`full_budget`; a fit whose definitions are never learned has no window and runs its whole budget.
 """
 
 from __future__ import annotations
@@ -18,12 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from imlbench.core import seeds
-from imlbench.core.errors import ImlbenchError
 from imlbench.core.pipelines import Pipeline, get_pipeline
 from imlbench.core.protocol import Learner, Task
 from imlbench.core.specs import Spec
 from imlbench.harness.evaluation import Evaluator
-from imlbench.harness.pipelines import check_pipeline, start_step
+from imlbench.harness.pipelines import check_pipeline, choose_view, start_step  # noqa: F401  (choose_view: the harness's)
 from imlbench.harness.processes import memory_guard
 from imlbench.harness.remote import RemoteLearner, close_fit
 from imlbench.scoring.runs import run_scores
@@ -43,13 +44,15 @@ def test_due(checkpoint: int) -> bool:
 
 @dataclass
 class Outcome:
-    """A fit driven to its end: its curve, the evaluation point (or, if the definitions were never
-    learned, the evaluated checkpoint with the best definition accuracy) and the last checkpoint."""
+    """A fit driven to its end (or to the end of its reading window): its curve, the evaluation
+    point (or, if the definitions were never learned, the evaluated checkpoint with the best
+    definition accuracy), the last checkpoint, and the reading window (None without a point)."""
 
     curve: list[dict[str, Any]]
     point: dict[str, Any]
     end: dict[str, Any]
     definitions_learned: bool
+    window: dict[str, Any] | None = None
 
 
 def fit_to_budget(
@@ -61,65 +64,83 @@ def fit_to_budget(
     progress: Progress,
     start: list[dict[str, Any]] | None = None,
     until_point: bool = False,
+    full_budget: bool = False,
 ) -> Outcome:
-    """Drive a fit generator to its end, evaluating between yields; find the evaluation point and
-    take the answer scores there (the learner's state at the point is gone once training goes on).
-    `until_point`: stop at the point (a diagnostic that measures there needs no more)."""
+    """Drive a fit generator, evaluating between yields; find the evaluation point p and read the
+    window p … 2p: the test subsets and the answer scores at each of its checkpoints (the learner's
+    state there is gone once training goes on). The fit is closed once checkpoint 2p is evaluated,
+    unless `full_budget` (then it runs to its end, at the sparse schedule after 2p). Without a point
+    the fit runs to its end. `until_point`: stop at the point (a diagnostic that measures there
+    needs no more)."""
     curve = list(start or [])
     point = best = last = None
+    ended = True  # whether the fit ran out of checkpoints (rather than being closed)
     try:
         for checkpoint, _ in enumerate(fit, start=1):
             defs = evaluator.definitions(learner)
             entry: dict[str, Any] = {"stage": stage, "checkpoint": checkpoint, "definitions": defs}
-            reached = point is None and min(defs.values()) >= threshold
-            if reached or test_due(checkpoint):
-                entry["accuracy"] = evaluator.test(learner)
-            curve.append(entry)
-            last = entry
-            if reached:
+            if point is None and min(defs.values()) >= threshold:
                 point = entry
+            in_window = point is not None and checkpoint <= 2 * point["checkpoint"]
+            if in_window or test_due(checkpoint):
+                entry["accuracy"] = evaluator.test(learner)
+            if in_window:
                 logprob = evaluator.answer_logprob(learner)
                 if logprob is not None:
                     entry["answer_logprob"] = logprob
-            elif point is None and "accuracy" in entry and _better(entry, best):
+            curve.append(entry)
+            last = entry
+            if point is None and "accuracy" in entry and _better(entry, best):
                 best = entry
             progress(stage, checkpoint, f"definitions {min(defs.values()):.3f}")
-            if reached and until_point:
+            if point is not None and (until_point or checkpoint == 2 * point["checkpoint"] and not full_budget):
+                ended = False
                 break
     finally:
         close_fit(fit)
     if last is None:
         raise RuntimeError(f"the learner's {stage} fit yielded no checkpoint")
-    if "accuracy" not in last:  # the end of the stage is always evaluated
+    if "accuracy" not in last:  # the end of the fit is always evaluated
         last["accuracy"] = evaluator.test(learner)
         if point is None and _better(last, best):
             best = last
-    return Outcome(curve, point or best, last, point is not None)
+    return Outcome(curve, point or best, last, point is not None, _window(point, last, ended))
+
+
+def _window(point: dict[str, Any] | None, last: dict[str, Any], ended: bool) -> dict[str, Any] | None:
+    """The reading window a fit was read over: p, the last checkpoint of it read, its target 2p and
+    whether the fit ended first (`short`). A one-checkpoint fit (p = 1, no second checkpoint to
+    reach) is read at its one checkpoint and is not short."""
+    if point is None:
+        return None
+    first, one_shot = point["checkpoint"], ended and last["checkpoint"] == 1
+    read = min(last["checkpoint"], 2 * first)
+    return {
+        "stage": point["stage"],
+        "first": first,
+        "last": read,
+        "target": 2 * first,
+        "short": read < 2 * first and not one_shot,
+    }
 
 
 def _better(entry: dict[str, Any], best: dict[str, Any] | None) -> bool:
     return best is None or min(entry["definitions"].values()) > min(best["definitions"].values())
 
 
-def choose_view(learner: Learner, task: Task, learner_name: str, task_name: str) -> str:
-    """The first view the learner reads that the task offers (for a tag-blind learner: one that
-    keeps the tag apart, so that it can be hidden)."""
-    offered = task.views
-    if learner.get_tags().hides_tags:
-        offered = tuple(v for v in task.views if task.separable_tags and get_view(v).tagged)
-    for view in learner.supported_views():
-        if view in offered:
-            return view
-    raise ImlbenchError(
-        f"learner {learner_name!r} reads views {', '.join(learner.supported_views())} "
-        f"but task {task_name!r} offers {', '.join(offered) or 'none it can use'}"
-    )
+def learner_seed(learner: Learner, seed: int) -> int | None:
+    """The `random_state` a run of `seed` passes its learner: the run seed's learner stream (None
+    for a learner without that parameter)."""
+    return seeds.derive_seed(seed, seeds.LEARNER) if "random_state" in learner.get_params() else None
 
 
-def seed_learner(learner: Learner, seed: int) -> None:
-    """The learner's own randomness from the run seed's learner stream."""
-    if "random_state" in learner.get_params():
-        learner.set_params(random_state=seeds.derive_seed(seed, seeds.LEARNER))
+def seed_learner(learner: Learner, seed: int) -> int | None:
+    """The learner's own randomness from the run seed's learner stream; returns the `random_state`
+    passed (None for a learner without that parameter)."""
+    random_state = learner_seed(learner, seed)
+    if random_state is not None:
+        learner.set_params(random_state=random_state)
+    return random_state
 
 
 def timed(fit: Iterator[None], seconds: dict[str, float]) -> Iterator[None]:
@@ -173,14 +194,27 @@ def train_before_scored(
     seed: int,
     seconds: dict[str, float],
     progress: Progress,
-) -> int:
-    """The steps before the scored one (stage 1), each to its end; returns their checkpoint count."""
-    count = 0
+    evaluator: Evaluator | None = None,
+) -> tuple[int, list[dict[str, Any]]]:
+    """The steps before the scored one (stage 1), each to its end; returns their checkpoint count
+    and, with an `evaluator`, the learner's test and training accuracies at the end of each step
+    (three-stage: the definitions where 1a trained them, the questions where 1b did)."""
+    count, ends = 0, []
     for i, step in enumerate(pipeline.before):
         encoded = task.encode(get_view(view), data, step.examples(data, _shuffler(seed)), step.settings)
         progress(step.stage, count, "fitting")
         count += exhaust(timed(start_step(learner, i, step, encoded), seconds), step.stage, progress)
-    return count
+        if evaluator is not None:
+            ends.append(
+                {
+                    "stage": step.stage,
+                    "kinds": step.kinds,
+                    "parts": list(step.parts),
+                    "accuracy": evaluator.test(learner),
+                    "train_accuracy": evaluator.train(learner),
+                }
+            )
+    return count, ends
 
 
 def _shuffler(seed: int) -> Callable[[int], Any]:
@@ -197,20 +231,23 @@ def execute(
     progress: Progress | None = None,
     memory_limit: int | None = None,
     isolated: bool = True,
+    full_budget: bool = False,
 ) -> dict[str, Any]:
     """Run one (task, learner, seed, pipeline); return the result part of its record. The learner
     executes in a fresh process of its own (`RemoteLearner`, killed with its group at the end, and at
     `memory_limit` bytes), so the answer key and other runs are out of its reach; `isolated=False`
-    runs it in this process (what a benchmark compares against)."""
+    runs it in this process (what a benchmark compares against). `full_budget`: the scored fit runs
+    to its declared end instead of the end of its reading window."""
     progress = progress or _quiet
     progress("data", 0, "building the task and learner")
+    pipeline = get_pipeline(pipeline)
     if not isolated:
         with memory_guard(memory_limit):
             return _execute(
-                task_spec, learner_spec, learner_spec.build(), seed, get_pipeline(pipeline), threshold, progress
+                task_spec, learner_spec, learner_spec.build(), seed, pipeline, threshold, progress, full_budget
             )
     with RemoteLearner(learner_spec, memory_limit) as learner:
-        return _execute(task_spec, learner_spec, learner, seed, get_pipeline(pipeline), threshold, progress)
+        return _execute(task_spec, learner_spec, learner, seed, pipeline, threshold, progress, full_budget)
 
 
 def _execute(
@@ -221,20 +258,23 @@ def _execute(
     pipeline: Pipeline,
     threshold: float,
     progress: Progress,
+    full_budget: bool = False,
 ) -> dict[str, Any]:
     task, learner, view = prepare(task_spec, learner_spec, seed, pipeline, learner)
+    random_state = learner_seed(learner, seed)  # what `prepare` passed it
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     data = task.generate(seed)
     evaluator = Evaluator(task, data, view, stage1_definitions=pipeline.scored_sees_stage1)
     seconds["data"] = time.perf_counter() - t0
     t = time.perf_counter()
-    n_stage1_checkpoints = train_before_scored(pipeline, learner, task, view, data, seed, seconds, progress)
+    n_stage1_checkpoints, step_ends = train_before_scored(
+        pipeline, learner, task, view, data, seed, seconds, progress, evaluator
+    )
     start = None
     if pipeline.before:
         seconds["stage1"] = time.perf_counter() - t
-        after_stage1 = evaluator.test(learner)
-        train_after_stage1 = evaluator.train(learner)
+        after_stage1, train_after_stage1 = step_ends[-1]["accuracy"], step_ends[-1]["train_accuracy"]
         start = [
             {
                 "stage": pipeline.scored.stage,
@@ -248,7 +288,9 @@ def _execute(
     encoded = task.encode(get_view(view), data, scored.examples(data, _shuffler(seed)), scored.settings)
     progress(scored.stage, 0, "fitting")
     fit = start_step(learner, len(pipeline.before), scored, encoded)
-    outcome = fit_to_budget(timed(fit, seconds), learner, evaluator, scored.stage, threshold, progress, start)
+    outcome = fit_to_budget(
+        timed(fit, seconds), learner, evaluator, scored.stage, threshold, progress, start, full_budget=full_budget
+    )
     seconds["stage2" if pipeline.before else "stage1"] = time.perf_counter() - t
     if not pipeline.before:  # one fit: "after stage 1" is its evaluation point
         n_stage1_checkpoints = outcome.end["checkpoint"]
@@ -265,6 +307,8 @@ def _execute(
         "steps": pipeline.to_dict()["steps"],  # what scoring reads of the pipeline, without its registry
         # what the learner says it ran (e.g. a language model's name, revision and library versions)
         "learner_info": getattr(learner, "run_info_", None),
+        # the random_state the learner was given (its spec's, in the identity, is the default)
+        **({"learner_seed": random_state} if random_state is not None else {}),
         "is_control": tags.is_control,  # readers never import the learner to ask
         "by_construction_null": bool(pipeline.before) and not tags.stage2_uses_stage1,
         "margin": float(task.margin),
@@ -276,6 +320,10 @@ def _execute(
         "train_accuracy": {"after_stage1": train_after_stage1, "at_end": train_at_end},
         "evaluation_point": {"stage": outcome.point["stage"], "checkpoint": outcome.point["checkpoint"]},
         "definitions_learned": outcome.definitions_learned,
+        # the checkpoints p … 2p of the scored stage the headline reads (None: no point, no window)
+        "window": outcome.window,
+        "full_budget": full_budget,  # the fit ran on to its declared end, past its window
+        "step_ends": step_ends,  # each step before the scored one, at its end
         "stage1_checkpoints": n_stage1_checkpoints,
         "curve": outcome.curve,
         "sizes": {

@@ -13,7 +13,7 @@ from scipy import stats
 from imlbench.core.pipelines import get_pipeline, pipeline_names
 from imlbench.core.specs import search_space_of, target_class
 from imlbench.scoring.statistics import MIN_SEEDS_FOR_EFFECT, POWER
-from imlbench.scoring.verdicts import ALPHA, DEFAULT_MARGIN, SCORING_VERSION, guard_notes
+from imlbench.scoring.verdicts import ALPHA, DEFAULT_MARGIN, RULES, SCORING_VERSION, fired
 from imlbench.store.results import (
     PARAM_PREFIX,
     effects_of,
@@ -30,16 +30,17 @@ def verdict_sentence(row: pd.Series | dict[str, Any]) -> str:
         f"{row['n_seeds']} seed{'s' if row['n_seeds'] != 1 else ''}"
     )
     extras = [
-        f"p = {_p(row['p_difference'])}, sign-flip p = {_p(row.get('p_signflip', math.nan))}, "
-        f"p_equivalence = {_p(row['p_equivalence'])}, mde = {_num(row['mde'], '{:.1f}')}; at the end of the "
-        f"budget {_num(row.get('iml_effect_end'), '{:+.1f}')}, mean from the point on "
-        f"{_num(row.get('persistence'), '{:+.1f}')}; "
+        f"family {row.get('family', '?')}: Holm-adjusted p = {_p(row.get('p_holm', math.nan))}, sign-flip p = "
+        f"{_p(row.get('p_signflip_holm', math.nan))}; p_equivalence = {_p(row['p_equivalence'])}, "
+        f"mde = {_num(row['mde'], '{:.1f}')}; at the point {_num(row.get('iml_effect_point'), '{:+.1f}')}, "
+        f"at the window's end {_num(row.get('iml_effect_window_end'), '{:+.1f}')}; "
         f"log-prob effect {_num(row.get('logprob_effect'), '{:+.2f}')}"
+        + (f"; basis {row['basis']}" if row.get("basis") else "")
     ]
     note = row.get("verdict_note")
     if isinstance(note, str) and note:
         extras.append(note)
-    if row.get("n_definitions_not_learned"):
+    if row.get("n_definitions_not_learned") and "definitions not learned" not in str(note):
         extras.append(f"definitions not learned in {row['n_definitions_not_learned']} of {row['n_seeds']} seeds")
     if row.get("n_failed"):
         extras.append(f"{row['n_failed']} failed")
@@ -76,20 +77,37 @@ def verdict_reason(row: pd.Series | dict[str, Any]) -> tuple[str, str]:
             f"show IML (a null by construction; {effect})",
             "pipeline",
         )
-    guards, notes = guard_notes(dict(row), margin)
+    # too few seeds is a guard too, but more seeds (below) is what informs there, not a search
+    guards = [m for name, m in fired(dict(row), margin, "guard") if name != "too-few-seeds"]
     if guards:
         return f"{'; '.join(guards)} ({effect})", "search"
-    censored = [note for note in notes if note.startswith("ceiling")]
-    if censored and row["verdict"] == "inconclusive":
-        return f"{censored[0]} ({effect})", "search"
-    if row["verdict"] in ("IML", "reverse"):
+    censored = bool(fired(dict(row), margin, "censoring"))
+    on_scores = row.get("basis") == "scores"
+    if row["verdict"] in ("IML", "reverse") and on_scores:
         return (
-            f"{effect}; the t-test (p = {_p(row['p_difference'])}) and the sign-flip test "
-            f"(p = {_p(row.get('p_signflip', math.nan))}) both reject no effect",
+            f"{effect} with an arm at a bound (censored), but the answer scores favour "
+            f"{'tag 1' if row['verdict'] == 'IML' else 'tag 2'} by {row['logprob_effect']:+.2f} nats "
+            f"[{row['logprob_ci_low']:+.2f}, {row['logprob_ci_high']:+.2f}]; both adjusted tests reject no effect",
             "",
         )
+    if row["verdict"] in ("IML", "reverse"):
+        return (
+            f"{effect}; the t-test (adjusted p = {_p(row.get('p_holm', math.nan))}) and the sign-flip test "
+            f"(adjusted p = {_p(row.get('p_signflip_holm', math.nan))}) both reject no effect in family "
+            f"{row.get('family', '?')}",
+            "",
+        )
+    if row["verdict"] == "none" and _true(row.get("structural_null")):
+        return f"{effect}; every seed's answer scores are identical for both tags (a structural null)", ""
     if row["verdict"] == "none":
         return f"{effect}, shown to lie within ±{margin:g} (equivalence p = {_p(row['p_equivalence'])})", ""
+    if censored:
+        return (
+            f"{effect}, censored: an arm sits outside [{margin:g}, {100 - margin:g}]% in most seeds, so "
+            f"±{margin:g} could not occur and equivalence proves nothing"
+            + ("; the answer scores do not decide either" if on_scores else "; no answer scores to judge by"),
+            "search",
+        )
     why = f"neither shown different from 0 nor within ±{margin:g}"
     if n < MIN_SEEDS_FOR_EFFECT:
         why += f"; below {MIN_SEEDS_FOR_EFFECT} seeds the sign-flip test cannot reject no effect"
@@ -147,11 +165,21 @@ def short_legend(board: pd.DataFrame, margin: float | None = None, alpha: float 
     """The verdicts in two lines (the report and PROTOCOL.md §5 say it in full)."""
     margins = sorted({float(m) for m in board["margin"]}) if margin is None and "margin" in board else [margin or 10.0]
     return (
-        f"effect = d1 − d2 accuracy in points (scoring v{SCORING_VERSION}). IML/reverse: the t- and sign-flip "
-        f"tests reject no effect (p < {alpha:g}); none: within ±{' or ±'.join(f'{m:g}' for m in margins)} "
-        f"(TOST);\ninconclusive: neither, or a guard fired (not learned, floor, by construction). "
-        f"Full legend: imlbench report."
+        f"effect = d1 − d2 accuracy in points over each seed's window p … 2p (scoring v{SCORING_VERSION}). "
+        f"IML/reverse: the family-adjusted t- and sign-flip tests reject no effect (p < {alpha:g}); none: within "
+        f"±{' or ±'.join(f'{m:g}' for m in margins)} (TOST) where that was attainable;\ninconclusive: neither, "
+        f"a guard fired, censored without answer scores, or fewer than {MIN_SEEDS_FOR_EFFECT} seeds. "
+        f"{_families_said(board)}Full legend: imlbench report."
     )
+
+
+def _families_said(board: pd.DataFrame) -> str:
+    """e.g. "p_holm: within family 'default' (25 rows). " (the family a p was adjusted within)."""
+    if "family" not in board or board.empty:
+        return ""
+    sizes = board.groupby("family").size()
+    listed = ", ".join(f"'{name}' ({n} row{'s' if n != 1 else ''})" for name, n in sizes.items())
+    return f"p_holm: within family {listed}. "
 
 
 def _split_name(name: str) -> tuple[str, dict[str, str]]:
@@ -219,18 +247,27 @@ def _trend(frame: pd.DataFrame, column: str) -> str:
 
 
 def scoring_legend(board: pd.DataFrame, margin: float | None = None, alpha: float = ALPHA) -> str:
-    """What the verdicts mean, with the margin(s), alpha and the Holm family size of this table."""
-    family = int(board["p_difference"].notna().sum()) if "p_difference" in board else 0
+    """What the verdicts mean, with the margin(s), alpha, the families of this table and the rules
+    (`verdicts.RULES`: the one table the leaderboard's columns and docs/columns.md also come from)."""
     margins = sorted({float(m) for m in board["margin"]}) if margin is None and "margin" in board else [margin or 10.0]
     shown = " or ".join(f"±{m:g}" for m in margins)
+    sizes = board.groupby("family").size() if "family" in board else pd.Series(dtype=int)
+    families = ", ".join(f"{name} ({n} rows)" for name, n in sizes.items())
+    rules = {
+        kind: ", ".join(rule.name for rule in RULES if rule.kind == kind) for kind in ("guard", "censoring", "note")
+    }
     return (
-        f"Scoring v{SCORING_VERSION}: effect = acc(d1consis) − acc(d2consis) in points at the evaluation "
-        f"point; 95% Student-t CI over seeds; IML/reverse when both the t-test and the exact sign-flip test "
-        f"of effect = 0 give p < {alpha:g} and the equivalence test (TOST, margin {shown} points, per task) "
-        f"does not; none when TOST gives p < {alpha:g}; else inconclusive. Guards (questions, stage 1 or "
-        f"definitions not learned; floor; by construction) make any verdict inconclusive. p_holm adjusts p "
-        f"across the {family} rows of this table; mde is the smallest effect the seeds could detect with "
-        f"80% power."
+        f"Scoring v{SCORING_VERSION}: effect = acc(d1consis) − acc(d2consis) in points, averaged over each seed's "
+        f"reading window (checkpoints p … 2p after the evaluation point p); 95% Student-t CI over seeds. "
+        f"The t-test and the exact sign-flip test of effect = 0 are Holm-adjusted within the row's family "
+        f"({families or 'none'}). IML/reverse when both adjusted p < {alpha:g} and the equivalence test "
+        f"(TOST, margin {shown} points, per task) does not pass; none when TOST gives p < {alpha:g} and a "
+        f"±margin difference was attainable; a censored row (an arm outside [margin, 100 − margin] in most "
+        f"seeds) is judged on its answer scores (basis = scores) or stays inconclusive; fewer than "
+        f"{MIN_SEEDS_FOR_EFFECT} seeds is inconclusive. Guards ({rules['guard']}) make any verdict "
+        f"inconclusive; notes: {rules['note']}; an IML row without a passing tag_reliability = 0.5 control "
+        f"in its family is 'uncontrolled'. mde is the smallest effect the seeds could detect with "
+        f"{POWER:.0%} power. Every rule: docs/columns.md."
     )
 
 
@@ -238,6 +275,7 @@ def leaderboard_rows(board: pd.DataFrame) -> list[dict[str, str]]:
     """The leaderboard as display rows (accuracies %, effect with CI, tests, verdict): the one
     format shared by the printed summary and the Markdown report."""
     rows = []
+    families = board["family"].nunique() if "family" in board else 0
     for _, r in board.iterrows():
         seeds = f"{r['n_seeds']}" + (f" ({r['n_failed']} failed)" if r["n_failed"] else "")
         effect = (
@@ -248,6 +286,7 @@ def leaderboard_rows(board: pd.DataFrame) -> list[dict[str, str]]:
         )
         rows.append(
             {
+                **({"family": r["family"]} if families > 1 else {}),  # one family: said once, below
                 "task": r["task"],
                 "learner": r["learner"],
                 "pipeline": r["pipeline"],
@@ -257,11 +296,12 @@ def leaderboard_rows(board: pd.DataFrame) -> list[dict[str, str]]:
                 "p": _p(r["p_difference"]),
                 "p_flip": _p(r.get("p_signflip", math.nan)),
                 "p_holm": _p(r["p_holm"]),
+                "p_flip_holm": _p(r.get("p_signflip_holm", math.nan)),
                 "p_equiv": _p(r["p_equivalence"]),
                 "mde": _num(r["mde"], "{:.1f}"),
-                "end": _num(r.get("iml_effect_end"), "{:+.1f}"),
+                "point": _num(r.get("iml_effect_point"), "{:+.1f}"),
                 "retention": _num(r.get("retention"), "{:.2f}"),
-                "verdict": r["verdict"],
+                "verdict": r["verdict"] + (f" ({r['basis']})" if r.get("basis") == "scores" else ""),
                 "defs learned": f"{r['n_seeds'] - r['n_definitions_not_learned']}/{r['n_seeds']}",
                 "s/seed": _num(r["seconds_per_seed"], "{:.1f}"),
             }

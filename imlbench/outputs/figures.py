@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -85,7 +86,7 @@ def plot_leaderboard(
     lo = min(-margin, float(np.nanmin(board["ci_low"]))) - 5
     hi = max(margin, float(np.nanmax(board["ci_high"]))) + 5
     ax.set_xlim(lo, hi)
-    ax.set_xlabel("IML effect = acc(d1consis) − acc(d2consis) at the evaluation point (percentage points)")
+    ax.set_xlabel("IML effect = acc(d1consis) − acc(d2consis) over the reading window (percentage points)")
     ax.set_title("Leaderboard: IML effect, mean over seeds with 95% Student-t CI", fontsize=11)
     ax.grid(axis="x", alpha=0.3)
     fig.legend(loc="outside lower center", ncol=3, fontsize=8, frameon=False)
@@ -113,7 +114,8 @@ def plot_curves(
     """The paper's kind of figure for one run group: test accuracy per subset across the stage-2
     checkpoints where the test subsets were evaluated (mean over seeds, 95% t-based CI band), and the
     definition accuracy per tag at every checkpoint; each seed's evaluation point is a tick, their
-    median a dashed line. Protocol v2 runs whole budgets, so the curves go on past the point."""
+    median a dashed line. Protocol-2 records ran whole budgets, so their curves go on past the point;
+    protocol 3 ends at the window (2p) unless `--full-budget`."""
     task, learner, pipeline = group[0].task_name, group[0].learner_name, group[0].pipeline
     stage, table = _curve_table(group)
     if threshold is None:
@@ -211,7 +213,8 @@ def plot_ablation(
     records: list[RunRecord], out_dir: Path, ablation: Ablation = DOSE, formats: Iterable[str] = FORMATS
 ) -> list[Path]:
     """The effect against an ablation's parameter, one line per series with ≥ 3 levels (mean and
-    95% t-CI); `OUT/figures/<ablation>.png`."""
+    95% t-CI), labelled with its trend: the mean per-seed slope (the levels share seeds), or both
+    slopes where the window's and the point's disagree in sign; `OUT/figures/<ablation>.png`."""
     levels, trends = trend(records, ablation)
     if trends.empty:
         return []
@@ -226,7 +229,7 @@ def plot_ablation(
             yerr=[rows["effect_mean"] - rows["ci_low"], rows["ci_high"] - rows["effect_mean"]],
             fmt="o-",
             capsize=3,
-            label=f"{row['series']}: slope {row['slope_per_step']:+.0f} {ablation.unit}",
+            label=f"{row['series']}: {_trend_label(row, ablation)}",
         )
     if ablation.per_doubling:
         ax.set_xscale("log", base=2)
@@ -235,6 +238,20 @@ def plot_ablation(
     ax.set(xlabel=ablation.axis, ylabel="IML effect, points (95% CI over seeds)", title=f"{ablation.title}: IML effect")
     ax.legend(fontsize=7)
     return save_figure(fig, out_dir / ablation.name, formats)
+
+
+def _trend_label(row: pd.Series, ablation: Ablation) -> str:
+    """A series' trend for the legend: the mean per-seed slope with its 95% t-CI across seeds, or where
+    the slopes at the window and at the point disagree in sign, both, as depending on when it is read."""
+    if not row["reported"]:
+        return (
+            f"depends on when it is read: slope {row['slope_per_step']:+.0f} at the window, "
+            f"{row['slope_point_per_step']:+.0f} at the point {ablation.unit}"
+        )
+    return (
+        f"per-seed slope {row['slope_per_step']:+.0f} [{row['slope_ci_low_per_step']:+.0f}, "
+        f"{row['slope_ci_high_per_step']:+.0f}] {ablation.unit}"
+    )
 
 
 def plot(

@@ -195,7 +195,8 @@ def write_html(
         '<div class="tools"><input id="filter" type="search" placeholder="filter rows, e.g. transformer IML">'
         ' <span id="shown"></span></div>',
         f'<div class="scroll">{board_table(board, sentences)}</div>',
-        "<p>Accuracies in % at the evaluation point (mean over seeds); s/seed is the wall-clock time per seed.</p>",
+        "<p>Accuracies in % over each seed's reading window (mean over seeds); s/seed is the wall-clock time "
+        "per seed.</p>",
         '<h2 id="forest-plot">Forest plot</h2><div class="figure" id="forest"></div>',
         '<h2 id="curves">Learning curves</h2><p>Per task, each learner and pipeline once (its row without '
         "parameter overrides where there is one); lines are means over the seeds at the checkpoints that at "

@@ -148,11 +148,11 @@ def point_logprob(group: list[RunRecord]) -> tuple[float, float, float, float] |
 
 def task_curves(task: str, groups: list[list[RunRecord]]) -> go.Figure:
     """Every shown learner of a task overlaid: the accuracy effect across checkpoints and, where the
-    records have answer scores, the log-prob effect at the evaluation point beside it (mean and 95%
+    records have answer scores, the log-prob effect over the reading window beside it (mean and 95%
     t-CI over seeds, at the median point); a legend click hides a learner in both."""
     points = [point_logprob(g) for g in groups]
     cols = 2 if any(points) else 1
-    titles = ["accuracy effect (points) across training", "answer-score effect at the evaluation point (nats)"]
+    titles = ["accuracy effect (points) across training", "answer-score effect over the window (nats)"]
     fig = make_subplots(rows=1, cols=cols, subplot_titles=titles[:cols], horizontal_spacing=0.07)
     learners = sorted({base_name(g[0].learner_name) for g in groups})  # a colour per learner, a dash per pipeline
     for group, point in zip(groups, points, strict=True):

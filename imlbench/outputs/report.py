@@ -67,7 +67,7 @@ def report(
         "",
         _md_table(leaderboard_rows(board)),
         "",
-        "Accuracies in % at the evaluation point (mean over seeds); s/seed is the wall-clock time per "
+        "Accuracies in % over each seed's reading window (mean over seeds); s/seed is the wall-clock time per "
         "seed as recorded, which includes any waiting on a shared machine.",
         "",
         f"![leaderboard]({rel['leaderboard.png']})",
@@ -149,7 +149,9 @@ ABLATION_TEXT = {
 
 
 def _ablation_section(records: list[RunRecord], rel: dict[str, str], ablation: Ablation = DOSE) -> list[str]:
-    """The effect at each level of an ablation, per series, with its trend (slope and 95% t-CI)."""
+    """The effect at each level of an ablation, per series, with its trend: the mean per-seed slope
+    with its 95% t-CI, t-test and sign-flip p, or where the slopes at the window and at the point
+    disagree in sign, both, as a trend that depends on when it is read."""
     levels, trends = trend(records, ablation)
     if trends.empty:
         return []
@@ -158,8 +160,11 @@ def _ablation_section(records: list[RunRecord], rel: dict[str, str], ablation: A
         f"## {ablation.title}",
         "",
         ABLATION_TEXT.get(ablation.name, ""),
-        f"The trend is the least-squares slope of the per-seed effects on {scale}, given "
-        f"{ablation.unit}, with its 95% t-CI.",
+        f"The levels share seeds, so the trend is per seed: each seed run at every level gets the "
+        f"least-squares slope of its effects on {scale}, and the trend is the mean of those slopes "
+        f"over seeds, given {ablation.unit}, with its 95% t-CI across seeds, the t-test p and the exact "
+        f"sign-flip p. It is read on the effect over the reading window and at the evaluation point, and "
+        f"stated only where the two slopes have the same sign; otherwise it depends on when it is read.",
         "",
     ]
     rows = [
@@ -176,15 +181,30 @@ def _ablation_section(records: list[RunRecord], rel: dict[str, str], ablation: A
         for _, r in levels.iterrows()
     ]
     lines += [_md_table(rows), ""]
-    lines += [
-        f"- {t['series']}: slope {t['slope_per_step']:+.1f} points {ablation.unit} "
-        f"[{t['slope_ci_low_per_step']:+.1f}, {t['slope_ci_high_per_step']:+.1f}], p = {_p(t['p_slope'])} "
-        f"({t['n_runs']} runs at {t['n_levels']} levels)"
-        for _, t in trends.iterrows()
-    ]
+    lines += [_trend_line(t, ablation) for _, t in trends.iterrows()]
     if f"{ablation.name}.png" in rel:
         lines += ["", f"![{ablation.name}]({rel[f'{ablation.name}.png']})"]
     return lines + [""]
+
+
+def _trend_line(t: pd.Series, ablation: Ablation) -> str:
+    """One series' trend as a finding (the mean per-seed slope, its t-CI and both p's), or, where the
+    slopes at the window and at the point disagree in sign, as a trend that depends on when it is read."""
+    seeds = f"{int(t['n_seeds'])} seeds at {t['n_levels']} levels"
+    if t["n_seeds_dropped"]:
+        seeds += f", {int(t['n_seeds_dropped'])} seeds not run at every level left out"
+    if not t["n_seeds"]:
+        return f"- {t['series']}: no seed ran at every level, so no trend ({t['n_runs']} runs)"
+    if not t["reported"]:
+        return (
+            f"- {t['series']}: depends on when it is read: slope {t['slope_per_step']:+.1f} points "
+            f"{ablation.unit} at the window, {t['slope_point_per_step']:+.1f} at the point ({seeds})"
+        )
+    return (
+        f"- {t['series']}: per-seed slope {t['slope_per_step']:+.1f} points {ablation.unit} "
+        f"[{t['slope_ci_low_per_step']:+.1f}, {t['slope_ci_high_per_step']:+.1f}], p = {_p(t['p_slope'])}, "
+        f"sign-flip p = {_p(t['p_slope_signflip'])}: {t['trend_verdict']} ({seeds})"
+    )
 
 
 def _seed_range(seeds: list[int]) -> str:

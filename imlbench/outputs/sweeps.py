@@ -121,8 +121,8 @@ def plot_sweep(csv: Path, out_dir: Path, margin: float | None = None, formats: I
             a.set_xticks(range(len(order)), order)
         a.set_xlabel(x_name + (" (log scale)" if log else ""))
         a.grid(alpha=0.3)
-    ax.set_ylabel("IML effect at the evaluation point (percentage points)")
-    ax_acc.set_ylabel("test accuracy at the evaluation point (%, mean over seeds)")
+    ax.set_ylabel("IML effect over the reading window (percentage points)")
+    ax_acc.set_ylabel("test accuracy over the reading window (%, mean over seeds)")
     ax_acc.set_ylim(-3, 103)
     first = frame.iloc[0]
     title = (

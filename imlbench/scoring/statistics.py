@@ -1,4 +1,4 @@
-"""The across-seed tests of scoring v3 (PROTOCOL §5), on the per-seed effects x₁…xₙ.
+"""The across-seed tests of scoring v4 (PROTOCOL §5), on the per-seed effects x₁…xₙ.
 
 - p_difference: two-sided one-sample t-test of effect = 0;
 - p_signflip: the exact two-sided sign-flip permutation test of effect = 0 (all 2ⁿ sign patterns):
@@ -6,7 +6,9 @@
   five seeds can never reach α = 0.05 — one outlying seed cannot carry a verdict on its own;
 - p_equivalence: TOST against ±margin (the larger of the two one-sided t-test p's);
 - mde: the smallest effect these seeds detect with 80% power at α.
-`IML`/`reverse` needs both difference tests and no equivalence; `none` needs equivalence.
+`IML`/`reverse` needs both difference tests and no equivalence; `none` needs equivalence where a
+±margin difference was attainable. A leaderboard decides on the p's Holm-adjusted within the row's
+family (`imlbench.scoring.verdicts`).
 """
 
 from __future__ import annotations
@@ -60,77 +62,112 @@ def p_signflip(x: np.ndarray) -> float:
 
 
 def verdict(
-    mean: float, p_difference: float, p_signflip_: float, p_equivalence: float, alpha: float = ALPHA
+    mean: float,
+    p_difference: float,
+    p_signflip_: float,
+    p_equivalence: float,
+    alpha: float = ALPHA,
+    *,
+    n: int = MIN_SEEDS_FOR_EFFECT,
+    sd: float = math.nan,
+    margin: float = math.nan,
+    attainable: bool = True,
 ) -> tuple[str, str]:
-    """(verdict, note) from the three tests. Equivalence wins: an effect shown to lie inside the
-    margin is `none` even when it is also shown to be non-zero."""
+    """(verdict, note) on the accuracy basis (scoring v4) from the tests' p-values (the family-adjusted
+    ones for a leaderboard row). `IML`/`reverse` needs both difference tests and no equivalence;
+    `none` needs equivalence *and* room for a ±margin difference (`attainable`): where both arms sit
+    at a bound, TOST cannot fail, so it proves nothing. Fewer than six seeds decide nothing."""
+    if n < MIN_SEEDS_FOR_EFFECT:
+        return "inconclusive", f"fewer than {MIN_SEEDS_FOR_EFFECT} seeds ({n})"
+    if sd == 0:  # every seed gave the same effect: the t-tests are undefined, the answer is not
+        if abs(mean) > margin:
+            return ("IML" if mean > 0 else "reverse"), f"all {n} seeds equal"
+        if attainable:
+            return "none", f"all {n} seeds equal"
+        return "inconclusive", f"all {n} seeds equal, censored"
     if any(math.isnan(p) for p in (p_difference, p_signflip_, p_equivalence)):
         return "inconclusive", ""
+    different = p_difference < alpha and p_signflip_ < alpha
     if p_equivalence < alpha:
-        return "none", "non-zero but within margin" if p_difference < alpha and p_signflip_ < alpha else ""
-    if p_difference < alpha and p_signflip_ < alpha:
+        if not attainable:
+            return "inconclusive", "censored"
+        return "none", "non-zero but within margin" if different else ""
+    if different:
         return ("IML" if mean > 0 else "reverse"), ""
     if p_difference < alpha:
         return "inconclusive", "the t-test alone rejects 0 (sign-flip p ≥ α)"
     return "inconclusive", ""
 
 
-def standardized_score(effects: Any, margin: float, alpha: float = ALPHA) -> dict[str, Any]:
-    """Mean over seeds, Student-t CI, d_z, the three tests, mde and the verdict."""
-    x = np.asarray([e for e in effects if not math.isnan(e)], dtype=float)
+def difference_tests(values: Any, alpha: float = ALPHA) -> dict[str, float]:
+    """Mean, sd, Student-t CI, t-test p and exact sign-flip p of mean = 0 (NaN where undefined)."""
+    x = np.asarray([v for v in values if not math.isnan(v)], dtype=float)
     n = len(x)
-    score: dict[str, Any] = {
-        "n": n,
-        "mean": float(x.mean()) if n else math.nan,
-        "sd": math.nan,
-        "ci_low": math.nan,
-        "ci_high": math.nan,
-        "d_z": math.nan,
-        "p_difference": math.nan,
-        "p_signflip": p_signflip(x) if n else math.nan,
-        "p_equivalence": math.nan,
-        "mde": math.nan,
-    }
-    if n < 2:  # one seed decides nothing
-        return {**score, "verdict": "inconclusive", "note": ""}
-    mean, sd = score["mean"], float(x.std(ddof=1))
-    score["sd"] = sd
-    if sd == 0:  # every seed gave the same effect: the t-tests are undefined, the answer is not
-        score.update(
-            ci_low=mean,
-            ci_high=mean,
-            mde=0.0,
-            d_z=0.0 if mean == 0 else math.copysign(math.inf, mean),
-            p_difference=1.0 if mean == 0 else 0.0,
-            p_equivalence=0.0 if abs(mean) < margin else 1.0,
-        )
-        if abs(mean) == margin or (abs(mean) > margin and n < MIN_SEEDS_FOR_EFFECT):
-            why = "at the margin" if abs(mean) == margin else "too few seeds to call an effect"
-            return {**score, "verdict": "inconclusive", "note": f"all {n} seeds equal; {why}"}
-    else:
+    tests = {"n": n, "mean": float(x.mean()) if n else math.nan, "sd": math.nan}
+    tests.update(ci_low=math.nan, ci_high=math.nan, p_difference=math.nan)
+    tests["p_signflip"] = p_signflip(x) if n else math.nan
+    if n < 2:
+        return tests
+    mean, sd = tests["mean"], _spread(x)
+    tests["sd"] = sd
+    if sd == 0:
+        tests.update(ci_low=mean, ci_high=mean, p_difference=1.0 if mean == 0 else 0.0)
+        return tests
+    se, df = sd / math.sqrt(n), n - 1
+    critical = float(stats.t.ppf(1 - alpha / 2, df))
+    tests.update(
+        ci_low=mean - critical * se,
+        ci_high=mean + critical * se,
+        p_difference=float(2 * stats.t.sf(abs(mean) / se, df)),
+    )
+    return tests
+
+
+def _spread(x: np.ndarray) -> float:
+    """The sample sd, 0 where every value is equal up to float rounding (six copies of 60/76 − 13/76
+    have a float sd of 1e-14: the zero-spread rule must see them as equal)."""
+    if np.ptp(x) <= 1e-12 * float(np.abs(x).max()):
+        return 0.0
+    return float(x.std(ddof=1))
+
+
+def standardized_score(effects: Any, margin: float, alpha: float = ALPHA, attainable: bool = True) -> dict[str, Any]:
+    """Mean over seeds, Student-t CI, d_z, the three tests, mde and the verdict of a row judged alone
+    (a family of one: the leaderboard adjusts the p's within the row's family before deciding)."""
+    score: dict[str, Any] = difference_tests(effects, alpha)
+    score.update(d_z=math.nan, p_equivalence=math.nan, mde=math.nan)
+    n, mean, sd = score["n"], score["mean"], score["sd"]
+    if n >= 2 and sd == 0:
+        score.update(mde=0.0, d_z=0.0 if mean == 0 else math.copysign(math.inf, mean))
+        score["p_equivalence"] = 0.0 if abs(mean) < margin else 1.0
+    elif n >= 2:
         # scipy's one-sample t-tests written out on one t distribution: `ttest_1samp` computes the
         # same statistics, but its input checks cost ~1 ms a call, and a leaderboard (or the
         # calibration tests, 12,000 rows) calls this thousands of times
         se, df = sd / math.sqrt(n), n - 1
-        critical = float(stats.t.ppf(1 - alpha / 2, df))
         above = stats.t.sf((mean + margin) / se, df)  # H0: effect <= -margin
         below = stats.t.cdf((mean - margin) / se, df)  # H0: effect >= +margin
         score.update(
-            ci_low=mean - critical * se,
-            ci_high=mean + critical * se,
             d_z=mean / sd,
-            p_difference=float(2 * stats.t.sf(abs(mean) / se, df)),
             p_equivalence=float(max(above, below)),
-            mde=float((critical + stats.t.ppf(POWER, df)) * se),
+            mde=float((float(stats.t.ppf(1 - alpha / 2, df)) + stats.t.ppf(POWER, df)) * se),
         )
     score["verdict"], score["note"] = verdict(
-        mean, score["p_difference"], score["p_signflip"], score["p_equivalence"], alpha
+        mean,
+        score["p_difference"],
+        score["p_signflip"],
+        score["p_equivalence"],
+        alpha,
+        n=n,
+        sd=sd,
+        margin=margin,
+        attainable=attainable,
     )
     return score
 
 
 def holm(p_values: Any) -> np.ndarray:
-    """Holm's step-down adjustment (family = the finite p-values); NaN stays NaN.
+    """Holm's step-down adjustment over the finite p-values given (one family); NaN stays NaN.
 
     scipy offers only FDR adjustments (`false_discovery_control`); Holm controls the chance of any
     false call among the rows, which is what a reader scanning a leaderboard for "IML" needs.

@@ -1,9 +1,20 @@
 """Ablations: the IML effect against one parameter with everything else fixed — the paper's tag
 reliability (dose-response), batch size and model size. Rows of the leaderboard that differ only in
 that parameter — whatever their names (`synthetic-defs`, `synthetic-defs[tag_reliability=0.75]`,
-`synthetic-defs-null`; `transformer`, `transformer[d_model=64]`) — form one series; its trend is the
-least-squares slope of the per-seed effects on the parameter (on log2 of it for sizes: per doubling),
-with a t-based 95% CI, and the effect at each level keeps its own scoring-v3 verdict.
+`synthetic-defs-null`; `transformer`, `transformer[d_model=64]`) — form one series, and the effect at
+each level keeps its own scoring-v3 verdict.
+
+The levels of a series share seeds (the same seed numbers run at every level, each drawing its data and
+initialization from its seed), so its runs are not independent: a seed that sits 30 points high sits
+high at every level. One regression over all (level, seed) effects would count that shared offset as
+noise (a CI far too wide) and the correlated runs as independent evidence (a p that means nothing). So
+the trend is per seed (PROTOCOL §5, "Trends"): each seed run at every level of the series gets its own
+least-squares slope of its effects on the parameter (on log2 of it for sizes: per doubling), which
+removes its offset; the trend is the mean of those slopes with its Student-t 95% CI across seeds, the
+one-sample t-test and the exact sign-flip test of slope = 0. Seeds missing at some level are left out
+(and counted). It is read twice, on the effect averaged over each seed's reading window (`iml_effect`,
+the headline) and on the effect at the evaluation point (`iml_effect_point`); a trend is reported only
+where the two slopes have the same sign, and otherwise it depends on when it is read.
 """
 
 from __future__ import annotations
@@ -20,7 +31,7 @@ import pandas as pd
 from scipy import stats
 
 from imlbench.scoring.runs import scored
-from imlbench.scoring.statistics import ALPHA
+from imlbench.scoring.statistics import ALPHA, p_signflip
 from imlbench.scoring.verdicts import summarize
 from imlbench.store.records import RunRecord
 
@@ -102,9 +113,14 @@ def trend(
     records: Iterable[RunRecord | dict[str, Any]], ablation: Ablation = DOSE, alpha: float = ALPHA
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(levels, trends): one row per series and level (the summary row plus `level`), and one row per
-    series with at least MIN_LEVELS levels: slope of the per-seed effect on the parameter, its CI and p."""
+    series with at least MIN_LEVELS levels: the mean per-seed slope of the window effect (`slope`, its
+    t-CI, `p_slope`, `p_slope_signflip`) and of the point effect (`slope_point`, its t-CI), over the
+    `n_seeds` seeds run at every level (`n_seeds_dropped` were not); `sign_agrees`/`reported` (the two
+    slopes have the same sign) and `trend_verdict`: up, down, flat/unclear, or depends on when it is read."""
     series: dict[str, dict[float, list[RunRecord]]] = {}
-    for record in map(scored, records):
+    records = [scored(r) for r in records]
+    board = summarize([r for r in records if r.ok])  # each level's verdict as its family adjusts it
+    for record in records:
         level = _level(record, ablation)
         if record.ok and isinstance(level, (int, float)) and not isinstance(level, bool):
             series.setdefault(_series_key(record, ablation), {}).setdefault(float(level), []).append(record)
@@ -117,14 +133,10 @@ def trend(
             name = f"{first.learner_name} on {first.task['target']} ({first.pipeline})"
         else:
             name = f"{_without(first.learner_name, ablation.parameter)} on {first.task_name} ({first.pipeline})"
-        x, y = [], []
         for level in sorted(by_level):
-            row = summarize(by_level[level]).iloc[0].to_dict()
+            row = _level_row(board, by_level[level][0], ablation)
             levels.append({"series": name, "level": level, **row})
-            effects = [r.effect for r in by_level[level]]
-            x += [ablation.x(level)] * len(effects)
-            y += effects
-        fitted = slope(x, y, alpha)
+        fitted, n_seeds, dropped = _per_seed_trend(by_level, ablation, alpha)
         trends.append(
             {
                 "series": name,
@@ -133,7 +145,9 @@ def trend(
                 "pipeline": first.pipeline,
                 "parameter": ablation.parameter,
                 "n_levels": len(by_level),
-                "n_runs": len(y),
+                "n_runs": sum(map(len, by_level.values())),
+                "n_seeds": n_seeds,
+                "n_seeds_dropped": dropped,
                 **fitted,
                 **{f"{k}_per_step": v * ablation.step for k, v in fitted.items() if k.startswith("slope")},
             }
@@ -141,8 +155,92 @@ def trend(
     return pd.DataFrame(levels), pd.DataFrame(trends)
 
 
+def _point_effect(record: RunRecord) -> float:
+    """The effect at the evaluation point (the window's where the scores do not tell them apart)."""
+    return float(record.scores.get("iml_effect_point", record.scores["iml_effect"]))
+
+
+def _per_seed_trend(
+    by_level: dict[float, list[RunRecord]], ablation: Ablation, alpha: float
+) -> tuple[dict[str, Any], int, int]:
+    """(columns, seeds used, seeds dropped): each seed run at every level gets its least-squares slope
+    on the window and on the point effect (a seed run twice at a level: the mean of its runs); the
+    trend is their mean across seeds, with its t-CI and tests, and the verdict."""
+    by_seed: list[dict[int, list[RunRecord]]] = []
+    for level in sorted(by_level):
+        runs: dict[int, list[RunRecord]] = {}
+        for record in by_level[level]:
+            runs.setdefault(record.seed, []).append(record)
+        by_seed.append(runs)
+    shared = sorted(set.intersection(*(set(runs) for runs in by_seed)))
+    dropped = len(set.union(*(set(runs) for runs in by_seed))) - len(shared)
+    x = [ablation.x(level) for level in sorted(by_level)]
+    window, point = [], []
+    for seed in shared:
+        window.append(slope(x, [float(np.mean([r.effect for r in runs[seed]])) for runs in by_seed])["slope"])
+        point.append(slope(x, [float(np.mean([_point_effect(r) for r in runs[seed]])) for runs in by_seed])["slope"])
+    fitted = across_seeds(window, alpha)
+    at_point = across_seeds(point, alpha)
+    fitted.update(
+        slope_point=at_point["slope"],
+        slope_point_ci_low=at_point["slope_ci_low"],
+        slope_point_ci_high=at_point["slope_ci_high"],
+    )
+    agrees = bool(np.sign(fitted["slope"]) == np.sign(fitted["slope_point"]) != 0)
+    significant = fitted["p_slope"] < alpha and fitted["p_slope_signflip"] < alpha
+    if not shared:
+        verdict = "flat/unclear"  # no seed ran at every level: no trend to read
+    elif not agrees:
+        verdict = "depends on when it is read"
+    elif significant:
+        verdict = "up" if fitted["slope"] > 0 else "down"
+    else:
+        verdict = "flat/unclear"
+    fitted.update(sign_agrees=agrees, reported=agrees, trend_verdict=verdict)
+    return fitted, len(shared), dropped
+
+
+def across_seeds(slopes: list[float], alpha: float = ALPHA) -> dict[str, float]:
+    """The mean of per-seed slopes with its Student-t CI, the one-sample t-test p and the exact
+    sign-flip p of mean slope = 0 (NaN where the seeds cannot say: no seed, or one for the t-test)."""
+    s = np.asarray(slopes, float)
+    n = len(s)
+    mean = float(s.mean()) if n else math.nan
+    fitted = {
+        "slope": mean,
+        "slope_ci_low": math.nan,
+        "slope_ci_high": math.nan,
+        "p_slope": math.nan,
+        "p_slope_signflip": p_signflip(s) if n else math.nan,
+    }
+    if n < 2:
+        return fitted
+    sd = float(s.std(ddof=1))
+    if sd == 0:  # every seed gave the same slope: the t-test is undefined, the answer is not
+        return {**fitted, "slope_ci_low": mean, "slope_ci_high": mean, "p_slope": 1.0 if mean == 0 else 0.0}
+    se, df = sd / math.sqrt(n), n - 1
+    half = float(stats.t.ppf(1 - alpha / 2, df)) * se
+    return {
+        **fitted,
+        "slope_ci_low": mean - half,
+        "slope_ci_high": mean + half,
+        "p_slope": float(2 * stats.t.sf(abs(mean) / se, df)),
+    }
+
+
+def _level_row(board: pd.DataFrame, record: RunRecord, ablation: Ablation) -> dict[str, Any]:
+    """A level's leaderboard row, in the ablation's own family where the records declare it (a study
+    is one family), else in the first family they declare."""
+    same = board[[group == record.group_key() for group in board.attrs["groups"]]]
+    mine = same[same["family"] == ablation.name]
+    return (mine if len(mine) else same).iloc[0].to_dict()
+
+
 def slope(x: list[float], y: list[float], alpha: float = ALPHA) -> dict[str, float]:
-    """Least-squares slope of y on x (points per unit of x) with its t-based CI and two-sided p."""
+    """Least-squares slope of y on x (points per unit of x) with its t-based CI and two-sided p, the
+    points taken as independent: right for one seed's effects over the levels (`trend` fits each seed
+    so), wrong for runs that share seeds — pooling the seeds of a series in one call is what
+    PROTOCOL §5 rules out."""
     fit = stats.linregress(np.asarray(x, float), np.asarray(y, float))
     half = stats.t.ppf(1 - alpha / 2, len(x) - 2) * fit.stderr if len(x) > 2 else math.nan
     return {
