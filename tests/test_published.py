@@ -181,6 +181,20 @@ def test_one_stage_is_measured_after_the_conflict_and_runs_its_budget():
     assert checked == 10
 
 
+def test_three_stage_records_show_the_definitions_fit_at_the_end_of_stage_1a():
+    """Protocol 3 keeps each stage-1 step's training accuracy (`step_ends`): the `qd2incons`
+    definitions are fit at the end of 1a and overwritten by their questions in 1b, and the stage-1 guard
+    reads each part where it was trained, so it does not fire."""
+    ends_1a, ends_1b = [], []
+    for path in (RESULTS / "records" / "synthetic-defs" / "transformer").glob("three-stage-seed*.json"):
+        first, second = json.loads(path.read_text())["step_ends"][:2]
+        ends_1a.append(first["train_accuracy"]["qd2incons/definition"])
+        ends_1b.append(second["train_accuracy"]["qd2incons/definition"])
+    assert len(ends_1a) == 10 and sum(a >= 0.95 for a in ends_1a) > 5
+    assert sum(b < 0.95 for b in ends_1b) > 5  # what protocol 2 read, after 1b
+    assert _row("synthetic-defs", "transformer", "three-stage", "three-stage")["n_stage1_not_fit"] == 0
+
+
 def test_the_symbolic_mlp_is_at_the_floor_not_none():
     row = _row("synthetic-defs", "mlp")
     assert row["verdict"] == "inconclusive" and "floor" in row["verdict_note"]
