@@ -34,11 +34,13 @@ def test_majority_control_is_guarded_not_called(tmp_path):
 
 
 def test_random_forest_shows_no_effect_and_learns_the_definitions(tmp_path):
-    """One-stage, where a forest's trees see both stages: it answers from both sources alike. Two-stage
-    its stage 2 cannot depend on stage 1, so the row is guarded, never `none`."""
+    """One-stage, where a forest's trees see both stages: it answers from both sources alike, at the
+    ceiling, so the row is censored and judged on its answer scores, where it shows no tag preference
+    either. Two-stage its stage 2 cannot depend on stage 1, so the row is guarded, never `none`."""
     row = score(tmp_path, "rf", "one-stage")
-    assert row["verdict"] == "none" and row["n_definitions_not_learned"] == 0
-    assert row["acc_d1consis"] > 90 and row["acc_d2consis"] > 90
+    assert row["n_definitions_not_learned"] == 0 and row["acc_d1consis"] > 90 and row["acc_d2consis"] > 90
+    assert "censored" in row["flags"].split(";") and row["basis"] == "scores"
+    assert row["verdict"] != "IML" and abs(row["logprob_effect"]) < 0.2 and row["logprob_ci_low"] < 0
     two = score(tmp_path, "rf", "two-stage")
     assert two["verdict"] == "inconclusive" and "by construction" in two["verdict_note"]
 
