@@ -28,6 +28,7 @@ side() {  # side NAME COMMIT: a worktree at COMMIT with its own venv; prints the
         echo "$site" > "$dir-venv/lib/python$(python -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')/site-packages/zz-shared.pth"
         "$dir-venv/bin/pip" install -q --no-deps -e "$dir"
     fi
+    git -C "$dir" checkout -q --detach "$2"  # a kept worktree moves to the commit asked for (editable install)
     echo "$dir-venv/bin/imlbench"
 }
 

@@ -191,7 +191,10 @@ def spec_of(kind: str, written: dict[str, Any]) -> Spec:
     name, target = written["name"], written["target"]
     cls = load_target(kind, target)
     neutral = dict(getattr(cls, "identity_neutral", {}))
-    params = {**cls.param_defaults(), **neutral, **check_params(kind, name, cls, written.get("params", {}))}
+    defaults = cls.param_defaults()
+    # a subclass may inherit a neutral value for a parameter it does not take (ConvNet, TaggedDigits)
+    taken = {k: v for k, v in neutral.items() if k in defaults}
+    params = {**defaults, **taken, **check_params(kind, name, cls, written.get("params", {}))}
     code = code_version(kind, target, cls)
     spec = Spec(kind, name, target, params, written.get("version", 1), "record", code=code, neutral=neutral)
     validate(spec)

@@ -22,12 +22,43 @@ ROOT = Path(__file__).resolve().parent.parent
 FINDINGS = ROOT / "docs" / "findings.md"  # the published findings, with every table the records give
 PERFORMANCE = ROOT / "docs" / "performance.md"
 RESULTS = ROOT / "docs" / "results"
+PROTOCOL_3 = RESULTS / "protocol-3"  # the default suite re-run under protocol 3
 ALPHA = 0.05
 
 
-def test_committed_leaderboard_is_what_the_committed_records_give(tmp_path):
-    imlbench.leaderboard(RESULTS, csv=tmp_path / "leaderboard.csv")
-    assert (tmp_path / "leaderboard.csv").read_text() == (RESULTS / "leaderboard.csv").read_text()
+@pytest.mark.parametrize("folder", [RESULTS, PROTOCOL_3], ids=["results", "protocol-3"])
+def test_committed_leaderboard_is_what_the_committed_records_give(tmp_path, folder):
+    imlbench.leaderboard(folder, csv=tmp_path / "leaderboard.csv")
+    assert (tmp_path / "leaderboard.csv").read_text() == (folder / "leaderboard.csv").read_text()
+
+
+def _ci(row: pd.Series) -> str:
+    return f"{row['effect_mean']:+.1f} [{row['ci_low']:+.1f}, {row['ci_high']:+.1f}]".replace("-", "−")
+
+
+def test_the_readme_says_what_the_protocol_3_rows_say():
+    """The README's protocol-3 bullet: two controlled IML rows with their CIs, and of the rows with
+    protocol-2 runs exactly one verdict changed, the transformer's two-stage null twin."""
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    new = pd.read_csv(PROTOCOL_3 / "leaderboard.csv", keep_default_na=False).set_index(["task", "learner", "pipeline"])
+    old = _rows().query("family == 'default'").set_index(["task", "learner", "pipeline"])
+    for key in [("synthetic-defs", "transformer", "two-stage"), ("tagged-digits", "convnet", "two-stage")]:
+        row = new.loc[key]
+        assert row["verdict"] == "IML" and str(row["controlled"]) == "True", key
+        assert _ci(row) + ", controlled" in readme, key
+    changed = [k for k in old.index if old.loc[k, "verdict"] != new.loc[k, "verdict"]]
+    assert changed == [("synthetic-defs-null", "transformer", "two-stage")] and len(old) == 21
+    null = new.loc[changed[0]]
+    assert null["verdict"] == "inconclusive" and f"`inconclusive` ({_ci(null)})" in readme
+
+
+def test_the_protocol_3_default_suite_is_one_family_of_protocol_3_runs_and_the_findings_show_it():
+    records, problems = load_scored(PROTOCOL_3)
+    assert not problems and len(records) == 250
+    assert {r.protocol["version"] for r in records} == {3} and all(r.raw["families"] == ["default"] for r in records)
+    board = summarize(records)
+    assert len(board) == 25 and set(board["family"]) == {"default"}
+    assert _md_table(leaderboard_rows(board)) in FINDINGS.read_text(), "findings protocol-3 table is stale"
 
 
 @pytest.mark.slow  # minutes of waiting on processes and clocks: the default suite stays under ~10 min
@@ -79,7 +110,8 @@ def _exact(value):
     return bool(value) if isinstance(value, (bool, np.bool_)) else value
 
 
-def test_every_published_row_is_what_scoring_v4_written_afresh_gives():
+@pytest.mark.parametrize("folder", [RESULTS, PROTOCOL_3], ids=["results", "protocol-3"])
+def test_every_published_row_is_what_scoring_v4_written_afresh_gives(folder):
     """Every row of the leaderboard of the committed records (`summarize`, which the CSV is written
     from) equals tests/reference.py's recomputation from the raw record files, written afresh from
     PROTOCOL §5 (window means, scipy's t-tests, an enumerated sign-flip test, Holm by hand within each
@@ -87,10 +119,10 @@ def test_every_published_row_is_what_scoring_v4_written_afresh_gives():
     verdict, basis, control, the effect and its CI, the raw and the family-adjusted p's."""
     from reference import v4_leaderboard, v4_raw_records
 
-    board = summarize(load_results(RESULTS))
-    rows = v4_leaderboard(v4_raw_records(RESULTS))
+    board = summarize(load_results(folder))
+    rows = v4_leaderboard(v4_raw_records(folder))
     expected = {(r["family"], r["task"], r["learner"], r["pipeline"], r["seeds"]): r for r in rows}
-    assert len(expected) == len(board) > 0 and board["family"].nunique() > 1
+    assert len(expected) == len(board) > 0
     for _, row in board.iterrows():
         where = (row["family"], row["task"], row["learner"], row["pipeline"], row["seeds"])
         ref = expected[where]
@@ -99,7 +131,7 @@ def test_every_published_row_is_what_scoring_v4_written_afresh_gives():
         for column in V4_NUMBERS:
             assert row[column] == pytest.approx(ref[column], rel=1e-6, abs=1e-12, nan_ok=True), (where, column)
         assert row["p_holm"] == row["p_difference_holm"], where
-    # the published set takes every path of the rule: several families, both bases, a passing control
+    # each published set takes every path of the rule: both bases, a passing control
     assert {"accuracy", "scores"} <= set(board["basis"]) and board["controlled"].eq(True).any()
 
 

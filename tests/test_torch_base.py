@@ -213,3 +213,27 @@ def test_hidden_states_shapes_and_they_are_what_predict_reads(tasks, fitted, nam
         assert [s.shape[1] for s in states] == widths
         logits = model.head[2](torch.from_numpy(states[-1]))
         np.testing.assert_array_equal(learner.label_space_[logits.argmax(dim=1).numpy()], learner.predict(queries))
+
+
+@pytest.mark.parametrize("name", list(LEARNERS))
+def test_predictions_and_scores_share_one_forward_pass_per_state_of_the_model(tasks, name, monkeypatch):
+    """The window asks for predictions and then answer scores at every checkpoint: both read one
+    forward pass, equal to a fresh one, and a training step (or other queries) computes anew."""
+    learner = _fit(tasks, name)
+    queries, other = _queries(tasks, name), _encode(tasks, name, "stage2")
+    candidates = tasks[name][1].label_space
+    fresh_predictions, fresh_scores = learner.predict(queries), learner.predict_scores(queries, candidates)
+    learner.logits_cache_ = (None, None)
+    calls = []
+    logits = learner.logits
+    monkeypatch.setattr(learner, "logits", lambda q: calls.append(q) or logits(q))
+    np.testing.assert_array_equal(learner.predict(queries), fresh_predictions)
+    np.testing.assert_array_equal(learner.predict_scores(queries, candidates), fresh_scores)
+    assert len(calls) == 1
+    learner.predict(other)
+    learner.predict(queries)
+    assert len(calls) == 3  # other queries replace the cached pass
+    next(learner.continue_fit(_encode(tasks, name, "stage2")))
+    learner.predict_scores(queries, candidates)
+    assert len(calls) == 4  # a training step invalidates it
+    assert not np.array_equal(learner.predict_scores(queries, candidates), fresh_scores)

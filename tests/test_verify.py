@@ -162,3 +162,14 @@ def test_an_older_protocol_record_is_rerun_under_this_one_and_compared_where_bot
     older["protocol"]["version"] = 1
     with pytest.raises(ImlbenchError, match="protocol version 1"):
         request_of(older)
+
+
+def test_a_record_of_a_subclass_that_takes_fewer_parameters_is_rerunnable():
+    """ConvNet and TaggedDigits inherit a neutral value (`steps_per_epoch`, `context_docs`) for a
+    parameter they do not take: the spec rebuilt from a record must not pass it."""
+    from imlbench.verify import spec_of
+
+    records = Path(__file__).resolve().parents[1] / "docs" / "results" / "protocol-3" / "records" / "tagged-digits"
+    record = json.loads(next((records / "convnet").glob("one-stage-seed0-*.json")).read_text())
+    assert "steps_per_epoch" not in spec_of("learner", record["learner"]).params
+    assert "context_docs" not in spec_of("task", record["task"]).params

@@ -8,8 +8,8 @@
 # records it trains nothing and rebuilds the leaderboard, the report and the figures; with --force
 # (passed through to every run) it recomputes everything (10 seeds: see README for the wall time on 2
 # CPU cores). The committed records are protocol-2 runs (every fit to its budget) scored under scoring
-# v4, except the main command's and the three-stage row's (protocol 3); this code runs protocol 3, whose
-# keys differ, so on this code the script re-runs every other row.
+# v4, except the main command's, the three-stage row's and docs/results/protocol-3 (protocol 3); this code
+# runs protocol 3, whose keys differ, so on this code the script re-runs every other row.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=docs/results
@@ -30,6 +30,9 @@ one_seed_search() {
 # family (its name), a study one (--family NAME); a run reused by a later command joins its family too.
 # The README's main command, as a newcomer runs it (its own folder: the output README shows).
 imlbench run --learner rf --task synthetic-defs --out docs/results/main-command --jobs 2 -q "${FORCE[@]}"
+# The default suite under protocol 3 (the first part of the republish; docs/findings.md, "The default
+# suite under protocol 3"): its own folder, one family of 25 rows.
+imlbench run --suite default --out docs/results/protocol-3 --jobs 2 -q "${FORCE[@]}"
 # The leaderboard: every learner on every task it supports, both pipelines, 10 seeds, with the null
 # twin (tag_reliability = 0.5) of every row the suite expects to be IML: one family of 25 rows.
 run run --suite default --jobs 2

@@ -120,10 +120,10 @@ class ConvNet(TorchLearner):
         return torch.cat([self.model_(images[i : i + 4096]) for i in range(0, len(images), 4096)])
 
     def predict(self, queries: ImageQueries) -> np.ndarray:
-        return self.label_space_[self.logits(queries).argmax(dim=1).cpu().numpy()]
+        return self.label_space_[self.cached_logits(queries).argmax(dim=1).cpu().numpy()]
 
     def predict_scores(self, queries: ImageQueries, candidates: np.ndarray) -> np.ndarray:
-        return log_softmax_at(self.logits(queries), np.searchsorted(self.label_space_, candidates))
+        return log_softmax_at(self.cached_logits(queries), np.searchsorted(self.label_space_, candidates))
 
     @torch.no_grad()
     def hidden_states(self, queries: ImageQueries) -> list[np.ndarray]:

@@ -125,10 +125,10 @@ class MLP(TorchLearner):
         return self.model_(codes.to(self.device_), numeric.to(self.device_))
 
     def predict(self, queries: TableQueries) -> np.ndarray:
-        return self.label_space_[self.logits(queries).argmax(dim=1).cpu().numpy()]
+        return self.label_space_[self.cached_logits(queries).argmax(dim=1).cpu().numpy()]
 
     def predict_scores(self, queries: TableQueries, candidates: np.ndarray) -> np.ndarray:
-        return log_softmax_at(self.logits(queries), np.searchsorted(self.label_space_, candidates))
+        return log_softmax_at(self.cached_logits(queries), np.searchsorted(self.label_space_, candidates))
 
     @torch.no_grad()
     def hidden_states(self, queries: TableQueries) -> list[np.ndarray]:

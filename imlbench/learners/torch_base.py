@@ -24,9 +24,12 @@ Optional diagnostics (per-example gradients, probes of hidden states) read `mode
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 from abc import abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -184,6 +187,7 @@ class TorchLearner(Learner):
         self.optimizer_ = self.make_optimizer()
         self.rng_ = np.random.default_rng(self.random_state)
         self.n_steps_ = 0  # optimizer steps taken so far (both stages)
+        self.logits_cache_ = (None, None)  # a new model: nothing cached belongs to it
         self.run_info_.setdefault("n_parameters", sum(p.numel() for p in self.model_.parameters()))
         self.run_info_["optimizer_steps"] = {}
         yield from self._train(data, Stage(self.lr, self.epochs, self.batch_size, self.steps_per_epoch))
@@ -245,6 +249,26 @@ class TorchLearner(Learner):
         if params is None:
             return self.model_(*inputs, **options)
         return torch.func.functional_call(self.model_, params, inputs, options)
+
+    def cached_logits(self, queries: Any) -> torch.Tensor:
+        """`self.logits(queries)`, computed once per state of the model: the harness asks for the
+        predictions and then the answer scores of the same queries at every checkpoint of the
+        reading window, and both read the same forward pass. Keyed by the optimizer steps taken, the
+        model object and the queries' content, so any training step or other query recomputes."""
+        if not dataclasses.is_dataclass(queries) or not hasattr(self, "n_steps_"):
+            return self.logits(queries)
+        digest = hashlib.blake2b(digest_size=16)
+        for field in dataclasses.fields(queries):
+            value = getattr(queries, field.name)
+            if isinstance(value, np.ndarray):
+                digest.update(f"{field.name} {value.dtype} {value.shape}".encode())
+                digest.update(np.ascontiguousarray(value).data)
+            else:
+                digest.update(f"{field.name} {value!r}".encode())
+        key = (self.n_steps_, id(self.model_), digest.hexdigest())
+        if getattr(self, "logits_cache_", (None,))[0] != key:
+            self.logits_cache_ = (key, self.logits(queries))
+        return self.logits_cache_[1]
 
     def _inference(self) -> None:
         """Before a forward pass outside training: the thread count, and eval mode."""

@@ -271,10 +271,10 @@ class Transformer(TorchLearner):
 
     def predict(self, queries: TokenQueries) -> np.ndarray:
         """Argmax over the whole vocabulary."""
-        return self.logits(queries).argmax(dim=-1).cpu().numpy().astype(np.int64)
+        return self.cached_logits(queries).argmax(dim=-1).cpu().numpy().astype(np.int64)
 
     def predict_scores(self, queries: TokenQueries, candidates: np.ndarray) -> np.ndarray:
-        return log_softmax_at(self.logits(queries), candidates)
+        return log_softmax_at(self.cached_logits(queries), candidates)
 
     @torch.no_grad()
     def hidden_states(self, queries: TokenQueries) -> list[np.ndarray]:
