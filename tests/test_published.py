@@ -336,6 +336,17 @@ def test_the_performance_table_in_performance_md_is_what_was_measured():
         assert f"| {old:.1f} s | {new:.1f} s | {new / old:.2f}× |" in readme, command
 
 
+def test_the_protocol_3_performance_table_is_what_was_measured():
+    """Each command's two wall times and their ratio, protocol 2 against 3, are the rows of versus-cf14ca3.csv."""
+    import csv
+
+    rows = list(csv.DictReader((RESULTS / "performance" / "versus-cf14ca3.csv").open()))
+    text = PERFORMANCE.read_text()
+    for command in ("main-rf", "main-transformer"):
+        old, new = (float(r["seconds"]) for r in rows if r["command"] == command)
+        assert f"| {old:.1f} s | {new:.1f} s | {new / old:.2f}× |" in text, command
+
+
 def test_the_dose_response_in_the_findings_is_what_the_records_give():
     from imlbench.outputs.report import _ablation_section
     from imlbench.scoring.trends import DOSE, trend
