@@ -165,7 +165,9 @@ def test_seed_0_reruns_to_the_committed_record(tmp_path, learner):
     that made the record; rf's votes are exact on any CPU."""
     from imlbench.store.provenance import environment
 
-    committed_env = json.loads(next(RESULTS.rglob("synthetic-defs/transformer/two-stage-seed0-*.json")).read_text())
+    committed_env = json.loads(
+        next((RESULTS / "records").glob("synthetic-defs/transformer/two-stage-seed0-*.json")).read_text()
+    )
     cpu = {k: committed_env["environment"][k] for k in ("cpu_family", "cpu_capability")}
     here = {k: environment()[k] for k in cpu}
     if learner == "transformer" and cpu != here:
