@@ -68,6 +68,7 @@ def plan(
     threshold: float = DEFAULT_THRESHOLD,
     skip_unsupported: bool = False,
     full_budget: bool = False,
+    sealed: bool = False,
 ) -> list[RunRequest]:
     """Resolve names and parameters into run requests; every user error surfaces here, before any run.
 
@@ -76,9 +77,12 @@ def plan(
     instead of being an error (a suite runs "every learner on every task it supports").
     `full_budget`: every fit runs to its declared budget and the curve is recorded to its end
     (persistence studies); by default a fit ends at the end of its reading window, checkpoint 2p.
+    `sealed`: each run's task and `random_state` are drawn with entropy held back from the learner
+    (docs/isolation.md), so that no learner can regenerate its test answers from public code.
     """
-    if not isinstance(full_budget, bool):
-        raise ImlbenchError(f"full_budget must be true or false, got {full_budget!r}")
+    for name, flag in (("full_budget", full_budget), ("sealed", sealed)):
+        if not isinstance(flag, bool):
+            raise ImlbenchError(f"{name} must be true or false, got {flag!r}")
     if params is not None and not isinstance(params, (dict, list, tuple)):
         raise ImlbenchError(f"bad params {params!r}: expected a table of key = value (or key=value strings)")
     pairs = list(params.items()) if isinstance(params, dict) else [parse_pair(str(p)) for p in params or []]
@@ -97,7 +101,7 @@ def plan(
                 if skip_unsupported:
                     continue
                 raise
-            requests += [RunRequest(task_spec, learner_spec, s, p.name, threshold, full_budget) for s in seeds_]
+            requests += [RunRequest(task_spec, learner_spec, s, p.name, threshold, full_budget, sealed) for s in seeds_]
     return requests
 
 
@@ -136,6 +140,7 @@ def plan_suite(
     seeds: int | Iterable[int] | None = None,
     threshold: float = DEFAULT_THRESHOLD,
     full_budget: bool = False,
+    sealed: bool = False,
 ) -> list[RunRequest]:
     """A suite (`suites/NAME.toml` or a path): every listed learner on every listed task it supports."""
     specs = suite_specs("suite")
@@ -168,6 +173,7 @@ def plan_suite(
         threshold,
         skip_unsupported=True,
         full_budget=full_budget,
+        sealed=sealed,
     )
     for control in suite_controls(suite, path):  # the null twins of the rows the suite expects to be IML
         requests += plan(
@@ -178,6 +184,7 @@ def plan_suite(
             suite.get("params", {}),
             threshold,
             full_budget=full_budget,
+            sealed=sealed,
         )
     return requests
 
@@ -216,6 +223,7 @@ def run(
     memory_limit: str | int | None = None,
     full_budget: bool = False,
     family: str | None = None,
+    sealed: bool = False,
 ) -> pd.DataFrame:
     """Run a grid and return its summary (one row per task x learner x pipeline).
 
@@ -223,10 +231,10 @@ def run(
     concurrent.futures-style executor object works too. `timeout` limits each run (seconds): a run
     past it is stopped and recorded as an error. The records are in `summary.attrs["records"]`,
     failures in `summary.attrs["problems"]`; the leaderboard of everything under `out` is rewritten
-    to `out/leaderboard.csv`. `full_budget`: see `plan`. `family`: the family the rows' p-values are
+    to `out/leaderboard.csv`. `full_budget`, `sealed`: see `plan`. `family`: the family the rows' p-values are
     adjusted within (PROTOCOL §5; default: this grid, `grid_family`).
     """
-    requests = plan(learner, task, seeds, pipeline, params, threshold, full_budget=full_budget)
+    requests = plan(learner, task, seeds, pipeline, params, threshold, full_budget=full_budget, sealed=sealed)
     records, problems = execute_plan(requests, out, force, verbose, executor, jobs, timeout, memory_limit)
     records = declare_family(records, requests, out, family or grid_family(requests))  # PROTOCOL §5
     summary = summarize(records, margin)

@@ -167,8 +167,11 @@ def request_of(record: dict[str, Any]) -> RunRequest:
     threshold = protocol.get("definition_threshold", DEFAULT_THRESHOLD)
     get_pipeline(record["pipeline"])  # an unknown pipeline: one line, before any run
     task, learner = spec_of("task", record["task"]), spec_of("learner", record["learner"])
-    full_budget = protocol.get("full_budget") is True
-    request = RunRequest(task, learner, record["seed"], record["pipeline"], threshold, full_budget)
+    full_budget, sealed = protocol.get("full_budget") is True, protocol.get("sealed") is True
+    entropy = (record.get("seal") or {}).get("entropy") if sealed else None
+    if sealed and not isinstance(entropy, str):
+        raise ImlbenchError("it is sealed but holds no entropy to replay it with (seal.entropy)")
+    request = RunRequest(task, learner, record["seed"], record["pipeline"], threshold, full_budget, sealed, entropy)
     said = {k: v for k, v in identity_of(record).items() if k != "code"}
     rebuilt = {k: v for k, v in request.identity().items() if k != "code"}
     if version != PROTOCOL_VERSION and _settings(protocol) == _settings(rebuilt["protocol"]):

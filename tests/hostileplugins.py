@@ -81,12 +81,12 @@ class Escapes(Spy):
 
 
 class FillsShm(Spy):
-    """Has a child in a new session write `mib` MiB to a /dev/shm file and hold it open, then waits
-    up to a minute for the harness to stop the run."""
+    """Has a child in a new session write `mib` MiB to a /dev/shm file and hold it open (or close it
+    and exit: `hold` false), then waits up to a minute for the harness to stop the run."""
 
-    def __init__(self, view: str = "table", path: str = "", mib: int = 400):
+    def __init__(self, view: str = "table", path: str = "", mib: int = 400, hold: bool = True):
         super().__init__(view)
-        self.path, self.mib = path, mib
+        self.path, self.mib, self.hold = path, mib, hold
 
     def fit(self, data) -> Iterator[None]:
         if self.mib and os.fork() == 0:
@@ -95,6 +95,8 @@ class FillsShm(Spy):
                 for _ in range(self.mib // 4):
                     held.write(b"\1" * (4 << 20))
                 held.flush()
-                signal.pause()
+                if self.hold:
+                    signal.pause()
+            os._exit(0)
         time.sleep(60 if self.mib else 0)
         yield from super().fit(data)

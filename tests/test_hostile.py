@@ -15,6 +15,7 @@ from conftest import TESTS
 from support import alive
 
 from imlbench.cli import main
+from imlbench.harness.sandbox import MemoryCgroup
 from imlbench.store.records import iter_record_files, read_record
 
 SMALL = ["--param", "n_entities=100", "--seeds", "1", "-q"]
@@ -112,3 +113,25 @@ def test_memory_written_to_dev_shm_counts_against_the_limit(tmp_path, jobs):
     assert found["none"]["status"] == "ok"  # the same learner writing nothing stays under the limit
     error = found["shm"]["error"]
     assert error.startswith("exceeded memory limit of 200 MiB (") and error.endswith("at stage stage1, checkpoint 0")
+
+
+def cgroup_possible() -> bool:
+    group = MemoryCgroup.open(1 << 30)
+    if group is not None:
+        group.remove()
+    return group is not None
+
+
+@pytest.mark.skipif(not cgroup_possible(), reason="no memory cgroup can be made here")
+def test_a_closed_dev_shm_file_counts_where_a_cgroup_can_be_made(tmp_path):
+    """Written and closed, a /dev/shm file is held by no process (polling /proc misses it); the
+    learner's cgroup is charged for its pages, and the kernel stops the tree at the limit."""
+    path = f"/dev/shm/imlbench-test-{uuid.uuid4().hex}"
+    hog = spec(tmp_path, "shm", "FillsShm", path=path, mib=400, hold=False)
+    try:
+        assert main(["run", *SMALL, "--learner", hog, "--memory-limit", "200M", "--out", str(tmp_path / "r")]) == 1
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)
+    error = records(tmp_path / "r")["shm"]["error"]
+    assert error.startswith("exceeded memory limit of 200 MiB (") and "counted by its cgroup" in error

@@ -55,7 +55,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ImlbenchError(
                 "--suite runs its own learners, tasks and parameters; drop --learner/--task/--param or drop --suite"
             )
-        requests = api.plan_suite(args.suite, seeds, args.threshold, args.full_budget)
+        requests = api.plan_suite(args.suite, seeds, args.threshold, args.full_budget, args.sealed)
     else:
         requests = api.plan(
             "rf" if args.learner is None else args.learner,  # --learner "" is an error
@@ -65,6 +65,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             args.param,
             args.threshold,
             full_budget=args.full_budget,
+            sealed=args.sealed,
         )
     family = args.family or (Path(args.suite).stem if args.suite else api.grid_family(requests))
     records, problems = api.execute_plan(

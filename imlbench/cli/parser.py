@@ -120,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
         "studies); by default a fit ends at the end of its reading window, checkpoint 2p",
     )
     run.add_argument(
+        "--sealed",
+        action="store_true",
+        help="draw each run's task and random_state with entropy held back from the learner, so that "
+        "a learner cannot regenerate its test answers from the seed (for learners you do not trust; "
+        "docs/isolation.md); the entropy is written into the record when the run ends",
+    )
+    run.add_argument(
         "--family",
         default=None,
         help="the family whose rows are Holm-adjusted together (PROTOCOL §5): a study's name; default: "

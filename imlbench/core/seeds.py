@@ -8,6 +8,8 @@ once, by name.
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 # purposes drawn by the harness
@@ -45,3 +47,11 @@ def harness_rng(seed: int, purpose: int) -> np.random.Generator:
 def derive_seed(seed: int, purpose: int) -> int:
     """One integer of a named stream, for libraries that take an int seed (a learner's random_state)."""
     return int(stream(seed, purpose).generate_state(1)[0])
+
+
+def sealed_seed(seed: int, entropy: str) -> int:
+    """The seed a sealed run draws everything from: `seed` mixed with 128 bits of entropy held back
+    from the learner (hex), through a cryptographic hash, so that neither its data nor its
+    `random_state` lets anyone recover the seed or regenerate the task without the entropy."""
+    digest = hashlib.blake2b(f"imlbench-sealed:{seed}:{entropy}".encode(), digest_size=16).digest()
+    return int.from_bytes(digest, "big")

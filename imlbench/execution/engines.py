@@ -17,7 +17,6 @@ tree's memory. No plugin learner's code runs in the driver (`imlbench.harness.pr
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import os
 import re
@@ -33,6 +32,7 @@ from imlbench.execution.workers import Execution, job_outcome, run_job, run_pool
 from imlbench.harness.probe import module_of, relative_costs
 from imlbench.harness.processes import preload
 from imlbench.harness.runner import RunRequest, cached_record
+from imlbench.harness.sandbox import own_memory_cgroup
 from imlbench.store.records import prepare_out
 
 EXECUTORS = ("local", "dask", "dask://HOST:PORT", "slurm", "submitit-local")
@@ -78,14 +78,9 @@ def parse_memory(value: str | int | float | None, jobs: int = 1) -> int | None:
 def total_memory() -> int:
     """The machine's memory, or the limit of this process's memory cgroup (v2 or v1) where lower."""
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    with contextlib.suppress(OSError, ValueError), open("/proc/self/cgroup") as groups:
-        for kind, path in (line.rstrip("\n").split(":", 2)[1:] for line in groups):
-            v2 = kind == ""
-            limit = Path(
-                f"/sys/fs/cgroup{'' if v2 else '/memory'}{path}", "memory.max" if v2 else "memory.limit_in_bytes"
-            )
-            if kind in ("", "memory") and limit.exists() and limit.read_text().strip().isdigit():
-                total = min(total, int(limit.read_text()))
+    if (found := own_memory_cgroup()) is not None:
+        limit = (found[0] / ("memory.max" if found[1] else "memory.limit_in_bytes")).read_text().strip()
+        total = min(total, int(limit)) if limit.isdigit() else total
     return total
 
 

@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from multiprocessing.connection import Connection, wait
 from multiprocessing.reduction import send_handle
 
+from imlbench.harness.sandbox import MemoryCgroup
+
 # imported by every worker before it forks a run: imlbench's built-in learners of a grid (`preload`)
 # and the heavy libraries a plugin of the grid imports (found by `imlbench.harness.probe`)
 PRELOAD: list[str] = []
@@ -153,9 +155,9 @@ def memory_guard(limit: int | None) -> Iterator[None]:
         ctypes.pythonapi.PyThreadState_SetAsyncExc(thread, None)  # one still pending is void
 
 
-def exceeded(limit: int, used: int) -> str:
+def exceeded(limit: int, used: int, how_counted: str = "resident") -> str:
     size = [f"{n / 2**20:.0f} MiB" if n < 2**30 else f"{n / 2**30:.2f} GiB" for n in (limit, used)]
-    return f"exceeded memory limit of {size[0]} ({size[1]} resident)"
+    return f"exceeded memory limit of {size[0]} ({size[1]} {how_counted})"
 
 
 class Supervisor:
@@ -168,7 +170,7 @@ class Supervisor:
 
     def __init__(self, conn: Connection, learner_main: Callable[[Connection], None]):
         self.clients, self.learner_main, self.pid = [conn], learner_main, os.getpid()
-        self.learner: tuple | None = None  # (pid, client, deadline, limit, memory)
+        self.learner: tuple | None = None  # (pid, client, deadline, limit, memory, its MemoryCgroup or None)
         self.spare: int | None = None  # a process below this one that is not a learner's (a run's harness)
         self.out_r, self.out_w = os.pipe()
         os.set_blocking(self.out_r, False)
@@ -235,14 +237,18 @@ class Supervisor:
 
     def start_learner(self, client: Connection, limit: float | None, start: float, memory: int | None) -> None:
         ours, theirs = socket.socketpair()
+        group = MemoryCgroup.open(memory) if memory else None
         if (pid := os.fork()) == 0:
             try:
                 self.child(theirs.fileno())
+                if group is not None:
+                    with contextlib.suppress(OSError):
+                        group.join()
                 self.learner_main(Connection(theirs.detach()))
             finally:
                 os._exit(0)
         theirs.close()
-        self.learner = (pid, client, limit and start + limit, limit, memory)
+        self.learner = (pid, client, limit and start + limit, limit, memory, group)
         client.send(("learner", pid))
         send_handle(client, ours.fileno(), pid)
         ours.close()
@@ -251,8 +257,10 @@ class Supervisor:
         """End the learner where it died or passed a limit, and tell its client why."""
         if self.learner is None:
             return
-        pid, client, deadline, limit, memory = self.learner
-        if (ended := os.waitpid(pid, os.WNOHANG))[0]:
+        pid, client, deadline, limit, memory, group = self.learner
+        if group is not None and group.oom_kills():  # the kernel stopped the tree at its cgroup's limit
+            why = exceeded(memory, group.peak(), "at its peak, counted by its cgroup")
+        elif (ended := os.waitpid(pid, os.WNOHANG))[0]:
             why = f"the worker process died ({how(os.waitstatus_to_exitcode(ended[1]))})"
         elif deadline and time.monotonic() > deadline:
             why = f"timed out after {limit:g} s"
@@ -268,6 +276,8 @@ class Supervisor:
         if self.learner is not None:
             kill_tree(os.getpid(), self.spare)
             reap(self.spare)
+            if self.learner[-1] is not None:
+                self.learner[-1].remove()
             self.learner = None
 
     def forward(self) -> None:

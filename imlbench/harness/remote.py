@@ -34,7 +34,7 @@ import numpy as np
 
 from imlbench.core.errors import ImlbenchError
 from imlbench.core.protocol import LearnerTags
-from imlbench.harness import processes
+from imlbench.harness import processes, sandbox
 from imlbench.harness.processes import LearnerDied
 
 # a worker: its parent's death (PR_SET_PDEATHSIG) is checked before the slow imports
@@ -51,6 +51,9 @@ SAFE_GLOBALS = {
     *(("builtins", n) for n in ("set", "frozenset", "complex", "slice", "range", "bytearray")),
     ("collections", "OrderedDict"),
 }
+
+
+SANDBOX_STEPS = ("landlock", "capabilities_dropped")
 
 
 class LearnerError(Exception):
@@ -135,8 +138,10 @@ class RemoteLearner:
     def __init__(self, spec: Any, memory_limit: int | None = None):
         self.host = host()
         self._conn, self.pid = self.host.learner(memory_limit)
-        self._busy, self._tags = False, None
+        self._busy, self._tags = True, None
         try:
+            # what the learner process's sandbox held, sent before any learner code ran there
+            self.protections = {k: v is True for k, v in dict(self._reply()).items() if k in SANDBOX_STEPS}
             if self._call("setup", spec, sys.path, dict(os.environ), os.getcwd()):
                 self.predict_scores = self._predict_scores  # offered only where the learner has it
         except BaseException:
@@ -257,8 +262,11 @@ def rebuild(module: str, name: str, args: tuple, message: str, trace: str) -> Ba
 
 def serve_learner(conn: Connection) -> None:
     """A learner process (in a session of its own, away from the terminal's Ctrl-C): build the
-    learner, then answer the harness until it goes."""
+    learner, then answer the harness until it goes. The sandbox goes up first, and the harness
+    hears what held before any learner code runs (IMLBENCH_NO_SANDBOX=1 leaves it down)."""
     os.setsid()
+    held = {} if os.environ.get("IMLBENCH_NO_SANDBOX") == "1" else sandbox.apply()
+    conn.send_bytes(pickle.dumps(("ok", held), protocol=5))
     state: dict[str, Any] = {}
     while True:
         try:

@@ -37,11 +37,15 @@ class RunRequest:
     pipeline: str
     threshold: float = DEFAULT_THRESHOLD
     full_budget: bool = False  # run the scored fit to its declared end, past its reading window
+    sealed: bool = False  # task and random_state drawn with entropy held back from the learner
+    entropy: str | None = None  # a sealed run's entropy, given to replay one (`imlbench verify`)
 
     def identity(self) -> dict[str, Any]:
         protocol = {"version": PROTOCOL_VERSION, "definition_threshold": self.threshold}
         if self.full_budget:  # in the identity only when set: a default run's key means what it did
             protocol["full_budget"] = True
+        if self.sealed:
+            protocol["sealed"] = True
         return run_identity(self.task, self.learner, self.seed, self.pipeline, protocol)
 
     def path(self, out_dir: Path) -> Path:
@@ -49,7 +53,8 @@ class RunRequest:
 
     def label(self) -> str:
         full = " (full budget)" if self.full_budget else ""
-        return f"{self.learner.name} x {self.task.name} {self.pipeline} seed {self.seed}{full}"
+        sealed = " (sealed)" if self.sealed else ""
+        return f"{self.learner.name} x {self.task.name} {self.pipeline} seed {self.seed}{full}{sealed}"
 
     def summary(self, record: dict[str, Any]) -> str:
         return f"effect {record['scores']['iml_effect']:+.1f}"
@@ -64,6 +69,8 @@ class RunRequest:
             progress,
             memory_limit,
             full_budget=self.full_budget,
+            sealed=self.sealed,
+            entropy=self.entropy,
         )
 
 

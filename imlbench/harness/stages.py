@@ -14,6 +14,7 @@ does not multiply the cost of evaluation. The scored fit is closed at the window
 from __future__ import annotations
 
 import resource
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from imlbench.core import seeds
 from imlbench.core.pipelines import Pipeline, get_pipeline
 from imlbench.core.protocol import Learner, Task
 from imlbench.core.specs import Spec
+from imlbench.harness import sandbox
 from imlbench.harness.evaluation import Evaluator
 from imlbench.harness.pipelines import check_pipeline, choose_view, start_step  # noqa: F401  (choose_view: the harness's)
 from imlbench.harness.processes import memory_guard
@@ -232,22 +234,28 @@ def execute(
     memory_limit: int | None = None,
     isolated: bool = True,
     full_budget: bool = False,
+    sealed: bool = False,
+    entropy: str | None = None,
 ) -> dict[str, Any]:
     """Run one (task, learner, seed, pipeline); return the result part of its record. The learner
-    executes in a fresh process of its own (`RemoteLearner`, killed with its group at the end, and at
-    `memory_limit` bytes), so the answer key and other runs are out of its reach; `isolated=False`
-    runs it in this process (what a benchmark compares against). `full_budget`: the scored fit runs
-    to its declared end instead of the end of its reading window."""
+    runs in a fresh, sandboxed process (`RemoteLearner`, limited to `memory_limit` bytes), away from
+    the answer key; `isolated=False` runs it here (what a benchmark compares against). `full_budget`:
+    the scored fit runs past its reading window to its end. `sealed`: the task and `random_state`
+    come from the seed mixed with entropy the learner never sees (`entropy`: a replay's)."""
     progress = progress or _quiet
     progress("data", 0, "building the task and learner")
     pipeline = get_pipeline(pipeline)
+    entropy = (entropy or secrets.token_hex(16)) if sealed else None
+    run_seed = seeds.sealed_seed(seed, entropy) if sealed else seed
+    run = (task_spec, learner_spec)
     if not isolated:
         with memory_guard(memory_limit):
-            return _execute(
-                task_spec, learner_spec, learner_spec.build(), seed, pipeline, threshold, progress, full_budget
-            )
+            result = _execute(*run, learner_spec.build(), run_seed, pipeline, threshold, progress, full_budget)
+        return {**result, **sandbox.account({}, False, entropy)}
+    hidden = sandbox.hide_this_process()  # before the answer key exists in this process
     with RemoteLearner(learner_spec, memory_limit) as learner:
-        return _execute(task_spec, learner_spec, learner, seed, pipeline, threshold, progress, full_budget)
+        result = _execute(*run, learner, run_seed, pipeline, threshold, progress, full_budget)
+        return {**result, **sandbox.account({**learner.protections, "harness_not_dumpable": hidden}, True, entropy)}
 
 
 def _execute(
@@ -307,8 +315,7 @@ def _execute(
         "steps": pipeline.to_dict()["steps"],  # what scoring reads of the pipeline, without its registry
         # what the learner says it ran (e.g. a language model's name, revision and library versions)
         "learner_info": getattr(learner, "run_info_", None),
-        # the random_state the learner was given (its spec's, in the identity, is the default)
-        **({"learner_seed": random_state} if random_state is not None else {}),
+        **({"learner_seed": random_state} if random_state is not None else {}),  # as given (the spec's: default)
         "is_control": tags.is_control,  # readers never import the learner to ask
         "by_construction_null": bool(pipeline.before) and not tags.stage2_uses_stage1,
         "margin": float(task.margin),

@@ -84,6 +84,12 @@ def _shapes(record: dict[str, Any]) -> list[str]:
         bad.append("sizes")
     if "learner_seed" in record and not valid_seed(record["learner_seed"]):
         bad.append(f"learner_seed ({record['learner_seed']!r}: a random_state is an integer in [0, 2**32))")
+    protections = record.get("protections", {})
+    if not (isinstance(protections, dict) and all(isinstance(v, bool) for v in protections.values())):
+        bad.append("protections (a table of true or false)")
+    entropy = (record.get("seal") or {}).get("entropy", "0" * 32) if isinstance(record.get("seal", {}), dict) else None
+    if not (isinstance(entropy, str) and len(entropy) == 32 and all(c in "0123456789abcdef" for c in entropy)):
+        bad.append("seal.entropy (32 hexadecimal digits)")
     if not _window(record.get("window")):
         bad.append("window")
     ends = record.get("step_ends", [])

@@ -1,0 +1,77 @@
+"""Answers out of reach (docs/isolation.md): a learner that regenerates its task from a recovered
+seed, or reads the harness's memory, scores no better than one that knows nothing, where the
+record says the protection held; each attack is shown to work where nothing stops it."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import TESTS
+
+from imlbench.cli import main
+from imlbench.store.records import iter_record_files, read_record
+
+SMALL = ["--param", "task.n_entities=100", "--seeds", "1", "-q", "--pipeline", "two-stage"]
+
+
+def accuracies(out):
+    """(record, the lowest and the highest test accuracy over its subsets) of the one run in `out`."""
+    (record,) = map(read_record, iter_record_files(out))
+    assert record["status"] == "ok", record.get("error")
+    values = list(record["accuracy"].values())
+    return record, min(values), max(values)
+
+
+def test_a_learner_that_regenerates_the_task_knows_nothing_in_a_sealed_run(tmp_path):
+    cheat = ["--learner", "answerplugins:Regenerates", "--task", "synthetic-defs", *SMALL]
+    assert main(["run", *cheat, "--out", str(tmp_path / "open")]) == 0
+    record, lowest, _ = accuracies(tmp_path / "open")
+    assert lowest == 1.0 and not record["protections"]["task_entropy_held_back"]  # public seed: the attack works
+    assert main(["run", *cheat, "--sealed", "--out", str(tmp_path / "sealed")]) == 0
+    sealed, _, highest = accuracies(tmp_path / "sealed")
+    assert sealed["protections"]["task_entropy_held_back"] and len(sealed["seal"]["entropy"]) == 32
+    assert main(["verify", str(tmp_path / "sealed")]) == 0  # the record's entropy replays it exactly
+    (path,) = iter_record_files(tmp_path / "sealed")
+    path.write_text(path.read_text().replace(sealed["seal"]["entropy"], "0" * 32))
+    assert main(["verify", str(tmp_path / "sealed")]) == 1  # another entropy: another task
+    honest = ["--learner", "testplugins:Spy", "--task", "synthetic-defs", *SMALL, "--sealed"]
+    assert main(["run", *honest, "--out", str(tmp_path / "honest")]) == 0
+    _, _, honest_highest = accuracies(tmp_path / "honest")
+    assert highest <= max(honest_highest, 0.02) + 0.05  # at the level of knowing nothing (chance: 1 in 100)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux's")
+def test_a_learner_that_reads_the_harness_memory_knows_nothing(tmp_path):
+    cheat = ["run", "--learner", "answerplugins:ReadsMemory", "--task", "answerplugins:MarkedDefs", *SMALL]
+    assert main([*cheat, "--out", str(tmp_path / "guarded")]) == 0
+    record, _, highest = accuracies(tmp_path / "guarded")
+    if not record["protections"]["harness_memory_unreadable"]:
+        pytest.skip(f"no protection of the harness's memory holds here: {record['protections']}")
+    assert highest <= 0.07  # the first training label's luck at most (chance: 1 in 100)
+    # the same attack with the learner's sandbox down (a fresh process: the setting is read at start)
+    environ = {**os.environ, "IMLBENCH_NO_SANDBOX": "1", "PYTHONPATH": str(TESTS)}
+    command = [sys.executable, "-m", "imlbench", *cheat, "--out", str(tmp_path / "exposed")]
+    subprocess.run(command, env=environ, check=True, timeout=300, cwd=TESTS)
+    exposed, lowest, _ = accuracies(tmp_path / "exposed")
+    held = exposed["protections"]
+    assert not held["landlock"] and not held["capabilities_dropped"]
+    if not held["harness_memory_unreadable"]:  # root, nothing in the way: the attack reads every answer
+        assert lowest == 1.0, json.dumps(exposed["accuracy"])
+
+
+def test_records_say_which_protections_held(tmp_path):
+    assert main(["run", "--learner", "majority", "--task", "synthetic-defs", *SMALL, "--out", str(tmp_path)]) == 0
+    record, _, _ = accuracies(tmp_path)
+    held = record["protections"]
+    assert held["learner_process"] and held["harness_not_dumpable"] == sys.platform.startswith("linux")
+    assert set(held) == {
+        "learner_process",
+        "landlock",
+        "capabilities_dropped",
+        "harness_not_dumpable",
+        "harness_memory_unreadable",
+        "task_entropy_held_back",
+    }
+    assert "seal" not in record
