@@ -52,6 +52,7 @@ NOT_COMPARED = (
     "traceback",
     "steps",
     "families",
+    "protections",  # what the platform offered the run, not what it computed
 )
 TOLERANCE = 1e-9  # accuracies and scores equal up to rounding noise (a run on one machine repeats exactly)
 RERUNS = (2,)  # older protocol versions rerun under this one and compared on their overlap

@@ -101,3 +101,25 @@ class ReadsMemory(_Cheat):
                     stop = chunk.index(b"\0", at)
                     return json.loads(chunk[at + len(MARK) - 1 : stop])
         return None
+
+
+class Writes(Spy):
+    """Tries to write beside the records (`target`) and in its temporary folder; says what happened
+    in `run_info_` (the record's learner_info)."""
+
+    def __init__(self, view: str = "table", target: str = ""):
+        super().__init__(view)
+        self.target = target
+
+    def fit(self, data) -> Iterator[None]:
+        import tempfile
+
+        self.run_info_ = {"tmpdir": tempfile.gettempdir()}
+        for name, path in (("beside_records", self.target), ("in_tmpdir", os.path.join(tempfile.gettempdir(), "x"))):
+            try:
+                with open(path, "w") as out:
+                    out.write("forged")
+                self.run_info_[name] = "written"
+            except OSError as exc:
+                self.run_info_[name] = type(exc).__name__
+        yield from super().fit(data)

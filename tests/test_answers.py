@@ -75,3 +75,18 @@ def test_records_say_which_protections_held(tmp_path):
         "task_entropy_held_back",
     }
     assert "seal" not in record
+
+
+def test_a_learner_writes_only_in_its_own_temporary_folder(tmp_path):
+    target = tmp_path / "r" / "forged.json"
+    spec = tmp_path / "writes.toml"
+    spec.write_text(f'name = "writes"\nlearner = "answerplugins:Writes"\n[params]\ntarget = "{target}"\n')
+    assert main(["run", "--learner", str(spec), "--task", "synthetic-defs", *SMALL, "--out", str(tmp_path / "r")]) == 0
+    record, _, _ = accuracies(tmp_path / "r")
+    said = record["learner_info"]
+    assert said["in_tmpdir"] == "written" and "imlbench-learner-" in said["tmpdir"]
+    assert not os.path.exists(said["tmpdir"])  # its own, removed with the run
+    if record["protections"]["landlock"]:
+        assert said["beside_records"] == "PermissionError" and not target.exists()
+    else:
+        assert said["beside_records"] == "written"

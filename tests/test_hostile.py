@@ -38,10 +38,10 @@ def spec(tmp_path, name, target, **params):
 
 
 @pytest.mark.parametrize("jobs", ["1", "2"])
-def test_a_plugin_patching_libraries_and_imlbench_changes_no_other_run(tmp_path, monkeypatch, jobs):
+def test_a_plugin_patching_libraries_and_imlbench_changes_no_other_run(tmp_path, monkeypatch, jobs, drop):
     predict = sklearn.ensemble.RandomForestClassifier.predict
     assert main(["run", *SMALL, "--learner", "rf", "--out", str(tmp_path / "alone")]) == 0
-    notes = tmp_path / "imports"
+    notes = drop / "imports"
     monkeypatch.setenv("IMLBENCH_HOSTILE_IMPORTS", str(notes))
     grid = ["run", *SMALL, "--learner", "rf,hostileplugins:Saboteur", "--jobs", jobs, "--out", str(tmp_path / "grid")]
     main(grid)
@@ -76,8 +76,8 @@ def gone_soon(pids, seconds=10):
         ("ok", ["--jobs", "2"], None),
     ],
 )
-def test_nothing_a_learner_starts_outlives_its_run(tmp_path, then, argv, status):
-    pid_file = tmp_path / "pids"
+def test_nothing_a_learner_starts_outlives_its_run(tmp_path, then, argv, status, drop):
+    pid_file = drop / "pids"
     learner = spec(tmp_path, "escapes", "Escapes", pid_file=str(pid_file), then=then)
     main(["run", *SMALL, "--learner", f"{learner},majority", *argv, "--out", str(tmp_path / "r")])
     found = records(tmp_path / "r")
@@ -86,8 +86,8 @@ def test_nothing_a_learner_starts_outlives_its_run(tmp_path, then, argv, status)
 
 
 @pytest.mark.parametrize("then, argv", [("ok", []), ("hang", ["--timeout", "3"]), ("ok", ["--jobs", "1"])])
-def test_a_piped_run_returns_when_the_run_does(tmp_path, then, argv):
-    pid_file = tmp_path / "pids"
+def test_a_piped_run_returns_when_the_run_does(tmp_path, then, argv, drop):
+    pid_file = drop / "pids"
     learner = spec(tmp_path, "escapes", "Escapes", pid_file=str(pid_file), then=then)
     command = [sys.executable, "-m", "imlbench", "run", *SMALL, "--learner", learner, *argv, "--out", str(tmp_path)]
     environ = {**os.environ, "PYTHONPATH": str(TESTS)}

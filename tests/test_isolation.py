@@ -68,8 +68,8 @@ def test_the_same_learner_in_the_harness_process_would_read_the_answers():
         (False, []),
     ],
 )
-def test_nothing_a_learner_started_outlives_its_run(tmp_path, hang, argv):
-    pid_file = tmp_path / "pids"
+def test_nothing_a_learner_started_outlives_its_run(tmp_path, hang, argv, drop):
+    pid_file = drop / "pids"
     learner = spec(tmp_path, "leaves", "LeavesChildren", pid_file=str(pid_file), hang=hang)
     code = main(["run", *SMALL, "--learner", f"{learner},majority", *argv, "--out", str(tmp_path / "r")])
     records = by_learner(tmp_path / "r")

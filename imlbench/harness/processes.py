@@ -12,10 +12,12 @@ import contextlib
 import ctypes
 import importlib
 import os
+import shutil
 import signal
 import socket
 import stat
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -170,7 +172,7 @@ class Supervisor:
 
     def __init__(self, conn: Connection, learner_main: Callable[[Connection], None]):
         self.clients, self.learner_main, self.pid = [conn], learner_main, os.getpid()
-        self.learner: tuple | None = None  # (pid, client, deadline, limit, memory, its MemoryCgroup or None)
+        self.learner: tuple | None = None  # (pid, client, deadline, limit, memory, MemoryCgroup or None, TMPDIR)
         self.spare: int | None = None  # a process below this one that is not a learner's (a run's harness)
         self.out_r, self.out_w = os.pipe()
         os.set_blocking(self.out_r, False)
@@ -238,17 +240,19 @@ class Supervisor:
     def start_learner(self, client: Connection, limit: float | None, start: float, memory: int | None) -> None:
         ours, theirs = socket.socketpair()
         group = MemoryCgroup.open(memory) if memory else None
+        private = tempfile.mkdtemp(prefix="imlbench-learner-")  # its TMPDIR: the one temporary folder it may write
         if (pid := os.fork()) == 0:
             try:
                 self.child(theirs.fileno())
                 if group is not None:
                     with contextlib.suppress(OSError):
                         group.join()
+                os.environ["TMPDIR"], tempfile.tempdir = private, None
                 self.learner_main(Connection(theirs.detach()))
             finally:
                 os._exit(0)
         theirs.close()
-        self.learner = (pid, client, limit and start + limit, limit, memory, group)
+        self.learner = (pid, client, limit and start + limit, limit, memory, group, private)
         client.send(("learner", pid))
         send_handle(client, ours.fileno(), pid)
         ours.close()
@@ -257,7 +261,7 @@ class Supervisor:
         """End the learner where it died or passed a limit, and tell its client why."""
         if self.learner is None:
             return
-        pid, client, deadline, limit, memory, group = self.learner
+        pid, client, deadline, limit, memory, group, _ = self.learner
         if group is not None and group.oom_kills():  # the kernel stopped the tree at its cgroup's limit
             why = exceeded(memory, group.peak(), "at its peak, counted by its cgroup")
         elif (ended := os.waitpid(pid, os.WNOHANG))[0]:
@@ -276,8 +280,10 @@ class Supervisor:
         if self.learner is not None:
             kill_tree(os.getpid(), self.spare)
             reap(self.spare)
-            if self.learner[-1] is not None:
-                self.learner[-1].remove()
+            group, private = self.learner[-2:]
+            if group is not None:
+                group.remove()
+            shutil.rmtree(private, ignore_errors=True)
             self.learner = None
 
     def forward(self) -> None:

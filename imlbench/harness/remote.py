@@ -293,8 +293,9 @@ def _answer(state: dict[str, Any], kind: str, *args: Any) -> Any:
     learner, end = state.get("learner"), object()
     if kind == "setup":  # the harness's import path (its plugins importable here), environment and folder
         spec, sys.path[:], environ, cwd = args
+        private = os.environ.get("TMPDIR")  # its own, from its worker: the harness's is not writable here
         os.environ.clear()
-        os.environ.update(environ)
+        os.environ.update(environ, **({"TMPDIR": private} if private else {}))
         os.chdir(cwd)
         state["learner"] = spec.build()
         return callable(getattr(state["learner"], "predict_scores", None))

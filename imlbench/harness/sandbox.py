@@ -2,8 +2,8 @@
 
 - **Landlock** (Linux ≥ 5.13): the learner and everything it starts may not ptrace, read the memory
   of (`/proc/<pid>/mem`, `process_vm_readv`), or (ABI ≥ 6) signal any process outside its own
-  domain — the harness, its worker, the driver — even as root; and it may write files only in the
-  temporary folders, `/dev/shm`, the user's cache and a few devices (not the records, not the code).
+  domain — the harness, its worker, the driver — even as root; and it may write files only in its
+  own temporary folder, `/dev/shm`, the user's cache and a few devices (not the records, not the code).
 - **Capabilities dropped** when running as root: no `CAP_SYS_PTRACE`, no mounts, no modules, no way
   back (`no_new_privs`, an empty bounding set); files stay readable as the user's.
 - **The harness is not dumpable** (`prctl(PR_SET_DUMPABLE, 0)`): a process of the same user without
@@ -61,9 +61,10 @@ def write_rights(abi: int) -> int:
 
 
 def writable_folders() -> list[str]:
-    """Where a learner may write: temporary folders, shared memory, the user's cache (model hubs)."""
+    """Where a learner may write: its own temporary folder (TMPDIR, made for it by its worker, so not
+    the shared /tmp, where records may lie), shared memory and the user's cache (model hubs)."""
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return [tempfile.gettempdir(), "/tmp", "/var/tmp", "/dev/shm", cache]
+    return [tempfile.gettempdir(), "/dev/shm", cache]
 
 
 def landlock(abi: int) -> bool:
