@@ -201,7 +201,7 @@ def _v4_signflip(x: np.ndarray) -> float:
 
 
 def _v4_tests(values: list[float], margin: float | None) -> dict[str, float]:
-    """mean, CI, t-test p, sign-flip p (and, with a margin, TOST p and mde) of the finite values."""
+    """mean, CI, t-test p, sign-flip p, mde (and, with a margin, TOST p) of the finite values."""
     from scipy import stats
 
     x = np.array([v for v in values if v == v], dtype=float)
@@ -219,11 +219,12 @@ def _v4_tests(values: list[float], margin: float | None) -> dict[str, float]:
     test = stats.ttest_1samp(x, 0.0)
     ci = test.confidence_interval(1 - V4_ALPHA)
     out.update(ci_low=float(ci.low), ci_high=float(ci.high), p_t=float(test.pvalue))
+    se, df = float(stats.sem(x)), n - 1
+    out["mde"] = float((stats.t.ppf(0.975, df) + stats.t.ppf(0.8, df)) * se)
     if margin is not None:
         above = stats.ttest_1samp(x, -margin, alternative="greater").pvalue
         below = stats.ttest_1samp(x, margin, alternative="less").pvalue
-        se, df = float(stats.sem(x)), n - 1
-        out.update(p_eq=float(max(above, below)), mde=float((stats.t.ppf(0.975, df) + stats.t.ppf(0.8, df)) * se))
+        out["p_eq"] = float(max(above, below))
     return out
 
 
@@ -330,6 +331,7 @@ def _v4_row(family: str, identity: str, group: list[dict[str, Any]]) -> dict[str
         "logprob_effect": logprob["mean"],
         "p_logprob_difference": logprob["p_t"],
         "p_logprob_signflip": logprob["p_flip"],
+        "logprob_mde": logprob["mde"],
         "logprob_zero": n > 0 and all(abs(s["logprob"]) < V4_STRUCTURAL_ZERO for s in seeds),
     }
 
@@ -363,7 +365,8 @@ def _v4_verdict(row: dict[str, Any]) -> tuple[str, str, bool]:
 def _v4_controlled(row: dict[str, Any], family: list[dict[str, Any]]) -> bool | None:
     """An IML row's control: the same learner (its params without random_state), task target and
     params but tag_reliability 0.5, pipeline, protocol and seeds, in the family; not IML, not censored,
-    its mde at most the row's effect. None for a row that is not IML."""
+    its mde at most the row's effect (a row judged on its answer scores: the control has scores in
+    every seed and their mde is at most the row's). None for a row that is not IML."""
     import json
 
     if row["verdict"] != "IML":
@@ -389,6 +392,9 @@ def _v4_controlled(row: dict[str, Any], family: list[dict[str, Any]]) -> bool | 
             o_protocol,
             other["seeds"],
         )
+        if same and row["basis"] == "scores":  # a censored row: its control is read on the scores too
+            scored = other["n_logprob"] == other["n_seeds"] == row["n_seeds"]
+            return other["verdict"] != "IML" and scored and other["logprob_mde"] <= row["logprob_effect"]
         if same:
             return other["verdict"] != "IML" and not other["censored"] and other["mde"] <= row["effect_mean"]
     return False

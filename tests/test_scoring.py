@@ -547,9 +547,12 @@ def test_null_families_call_iml_or_reverse_in_at_most_5_percent_of_families():
     assert upper <= 0.05 and alone.groupby(board["family"]).any().mean() > 0.2, upper
 
 
-def _dose_row(reliability, effect, family, seeds=range(10), sd=0.03, random_state=0, name=None, top=False):
+def _dose_row(
+    reliability, effect, family, seeds=range(10), sd=0.03, random_state=0, name=None, top=False, logprob=None, lsd=0.05
+):
     """A row of learner `net` on synthetic-defs at tag_reliability `reliability`: d1 − d2 = effect
-    (fraction) ± sd per seed around d2 = 50% (or both arms at 100% with `top`)."""
+    (fraction) ± sd per seed around d2 = 50% (or both arms at 100% with `top`); with `logprob`,
+    answer scores whose gap is logprob ± lsd nats per seed."""
     rng = np.random.default_rng(int(reliability * 1000) + random_state)
     task = {
         "name": name or f"t@{reliability}",
@@ -562,7 +565,8 @@ def _dose_row(reliability, effect, family, seeds=range(10), sd=0.03, random_stat
         d2 = 0.5 + rng.normal(0, 0.02)
         d1, d2 = (1.0, 1.0) if top else (float(np.clip(d2 + effect + rng.normal(0, sd), 0, 1)), d2)
         key = f"{task['name']}-{family}-{s}"
-        records.append(fake_record(s, d1, d2, 0.9, families=[family], key=key, task=task, learner=learner))
+        gap = None if logprob is None else float(logprob + rng.normal(0, lsd))
+        records.append(fake_record(s, d1, d2, 0.9, logprob=gap, families=[family], key=key, task=task, learner=learner))
     return records
 
 
@@ -589,6 +593,26 @@ def test_an_iml_row_is_controlled_only_by_its_null_twin_in_its_family():
         (_dose_row(0.5, 0.0, "f", seeds=range(1, 11)), "no tag_reliability = 0.5 control"),
     ):
         row, _ = board(iml, twin)
+        assert row["verdict"] == "IML" and row["controlled"] is False and why in row["verdict_note"], why
+
+
+def test_a_row_judged_on_its_answer_scores_is_controlled_on_its_twins_answer_scores():
+    """Both arms at 100%: accuracy is censored in the row and in its twin alike, so the row stands on
+    its answer scores and so does its control (PROTOCOL §5 as docs/PROTOCOL.md has it)."""
+
+    def board(*rows):
+        frame = summarize([r for row in rows for r in row])
+        return frame[(frame["task"] == "t@1.0") & (frame["family"] == "f")].iloc[0]
+
+    iml = _dose_row(1.0, 0.0, "f", top=True, logprob=0.3)
+    row = board(iml, _dose_row(0.5, 0.0, "f", top=True, logprob=0.0, random_state=1))
+    assert (row["verdict"], row["basis"], row["controlled"]) == ("IML", "scores", True), row["verdict_note"]
+    for twin, why in (
+        (_dose_row(0.5, 0.0, "f", top=True, logprob=0.3), "is IML"),
+        (_dose_row(0.5, 0.0, "f", top=True, logprob=0.0, lsd=1.0), "scores mde"),
+        (_dose_row(0.5, 0.0, "f", top=True), "lacks answer scores"),
+    ):
+        row = board(iml, twin)
         assert row["verdict"] == "IML" and row["controlled"] is False and why in row["verdict_note"], why
 
 

@@ -61,6 +61,7 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "p_logprob_difference_holm": ("p-value", "p_logprob_difference Holm-adjusted within the family"),
     "p_logprob_signflip": ("p-value", "exact sign-flip test of logprob_effect = 0 (raw)"),
     "p_logprob_signflip_holm": ("p-value", "p_logprob_signflip Holm-adjusted within the family"),
+    "logprob_mde": ("nats", "smallest logprob_effect these seeds detect with 80% power at α (controls of scores rows)"),
     "n_logprob_at_point": ("count", "seeds whose answer scores were read at the point (protocol-2 records)"),
     "q_over_baseline": (POINTS, "acc(q) - acc(no_qd_baseline) after stage 1: were the questions learned?"),
     **{f"acc_{s}": (PERCENT, f"accuracy on the `{s}` test subset over the window, mean over seeds") for s in SUBSETS},

@@ -123,6 +123,12 @@ def difference_tests(values: Any, alpha: float = ALPHA) -> dict[str, float]:
     return tests
 
 
+def detectable(sd: float, n: int, alpha: float = ALPHA) -> float:
+    """The minimal detectable effect of n seeds with this sd: 80% power at α, two-sided."""
+    df = n - 1
+    return float((float(stats.t.ppf(1 - alpha / 2, df)) + stats.t.ppf(POWER, df)) * sd / math.sqrt(n))
+
+
 def _spread(x: np.ndarray) -> float:
     """The sample sd, 0 where every value is equal up to float rounding (six copies of 60/76 − 13/76
     have a float sd of 1e-14: the zero-spread rule must see them as equal)."""
@@ -150,7 +156,7 @@ def standardized_score(effects: Any, margin: float, alpha: float = ALPHA, attain
         score.update(
             d_z=mean / sd,
             p_equivalence=float(max(above, below)),
-            mde=float((float(stats.t.ppf(1 - alpha / 2, df)) + stats.t.ppf(POWER, df)) * se),
+            mde=detectable(sd, n, alpha),
         )
     score["verdict"], score["note"] = verdict(
         mean,

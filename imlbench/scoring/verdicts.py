@@ -29,6 +29,7 @@ from imlbench.scoring.rules import RULES, fired, guard_notes  # noqa: F401  (gua
 from imlbench.scoring.runs import DEFAULT_MARGIN, mean_accuracy, run_scores, scored, window_entries  # noqa: F401
 from imlbench.scoring.statistics import (
     ALPHA,
+    detectable,
     difference_tests,
     holm,
     standardized_score,
@@ -148,8 +149,9 @@ def _note(row: dict[str, Any], margin: float) -> str:
 
 def _control(row: dict[str, Any], family: pd.DataFrame) -> tuple[bool | None, str]:
     """(controlled, why not) of an `IML` row: the same learner and parameters, task and seeds, at
-    tag_reliability = 0.5, in the same family, not `IML`, not censored, and able to see the row's
-    effect (its mde at most the effect). None for rows that are not `IML`."""
+    tag_reliability = 0.5, in the same family, not `IML`, and able to see the row's effect on the
+    row's basis: on accuracy not censored, its mde at most the effect; on the answer scores (a
+    censored row) with scores in every seed, their mde at most the row's. None for rows not `IML`."""
     if row["verdict"] != "IML":
         return None, ""
     identity = json.loads(row["_group"])
@@ -158,6 +160,13 @@ def _control(row: dict[str, Any], family: pd.DataFrame) -> tuple[bool | None, st
         if _is_control(identity, candidate) and other["seeds"] == row["seeds"]:
             if other["verdict"] == "IML":
                 return False, f"its control {other['task']} is IML"
+            if row["basis"] == "scores":  # judged on the answer scores, and so is its control
+                if not other["n_logprob"] == other["n_seeds"] == row["n_seeds"]:
+                    return False, f"its control {other['task']} lacks answer scores"
+                if not other["logprob_mde"] <= row["logprob_effect"]:
+                    mde = other["logprob_mde"]
+                    return False, f"its control {other['task']} has a scores mde of {mde:.3g} nats above the effect"
+                return True, ""
             if "censored" in str(other["flags"]).split(";") or _censored(other):
                 return False, f"its control {other['task']} is censored"
             if not other["mde"] <= row["effect_mean"]:
@@ -302,6 +311,7 @@ def _logprob_columns(values: list[float], alpha: float) -> dict[str, float]:
         "logprob_ci_high": tests["ci_high"],
         "p_logprob_difference": tests["p_difference"],
         "p_logprob_signflip": tests["p_signflip"] if len(x) >= 2 else math.nan,
+        "logprob_mde": detectable(tests["sd"], len(x), alpha) if len(x) >= 2 else math.nan,
     }
 
 
