@@ -81,8 +81,10 @@ class Escapes(Spy):
 
 
 class FillsShm(Spy):
-    """Has a child in a new session write `mib` MiB to a /dev/shm file and hold it open (or close it
-    and exit: `hold` false), then waits up to a minute for the harness to stop the run."""
+    """Has a child in a new session write `mib` MiB to a /dev/shm file and hold it open, then waits
+    up to a minute for the harness to stop the run. With `hold` false it writes 20 MiB files
+    (`path`-0, -1, ...), 4 MiB at a time, each closed before the next is opened, and exits: no
+    process holds more than one file of them open at any time, and none when it is done."""
 
     def __init__(self, view: str = "table", path: str = "", mib: int = 400, hold: bool = True):
         super().__init__(view)
@@ -91,12 +93,17 @@ class FillsShm(Spy):
     def fit(self, data) -> Iterator[None]:
         if self.mib and os.fork() == 0:
             os.setsid()
+            if not self.hold:
+                chunk = b"\1" * (4 << 20)
+                for part in range(self.mib // 20):
+                    with open(f"{self.path}-{part}", "wb") as closed:
+                        for _ in range(5):
+                            closed.write(chunk)
+                os._exit(0)
             with open(self.path, "wb") as held:
                 for _ in range(self.mib // 4):
                     held.write(b"\1" * (4 << 20))
                 held.flush()
-                if self.hold:
-                    signal.pause()
-            os._exit(0)
+                signal.pause()
         time.sleep(60 if self.mib else 0)
         yield from super().fit(data)

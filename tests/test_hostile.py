@@ -2,6 +2,7 @@
 only in its own learner's processes, everything those start dies with the run, and the memory of
 the whole tree is counted, /dev/shm included."""
 
+import glob
 import json
 import os
 import subprocess
@@ -127,11 +128,12 @@ def test_a_closed_dev_shm_file_counts_where_a_cgroup_can_be_made(tmp_path):
     """Written and closed, a /dev/shm file is held by no process (polling /proc misses it); the
     learner's cgroup is charged for its pages, and the kernel stops the tree at the limit."""
     path = f"/dev/shm/imlbench-test-{uuid.uuid4().hex}"
-    hog = spec(tmp_path, "shm", "FillsShm", path=path, mib=400, hold=False)
-    try:
-        assert main(["run", *SMALL, "--learner", hog, "--memory-limit", "200M", "--out", str(tmp_path / "r")]) == 1
+    hog = spec(tmp_path, "shm", "FillsShm", path=path, mib=1000, hold=False)
+    argv = ["--learner", hog, "--memory-limit", "500M", "--out", str(tmp_path / "r")]
+    try:  # 20 MiB files one after the other: what /proc shows stays far under 500M
+        assert main(["run", *SMALL, *argv]) == 1
     finally:
-        if os.path.exists(path):
-            os.unlink(path)
+        for part in glob.glob(f"{path}-*"):
+            os.unlink(part)
     error = records(tmp_path / "r")["shm"]["error"]
-    assert error.startswith("exceeded memory limit of 200 MiB (") and "counted by its cgroup" in error
+    assert error.startswith("exceeded memory limit of 500 MiB (") and "counted by its cgroup" in error

@@ -266,13 +266,13 @@ class Slow(Majority):
 """
 
 
-def slow_plugin(tmp_path, monkeypatch, sleep: float) -> tuple[str, Path]:
-    log = tmp_path / "fits.log"
+def slow_plugin(tmp_path, monkeypatch, sleep: float, drop: Path) -> tuple[str, Path]:
+    log = drop / "fits.log"  # where a sandboxed learner may write
     return plugin(tmp_path, monkeypatch, f"LOG = {str(log)!r}\nSLEEP = {sleep}\n" + SLOW), log
 
 
-def test_sigterm_stops_a_run_with_one_line(tmp_path, monkeypatch):
-    name, log = slow_plugin(tmp_path, monkeypatch, 60)
+def test_sigterm_stops_a_run_with_one_line(tmp_path, monkeypatch, drop):
+    name, log = slow_plugin(tmp_path, monkeypatch, 60, drop)
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -306,8 +306,8 @@ def test_sigterm_stops_a_run_with_one_line(tmp_path, monkeypatch):
     ]
 
 
-def test_a_claimed_run_is_computed_once(tmp_path, monkeypatch):
-    name, log = slow_plugin(tmp_path, monkeypatch, 1)
+def test_a_claimed_run_is_computed_once(tmp_path, monkeypatch, drop):
+    name, log = slow_plugin(tmp_path, monkeypatch, 1, drop)
     request = imlbench.plan(f"{name}:Slow", "synthetic-defs", seeds=[0], params=TINY)[0]
     results: list = []
     threads = [threading.Thread(target=lambda: results.append(run_one(request, tmp_path / "o"))) for _ in range(2)]
