@@ -134,10 +134,11 @@ class _Worker(processes.Supervisor):
         processes.kill_tree(os.getpid())
         processes.reap()
         processes.EXITED.clear()
+        self.release()
         if self.run[3] in self.clients:
             self.clients.remove(self.run[3])
         self.run[3].close()
-        self.run = self.learner = self.spare = None
+        self.run = self.spare = None
         self.clients[0].send(("done", outcome))
 
 

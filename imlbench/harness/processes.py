@@ -178,7 +178,7 @@ class Supervisor:
         os.set_blocking(self.out_r, False)
         prctl(PR_SET_CHILD_SUBREAPER, 1)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's: it stops its workers
-        signal.signal(signal.SIGTERM, lambda *_: (kill_tree(os.getpid()), os._exit(1)))
+        signal.signal(signal.SIGTERM, lambda *_: (kill_tree(os.getpid()), self.release(), os._exit(1)))
 
     def serve(self, modules: list[str]) -> None:
         """Import what runs will need, then answer the first client until it goes."""
@@ -192,6 +192,7 @@ class Supervisor:
         while self.step():
             pass
         kill_tree(os.getpid())
+        self.release()
 
     def step(self) -> bool:
         """Handle what arrived (messages, output) and check the limits; False when the first client is gone."""
@@ -280,6 +281,11 @@ class Supervisor:
         if self.learner is not None:
             kill_tree(os.getpid(), self.spare)
             reap(self.spare)
+            self.release()
+
+    def release(self) -> None:
+        """Forget the learner, removing its cgroup and temporary folder (its processes are gone)."""
+        if self.learner is not None:
             group, private = self.learner[-2:]
             if group is not None:
                 group.remove()
