@@ -32,7 +32,7 @@ from imlbench.execution.workers import Execution, job_outcome, run_job, run_pool
 from imlbench.harness.probe import module_of, relative_costs
 from imlbench.harness.processes import preload
 from imlbench.harness.runner import RunRequest, cached_record
-from imlbench.harness.sandbox import own_memory_cgroup
+from imlbench.harness.sandbox import MemoryCgroup
 from imlbench.store.records import prepare_out
 
 EXECUTORS = ("local", "dask", "dask://HOST:PORT", "slurm", "submitit-local")
@@ -78,8 +78,8 @@ def parse_memory(value: str | int | float | None, jobs: int = 1) -> int | None:
 def total_memory() -> int:
     """The machine's memory, or the limit of this process's memory cgroup (v2 or v1) where lower."""
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    if (found := own_memory_cgroup()) is not None:
-        limit = (found[0] / ("memory.max" if found[1] else "memory.limit_in_bytes")).read_text().strip()
+    if (own := MemoryCgroup.own()) is not None:
+        limit = own.limit_file.read_text().strip()
         total = min(total, int(limit)) if limit.isdigit() else total
     return total
 

@@ -16,7 +16,6 @@ import shutil
 import signal
 import socket
 import stat
-import sys
 import tempfile
 import threading
 import time
@@ -25,7 +24,7 @@ from contextlib import contextmanager
 from multiprocessing.connection import Connection, wait
 from multiprocessing.reduction import send_handle
 
-from imlbench.harness.sandbox import MemoryCgroup
+from imlbench.harness.sandbox import MemoryCgroup, prctl
 
 # imported by every worker before it forks a run: imlbench's built-in learners of a grid (`preload`)
 # and the heavy libraries a plugin of the grid imports (found by `imlbench.harness.probe`)
@@ -42,12 +41,6 @@ def preload(modules: list[str]) -> None:
     """Have the workers started from now on import these modules (imlbench's own or HEAVY ones)
     before they fork any run, so that no run pays for them."""
     PRELOAD.extend(m for m in modules if m not in PRELOAD and m.split(".")[0] in ("imlbench", *HEAVY))
-
-
-def prctl(option: int, value: int) -> bool:
-    if not sys.platform.startswith("linux"):
-        return False
-    return ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0) == 0
 
 
 def _table() -> dict[int, list[int]]:

@@ -53,9 +53,6 @@ SAFE_GLOBALS = {
 }
 
 
-SANDBOX_STEPS = ("landlock", "capabilities_dropped")
-
-
 class LearnerError(Exception):
     """Stands for an exception of a learner's own class, raised in its process (named alike)."""
 
@@ -141,7 +138,7 @@ class RemoteLearner:
         self._busy, self._tags = True, None
         try:
             # what the learner process's sandbox held, sent before any learner code ran there
-            self.protections = {k: v is True for k, v in dict(self._reply()).items() if k in SANDBOX_STEPS}
+            self.protections = {k: v is True for k, v in dict(self._reply()).items() if k in sandbox.STEPS}
             if self._call("setup", spec, sys.path, dict(os.environ), os.getcwd()):
                 self.predict_scores = self._predict_scores  # offered only where the learner has it
         except BaseException:

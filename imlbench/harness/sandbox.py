@@ -38,8 +38,17 @@ SCOPE_ABSTRACT_UNIX_SOCKET, SCOPE_SIGNAL = 1 << 0, 1 << 1
 WRITABLE_DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/urandom", "/dev/random")
 
 
+STEPS = ("landlock", "capabilities_dropped")  # what `apply` reports, the harness reads and records
+
+
 def _libc() -> ctypes.CDLL | None:
     return ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def prctl(option: int, value: int) -> bool:
+    """Linux's prctl(option, value); False where it failed or there is none."""
+    libc = _libc()
+    return libc is not None and libc.prctl(option, value, 0, 0, 0) == 0
 
 
 def landlock_abi() -> int:
@@ -100,8 +109,8 @@ def drop_capabilities() -> bool:
     known = Path("/proc/sys/kernel/cap_last_cap")
     last = int(known.read_text()) if known.exists() else 63
     for cap in range(last + 1):
-        libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
-    libc.prctl(PR_CAP_AMBIENT, 4, 0, 0, 0)  # PR_CAP_AMBIENT_CLEAR_ALL
+        prctl(PR_CAPBSET_DROP, cap)
+    prctl(PR_CAP_AMBIENT, 4)  # PR_CAP_AMBIENT_CLEAR_ALL
     header = struct.pack("Ii", 0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
     data = bytes(24)  # two {effective, permitted, inheritable} words, all zero
     if libc.capset(ctypes.c_char_p(header), ctypes.c_char_p(data)) != 0:
@@ -111,34 +120,20 @@ def drop_capabilities() -> bool:
 
 def apply() -> dict[str, bool]:
     """Sandbox this (learner) process; which protections held, for the run's record."""
-    libc = _libc()
-    held = {"landlock": False, "capabilities_dropped": False}
-    if libc is None:
+    held = dict.fromkeys(STEPS, False)
+    if not prctl(PR_SET_NO_NEW_PRIVS, 1):
         return held
-    libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     if (abi := landlock_abi()) > 0:
         held["landlock"] = landlock(abi)
     if os.geteuid() == 0:
         held["capabilities_dropped"] = drop_capabilities()
-    libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)  # dropping capabilities cleared it: its worker reads its /proc
+    prctl(PR_SET_DUMPABLE, 1)  # dropping capabilities cleared it: its worker reads its /proc
     return held
 
 
 def hide_this_process() -> bool:
     """Make this (harness) process's memory unreadable through /proc to same-user processes."""
-    libc = _libc()
-    return libc is not None and libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
-
-
-def own_memory_cgroup() -> tuple[Path, bool] | None:
-    """This process's memory cgroup folder and whether it is cgroup v2 (None where it has none)."""
-    with contextlib.suppress(OSError, ValueError), open("/proc/self/cgroup") as groups:
-        for kind, path in (line.rstrip("\n").split(":", 2)[1:] for line in groups):
-            if kind in ("", "memory"):
-                folder = Path(f"/sys/fs/cgroup{'' if kind == '' else '/memory'}{path}")
-                if (folder / ("memory.max" if kind == "" else "memory.limit_in_bytes")).exists():
-                    return folder, kind == ""
-    return None
+    return prctl(PR_SET_DUMPABLE, 0)
 
 
 class MemoryCgroup:
@@ -149,19 +144,30 @@ class MemoryCgroup:
 
     def __init__(self, path: Path, v2: bool):
         self.path, self.v2 = path, v2
+        self.limit_file = path / ("memory.max" if v2 else "memory.limit_in_bytes")
+
+    @classmethod
+    def own(cls) -> MemoryCgroup | None:
+        """This process's memory cgroup (v2, or v1's memory controller); None where it has none."""
+        with contextlib.suppress(OSError, ValueError), open("/proc/self/cgroup") as groups:
+            for kind, path in (line.rstrip("\n").split(":", 2)[1:] for line in groups):
+                if kind in ("", "memory"):
+                    group = cls(Path(f"/sys/fs/cgroup{'' if kind == '' else '/memory'}{path}"), kind == "")
+                    if group.limit_file.exists():
+                        return group
+        return None
 
     @classmethod
     def open(cls, limit: int) -> MemoryCgroup | None:
-        found = own_memory_cgroup()
-        if found is None or not os.access(found[0], os.W_OK):
+        parent = cls.own()
+        if parent is None or not os.access(parent.path, os.W_OK):
             return None
-        parent, v2 = found
-        if v2 and "memory" not in (parent / "cgroup.subtree_control").read_text().split():
-            return None  # not delegated: a child would have no memory controller
-        group = cls(parent / f"imlbench-{os.getpid()}-{time.monotonic_ns()}", v2)
+        group = cls(parent.path / f"imlbench-{os.getpid()}-{time.monotonic_ns()}", parent.v2)
         try:
+            if parent.v2 and "memory" not in (parent.path / "cgroup.subtree_control").read_text().split():
+                return None  # not delegated: a child would have no memory controller
             group.path.mkdir()
-            (group.path / ("memory.max" if v2 else "memory.limit_in_bytes")).write_text(str(limit))
+            group.limit_file.write_text(str(limit))
         except OSError:
             group.remove()
             return None

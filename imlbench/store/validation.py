@@ -87,7 +87,8 @@ def _shapes(record: dict[str, Any]) -> list[str]:
     protections = record.get("protections", {})
     if not (isinstance(protections, dict) and all(isinstance(v, bool) for v in protections.values())):
         bad.append("protections (a table of true or false)")
-    entropy = (record.get("seal") or {}).get("entropy", "0" * 32) if isinstance(record.get("seal", {}), dict) else None
+    seal = record.get("seal", {})
+    entropy = seal.get("entropy", "0" * 32) if isinstance(seal, dict) else None
     if not (isinstance(entropy, str) and len(entropy) == 32 and all(c in "0123456789abcdef" for c in entropy)):
         bad.append("seal.entropy (32 hexadecimal digits)")
     if not _window(record.get("window")):
