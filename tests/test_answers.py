@@ -50,6 +50,10 @@ def test_a_learner_that_reads_the_harness_memory_knows_nothing(tmp_path):
     if not record["protections"]["harness_memory_unreadable"]:
         pytest.skip(f"no protection of the harness's memory holds here: {record['protections']}")
     assert highest <= 0.07  # the first training label's luck at most (chance: 1 in 100)
+    # measured, not assumed: on the same (open) task, exactly what a learner that knows nothing scores
+    honest = ["run", "--learner", "testplugins:Spy", "--task", "answerplugins:MarkedDefs", *SMALL]
+    assert main([*honest, "--out", str(tmp_path / "honest")]) == 0
+    assert record["accuracy"] == accuracies(tmp_path / "honest")[0]["accuracy"]
     # the same attack with the learner's sandbox down (a fresh process: the setting is read at start)
     environ = {**os.environ, "IMLBENCH_NO_SANDBOX": "1", "PYTHONPATH": str(TESTS)}
     command = [sys.executable, "-m", "imlbench", *cheat, "--out", str(tmp_path / "exposed")]
