@@ -47,7 +47,8 @@ from imlbench.store.results import SEARCHES_DIR
 EXPLORE_SEED_START = 1000  # exploration seeds start here; confirmation seeds are 0 ... M-1
 CENSORED = -200.0  # a trial whose effect could not be measured: below any measured CI (effects ≥ -100)
 FAILED = -300.0  # a trial with a failed run
-IDENTITY_ATTRS = ("learner", "task", "pipeline", "explore_seeds", "fixed_params")
+IDENTITY_ATTR = "search_identity"  # one attribute, written in one call: a second process never reads half of it
+OLD_IDENTITY_ATTRS = ("learner", "task", "pipeline", "explore_seeds", "fixed_params")  # studies before it
 
 
 def distributions(space: dict[str, Any], learner: str) -> dict[str, Any]:
@@ -164,13 +165,14 @@ class Search:
             "explore_seeds": self.explore,
             "fixed_params": json.dumps(self.params, sort_keys=True),
         }
-        stored = {k: study.user_attrs[k] for k in IDENTITY_ATTRS if k in study.user_attrs}
+        attrs = study.user_attrs
+        stored = attrs.get(IDENTITY_ATTR) or {k: attrs[k] for k in OLD_IDENTITY_ATTRS if k in attrs}
         if stored and stored != identity:
             raise ImlbenchError(
                 f"search {self.name!r} in {self.storage} is another search ({stored}); pass another --name"
             )
-        for key, value in identity.items():
-            study.set_user_attr(key, value)
+        if IDENTITY_ATTR not in attrs:
+            study.set_user_attr(IDENTITY_ATTR, identity)
         return study
 
     def _retry_orphans(self) -> None:

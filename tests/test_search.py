@@ -216,10 +216,15 @@ def _command(spec, out, trials, *extra):
     ]
 
 
-def _trials(storage: str):
+def _trials(storage: str, missing_ok: bool = False):
     import optuna
 
-    study = optuna.load_study(study_name="study", storage=storage)
+    try:
+        study = optuna.load_study(study_name="study", storage=storage)
+    except KeyError:  # the database exists a moment before the study in it
+        if missing_ok:
+            return []
+        raise
     return study.get_trials(deepcopy=False)
 
 
@@ -231,7 +236,7 @@ def test_a_killed_search_resumes_without_redoing_finished_trials(small_rf, out, 
     first = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline:  # kill -9 once a trial is finished and the next one is running
-        trials = _trials(storage) if (tmp_path / "study.db").exists() else []
+        trials = _trials(storage, missing_ok=True) if (tmp_path / "study.db").exists() else []
         running = [t for t in trials if t.state.name == "RUNNING" and "pid" in t.user_attrs]
         if any(t.state.name == "COMPLETE" for t in trials) and running:
             break
