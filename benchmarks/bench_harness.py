@@ -2,15 +2,16 @@
 against the fitting of one default rf run. Targets "harness/generation" and "harness/overhead" in
 benchmarks/targets.py."""
 
+import tempfile
 import time
 
 import pytest
 from targets import check_target
 
 from imlbench.core.specs import resolve
+from imlbench.execution.workers import Execution, run_job
 from imlbench.harness.processes import preload
 from imlbench.harness.runner import RunRequest
-from imlbench.harness.stages import execute
 from imlbench.tasks.synthetic_defs import SyntheticDefs
 from imlbench.views.base import get_view
 
@@ -27,8 +28,10 @@ def generate_with_views(task: SyntheticDefs, seed: int) -> None:
 
 
 def default_rf_run() -> dict:
+    """The record of one default rf run, executed as every run is (under a worker)."""
     request = RunRequest(resolve("task", "synthetic-defs"), resolve("learner", "rf"), 0, "two-stage")
-    return execute(request.task, request.learner, request.seed, request.pipeline, request.threshold)
+    with tempfile.TemporaryDirectory() as out:
+        return run_job(request, Execution(out, force=True))["record"]
 
 
 @pytest.fixture(scope="module")

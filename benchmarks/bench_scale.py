@@ -11,7 +11,8 @@ from targets import check_target
 
 import imlbench
 from imlbench.core.specs import resolve
-from imlbench.harness.stages import execute
+from imlbench.execution.workers import Execution, run_job
+from imlbench.harness.runner import RunRequest
 from imlbench.store.records import iter_record_files, read_record
 
 GRID = dict(learner="rf", task="synthetic-defs", seeds=4, pipeline="two-stage")
@@ -49,7 +50,7 @@ def test_jobs2_against_jobs1(benchmark, tmp_path):
     check_target(benchmark, "scale/jobs", in_flight)
 
 
-def test_transformer_cost_against_entities(benchmark):
+def test_transformer_cost_against_entities(benchmark, tmp_path):
     """One short transformer run (5 + 5 epochs) at three task sizes; fits seconds ~ n^k."""
     sizes, seconds = [500, 1000, 2000], []
     learner = resolve("learner", "transformer", {"epochs": 5, "stage2_epochs": 5})
@@ -58,8 +59,8 @@ def test_transformer_cost_against_entities(benchmark):
         seconds.clear()
         for n in sizes:
             task = resolve("task", "synthetic-defs", {"n_entities": n})
-            result = execute(task, learner, 0, "two-stage", threshold=1.0)
-            seconds.append(result["measurements"]["seconds"]["total"])
+            record = run_job(RunRequest(task, learner, 0, "two-stage", 1.0), Execution(str(tmp_path), force=True))
+            seconds.append(record["record"]["measurements"]["seconds"]["total"])
 
     benchmark.pedantic(runs, rounds=1, iterations=1)
     exponent = float(np.polyfit(np.log(sizes), np.log(seconds), 1)[0])

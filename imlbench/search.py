@@ -48,7 +48,7 @@ EXPLORE_SEED_START = 1000  # exploration seeds start here; confirmation seeds ar
 CENSORED = -200.0  # a trial whose effect could not be measured: below any measured CI (effects ≥ -100)
 FAILED = -300.0  # a trial with a failed run
 IDENTITY_ATTR = "search_identity"  # one attribute, written in one call: a second process never reads half of it
-OLD_IDENTITY_ATTRS = ("learner", "task", "pipeline", "explore_seeds", "fixed_params")  # studies before it
+IDENTITY_KEYS = ("learner", "task", "pipeline", "explore_seeds", "fixed_params")  # older studies: five attributes
 
 
 def distributions(space: dict[str, Any], learner: str) -> dict[str, Any]:
@@ -158,15 +158,10 @@ class Search:
             study = self._create_study(optuna)
         except Exception as exc:  # a bad URL, a database that is not Optuna's
             raise ImlbenchError(f"cannot open search storage {self.storage!r}: {type(exc).__name__}: {exc}") from exc
-        identity = {
-            "learner": self.learner,
-            "task": self.task,
-            "pipeline": self.pipeline,
-            "explore_seeds": self.explore,
-            "fixed_params": json.dumps(self.params, sort_keys=True),
-        }
+        values = (self.learner, self.task, self.pipeline, self.explore, json.dumps(self.params, sort_keys=True))
+        identity = dict(zip(IDENTITY_KEYS, values))
         attrs = study.user_attrs
-        stored = attrs.get(IDENTITY_ATTR) or {k: attrs[k] for k in OLD_IDENTITY_ATTRS if k in attrs}
+        stored = attrs.get(IDENTITY_ATTR) or {k: attrs[k] for k in IDENTITY_KEYS if k in attrs}
         if stored and stored != identity:
             raise ImlbenchError(
                 f"search {self.name!r} in {self.storage} is another search ({stored}); pass another --name"

@@ -9,6 +9,7 @@ Both fall back to an honest learner that knows nothing (`Spy`: the first trainin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -97,9 +98,11 @@ class ReadsMemory(_Cheat):
                     chunk = os.pread(mem.fileno(), end - start, start)
                 except OSError:
                     continue
-                if (at := chunk.find(MARK)) >= 0:
-                    stop = chunk.index(b"\0", at)
-                    return json.loads(chunk[at + len(MARK) - 1 : stop])
+                at = chunk.find(MARK)
+                while at >= 0:  # a freed copy may be overwritten in part: the next one may be whole
+                    with contextlib.suppress(ValueError):
+                        return json.loads(chunk[at + len(MARK) - 1 : chunk.index(b"\0", at)])
+                    at = chunk.find(MARK, at + 1)
         return None
 
 

@@ -8,8 +8,8 @@ import pytest
 
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))  # makes `testplugins:Class` importable as a learner target
-# The command line's --jobs defaults to auto (one run per core); tests run in-process unless they
-# ask for workers with --jobs, so that monkeypatches and printed order are the driver's own.
+# The command line's --jobs defaults to auto (one run per core); tests run one at a time (the same
+# path: a worker per run, kept between grids) unless they ask for more, so that printed order is fixed.
 os.environ["IMLBENCH_JOBS"] = "1"
 
 # Small but real settings: enough entities for every subset, few epochs.

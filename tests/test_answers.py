@@ -54,7 +54,7 @@ def test_a_learner_that_reads_the_harness_memory_knows_nothing(tmp_path):
     honest = ["run", "--learner", "testplugins:Spy", "--task", "answerplugins:MarkedDefs", *SMALL]
     assert main([*honest, "--out", str(tmp_path / "honest")]) == 0
     assert record["accuracy"] == accuracies(tmp_path / "honest")[0]["accuracy"]
-    # the same attack with the learner's sandbox down (a fresh process: the setting is read at start)
+    # the same attack with the learner's sandbox down, set as a user sets it: in the command's environment
     environ = {**os.environ, "IMLBENCH_NO_SANDBOX": "1", "PYTHONPATH": str(TESTS)}
     command = [sys.executable, "-m", "imlbench", *cheat, "--out", str(tmp_path / "exposed")]
     subprocess.run(command, env=environ, check=True, timeout=300, cwd=TESTS)

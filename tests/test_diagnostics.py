@@ -24,8 +24,9 @@ from imlbench.core.pipelines import get_pipeline
 from imlbench.core.protocol import DEFINITION, QUESTION, SUBSET_CODE
 from imlbench.core.specs import ImlbenchError, resolve
 from imlbench.diagnostics.measures import group_grads, in_context_queries, per_example_grads, sample_variables
+from imlbench.execution.workers import Execution, run_job
 from imlbench.harness.pipelines import check_pipeline, continue_as_stage1
-from imlbench.harness.runner import RunRequest, run_one
+from imlbench.harness.runner import RunRequest
 from imlbench.harness.stages import exhaust
 from imlbench.learners.convnet import ConvNet
 from imlbench.learners.mlp import MLP
@@ -316,7 +317,7 @@ def test_stage1b_trains_with_stage1_settings_and_restores_them():
 def test_three_stage_pipeline_runs_and_scores_like_two_stage(out):
     task = resolve("task", "synthetic-defs", {"n_entities": 60})
     learner = resolve("learner", "mlp", {"epochs": 2, "stage2_epochs": 2, "hidden": 16, "embedding_dim": 8})
-    record, _ = run_one(RunRequest(task, learner, 0, "three-stage"), out)
+    record = run_job(RunRequest(task, learner, 0, "three-stage"), Execution(str(out)))["record"]
     assert record["status"] == "ok", record.get("error")
     assert record["stage1_checkpoints"] == 4  # 1a and 1b, two epochs each
     assert np.isfinite(record["scores"]["effect_before_stage2"])
@@ -421,30 +422,37 @@ def test_diagnose_resumes_after_kill_9_computing_only_what_is_missing(out):
     assert records[1]["status"] == "error" and len(problems) == 1  # seed 1 ran (and fails on purpose)
 
 
-def test_a_plugin_diagnostic_is_one_class_and_one_entry_point(out, monkeypatch):
-    """The README's sketch, registered as an entry point would register it, run through `diagnose`."""
-    from imlbench.core.registry import DIAGNOSTICS
-    from imlbench.harness.diagnostics import Context, Diagnostic
+PLUGIN_DIAGNOSTIC = """
+from imlbench.harness.diagnostics import Context, Diagnostic
 
-    class DefinitionFit(Diagnostic):
-        needs, needs_text = "predict", "predictions"
 
-        def measure(self, ctx: Context) -> dict:
-            def rows_at(point, evaluator):
-                return [
-                    {"point": point, "tag": tag, "accuracy": acc}
-                    for tag, acc in evaluator.definitions(ctx.learner).items()
-                ]
+class DefinitionFit(Diagnostic):
+    needs, needs_text = "predict", "predictions"
 
-            return self.train_two_stages(ctx, rows_at)
+    def measure(self, ctx: Context) -> dict:
+        def rows_at(point, evaluator):
+            found = evaluator.definitions(ctx.learner)
+            return [{"point": point, "tag": tag, "accuracy": acc} for tag, acc in found.items()]
 
-    DIAGNOSTICS.register("definition-fit", DefinitionFit)  # in this process, as an entry point registers it
-    try:
-        (record,), problems, paths = diagnose(
-            plan("definition-fit", "mlp", "synthetic-defs", [0], TINY_PARAMS), out, verbose=False
-        )
-    finally:
-        DIAGNOSTICS.unregister("definition-fit")
+        return self.train_two_stages(ctx, rows_at)
+"""
+
+
+def test_a_plugin_diagnostic_is_one_class_and_one_entry_point(out, tmp_path, monkeypatch):
+    """The README's sketch, installed as pip installs a plugin (a module and an entry point), run
+    through `diagnose`: the run's harness, in a worker, finds it as the driver does."""
+    from support import install_distribution
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "definition_fit.py").write_text(PLUGIN_DIAGNOSTIC)
+    install_distribution(
+        site, "definition-fit", {"imlbench.diagnostics": {"definition-fit": "definition_fit:DefinitionFit"}}
+    )
+    monkeypatch.syspath_prepend(str(site))
+    (record,), problems, paths = diagnose(
+        plan("definition-fit", "mlp", "synthetic-defs", [0], TINY_PARAMS), out, verbose=False
+    )
     assert not problems and record["status"] == "ok"
     rows = pd.DataFrame(record["rows"])
     assert set(rows["point"]) == {"after_stage1", "at_point"} and set(rows["tag"]) == {"tag1", "tag2", "tag3"}

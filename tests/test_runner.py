@@ -2,6 +2,7 @@
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -119,35 +120,35 @@ def test_same_seed_same_record_across_processes(tmp_path):
     assert records[0]["curve"] and records[0]["status"] == "ok"
 
 
-def test_learner_never_receives_test_answers(out, monkeypatch):
-    import testplugins
+def handed(log: Path) -> list[tuple[str, object]]:
+    """What a LoggingSpy's process received, in order."""
+    found = []
+    with open(log, "rb") as f:
+        while True:
+            try:
+                found.append(pickle.load(f))
+            except EOFError:
+                return found
 
-    from imlbench.harness.remote import RemoteLearner
 
-    # the learner runs in a process of its own: record what crosses to it, at the harness's end
-    for method in ("fit", "continue_fit", "predict"):
-        original = getattr(RemoteLearner, method)
-        monkeypatch.setattr(
-            RemoteLearner,
-            method,
-            lambda self, data, m=method, f=original: (testplugins.HANDED.append((m, data)), f(self, data))[1],
-        )
-
+def test_learner_never_receives_test_answers(out, drop):
+    # the learner's own process logs every object that crossed to it
     for view in ("table", "tokens"):
-        testplugins.HANDED.clear()
+        log = drop / f"{view}.pickle"
         run(
             out / view,
-            learner="testplugins:Spy",
+            learner="testplugins:LoggingSpy",
             seeds=1,
-            params={**SMALL_TASK, "view": view},
+            params={**SMALL_TASK, "view": view, "log": str(log)},
             pipeline="two-stage,one-stage",
         )
         task = imlbench.core.specs.resolve("task", "synthetic-defs", SMALL_TASK).build()
         data = task.generate(0)
         answer_key = set(zip(data.test.relation.tolist(), data.test.subject.tolist(), data.test.target.tolist()))
         names = data.vocab.tokens
-        assert testplugins.HANDED
-        for call, obj in testplugins.HANDED:
+        received = handed(log)
+        assert {call for call, _ in received} == {"fit", "continue_fit", "predict"}
+        for call, obj in received:
             if call == "predict":
                 assert not hasattr(obj, "y") and not hasattr(obj, "loss_mask")
                 if view == "tokens":
@@ -246,7 +247,7 @@ def test_entry_point_plugin_runs_without_changing_imlbench(tmp_path, name):
         (["run", "--learner", "testplugins:NoContinue"], "cannot continue training"),
         (["run", "--learner", "testplugins:FailsToConstruct"], "bad parameter for learner"),
         (["run", "--learner", "nosuchmodule:Thing"], "failed to load: ModuleNotFoundError"),
-        (["run", "--learner", "testplugins:HANDED"], "not a subclass of imlbench.protocol.Learner"),
+        (["run", "--learner", "testplugins:training_labels"], "not a subclass of imlbench.protocol.Learner"),
         (["leaderboard", "/nonexistent"], "holds no records/ folder"),
     ],
 )

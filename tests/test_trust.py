@@ -22,12 +22,20 @@ import imlbench
 from imlbench.cli import main
 from imlbench.core.errors import ImlbenchError
 from imlbench.core.specs import resolve
-from imlbench.harness.runner import run_one
+from imlbench.execution.workers import Execution, run_job
 from imlbench.store.claims import claim_path
 from imlbench.store.records import RunRecord, identity_of, load_records, read_record, run_key, write_record
 from imlbench.store.results import is_control
 
 TINY = {"n_entities": 100}
+
+
+def run_one(request, out) -> tuple[dict, bool]:
+    """One run as every run executes: its harness and learner under a worker. (record, cached)."""
+    outcome = run_job(request, Execution(str(out)))
+    return outcome["record"], outcome["cached"]
+
+
 FEW_TREES = {**TINY, "n_estimators": 5, "stage2_estimators": 5, "trees_per_checkpoint": 5}
 
 

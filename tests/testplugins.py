@@ -1,8 +1,9 @@
-"""Learners used by the tests: a spy that keeps everything it is handed, and broken learners."""
+"""Learners used by the tests: a spy that logs everything it is handed, and broken learners."""
 
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import time
 from collections.abc import Iterator
@@ -14,11 +15,9 @@ from imlbench import Learner
 from imlbench.core.protocol import LearnerTags
 from imlbench.views.base import n_rows
 
-HANDED: list = []  # every object any Spy instance received, in order
-
 
 class Spy(Learner):
-    """Answers with the first category code it can find, and keeps every object it is handed."""
+    """Answers with the first category code it can find: a learner that knows nothing."""
 
     views = ("table", "tokens")
     tags = LearnerTags(continue_training=True)
@@ -30,17 +29,39 @@ class Spy(Learner):
         return (self.view,)
 
     def fit(self, data) -> Iterator[None]:
-        HANDED.append(("fit", data))
         self.label_ = int(training_labels(data)[0])
         yield
 
     def continue_fit(self, data) -> Iterator[None]:
-        HANDED.append(("continue_fit", data))
         yield
 
     def predict(self, queries) -> np.ndarray:
-        HANDED.append(("predict", queries))
         return np.full(n_rows(queries), self.label_, dtype=np.int64)
+
+
+class LoggingSpy(Spy):
+    """A Spy that also appends every object it is handed, pickled, to the file `log`: what crossed
+    into the learner's process, read back by the test."""
+
+    def __init__(self, view: str = "table", log: str = ""):
+        super().__init__(view)
+        self.log = log
+
+    def fit(self, data) -> Iterator[None]:
+        self._keep("fit", data)
+        yield from super().fit(data)
+
+    def continue_fit(self, data) -> Iterator[None]:
+        self._keep("continue_fit", data)
+        yield from super().continue_fit(data)
+
+    def predict(self, queries) -> np.ndarray:
+        self._keep("predict", queries)
+        return super().predict(queries)
+
+    def _keep(self, call: str, obj) -> None:
+        with open(self.log, "ab") as f:
+            pickle.dump((call, obj), f)
 
 
 class ExplodesInStage2(Spy):

@@ -268,6 +268,11 @@ class LearnerTags:
     stage2_uses_stage1: bool = True
     relative_cost: float = 1.0  # seconds per run relative to rf: parallel grids start long runs first
 
+    @classmethod
+    def from_dict(cls, found: dict[str, Any]) -> LearnerTags:
+        """Tags sent as plain data (from another process), unknown names ignored."""
+        return cls(**{f.name: found[f.name] for f in fields(cls) if f.name in found})
+
 
 class Learner(Parameterized, ABC):
     """A learner consumes one view and trains in stages.

@@ -1,17 +1,16 @@
-"""Where runs execute: in-process, supervised local workers, dask.distributed, or Slurm via submitit.
+"""Where runs execute: supervised local workers, dask.distributed, or Slurm via submitit.
 
 The driver reads the existing records first and hands only missing runs to an engine, so a rerun of a
-finished grid costs no job. Local parallel runs go to supervised worker processes
-(`imlbench.execution.workers`); every other engine is used through the same `submit(fn, *args) -> future` call,
-and the driver polls `future.done()` (`as_completed` does not accept foreign futures). Each job writes
-its own record, so a driver that dies loses nothing: a rerun reuses every finished record.
+finished grid costs no job. Local runs go to a pool of supervised worker processes, one per job
+(`imlbench.execution.workers`); every other engine is used through the same `submit(fn, *args) -> future`
+call, a job starting a worker of its own, and the driver polls `future.done()` (`as_completed` does
+not accept foreign futures). Each job writes its own record, so a driver that dies loses nothing: a
+rerun reuses every finished record.
 
-A time limit (`timeout`, or a learner spec's `timeout`) moves a run into a worker wherever it
-executes: the worker stops the run at the limit and the run gets an error record.
-
-Every run's learner executes in a process of its own under a worker (`imlbench.execution.workers`)
-that kills it, and everything it started, when the run ends; `memory_limit` bounds that process
-tree's memory. No plugin learner's code runs in the driver (`imlbench.harness.probe`).
+Every run executes under a worker (`imlbench.execution.supervisor`) that forks its harness and its
+learner, stops it at its time limit (`timeout`, or a learner spec's `timeout`) with an error record,
+bounds its learner's process tree to `memory_limit`, and kills everything it started when it ends.
+No plugin learner's code runs in the driver (`imlbench.harness.probe`).
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ from typing import Any, Iterator
 
 from imlbench.core.specs import ImlbenchError, did_you_mean
 from imlbench.execution.progress import Progress, say
-from imlbench.execution.workers import Execution, job_outcome, run_job, run_pool
+from imlbench.execution.workers import Execution, run_job, run_pool
 from imlbench.harness.probe import module_of, relative_costs
 from imlbench.harness.processes import preload
 from imlbench.harness.runner import RunRequest, cached_record
@@ -276,8 +275,7 @@ def _missing(requests: list[RunRequest], out, force: bool, finish) -> list[RunRe
 
 
 def _execute(todo: list[RunRequest], execution: Execution, executor, jobs: int, finish, show) -> None:
-    """One worker per job locally (in the driver itself where one job runs without a time limit:
-    its learners are still forked by a worker); through `submit` on any other engine."""
+    """One worker per job locally; through `submit` on any other engine."""
     if not todo:
         return
     if executor is not None and not isinstance(executor, str):
@@ -286,9 +284,6 @@ def _execute(todo: list[RunRequest], execution: Execution, executor, jobs: int, 
         longest = max((limit for limit in map(execution.limit, todo) if limit is not None), default=None)
         with open_executor(executor, jobs, execution.out, longest) as engine:
             _poll(engine, todo, execution, finish)
-    elif jobs == 1 and all(execution.limit(request) is None for request in todo):
-        for request in todo:
-            finish(request, job_outcome(request, execution, lambda *where, r=request: show(r, *where)))
     else:
         run_pool(todo, execution, jobs, finish, show)
 

@@ -32,7 +32,6 @@ from imlbench.core.protocol import DEFAULT_THRESHOLD, PROTOCOL_VERSION, Learner,
 from imlbench.core.registry import DIAGNOSTICS
 from imlbench.core.specs import Spec, available, target_class
 from imlbench.harness.evaluation import Evaluator
-from imlbench.harness.processes import memory_guard
 from imlbench.harness.stages import Progress, exhaust, fit_to_budget, prepare, timed
 from imlbench.store.records import code_identity, iter_json_files, read_record, run_key
 from imlbench.views.base import get_view
@@ -164,6 +163,8 @@ def diagnosable(name: str) -> list[str]:
 class DiagnoseRequest:
     """One (diagnostic, task, learner, seed): a request the harness runs like a `RunRequest`."""
 
+    learner_in_harness: ClassVar[bool] = True
+
     diagnostic: str
     task: Spec
     learner: Spec
@@ -199,14 +200,11 @@ class DiagnoseRequest:
     def summary(self, record: dict[str, Any]) -> str:
         return f"{len(record.get('rows', []))} rows"
 
-    def execute(self, progress: Progress | None = None, memory_limit: int | None = None) -> dict[str, Any]:
+    def execute(self, progress: Progress | None = None) -> dict[str, Any]:
         """Train as `imlbench run` does for the same seed and measure; the result part of the record.
         A diagnostic reads the learner's internals (gradients, hidden states), so the learner runs
-        in this process, not isolated like a run's; `memory_limit` is enforced on this process."""
-        with memory_guard(memory_limit):
-            return self._measure(progress)
-
-    def _measure(self, progress: Progress | None) -> dict[str, Any]:
+        in this process, not isolated like a run's (`learner_in_harness`: the worker counts this
+        process's memory against the limit)."""
         diagnostic = get_diagnostic(self.diagnostic)
         task, learner, view = prepare(self.task, self.learner, self.seed, get_pipeline("two-stage"))
         diagnostic.check(learner, self.learner.name, view, self.task.name)

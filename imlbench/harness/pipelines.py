@@ -1,5 +1,6 @@
 """What the stage runner needs beyond a pipeline's declaration (`core.pipelines`): whether a learner
-can run it, which view it reads, and the stage-1 settings of a later stage-1 part."""
+can run it, which view it reads, the stage-1 settings of a later stage-1 part, and a learner's fit
+checked against the contract."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from typing import Any
 from imlbench.core.errors import ImlbenchError
 from imlbench.core.pipelines import Pipeline, Step
 from imlbench.core.protocol import Learner, Task
-from imlbench.harness.remote import checked_fit
 from imlbench.views.base import get_view
 
 STAGE2_PREFIX = "stage2_"
@@ -67,3 +67,21 @@ def choose_view(learner: Learner, task: Task, learner_name: str, task_name: str)
         f"learner {learner_name!r} reads views {', '.join(learner.supported_views())} "
         f"but task {task_name!r} offers {', '.join(offered) or 'none it can use'}"
     )
+
+
+def close_fit(fit: Iterator[None] | None) -> None:
+    """Close a generator; a plain iterator (which `Iterator[None]` allows) has nothing to close."""
+    closer = getattr(fit, "close", None)
+    if callable(closer):
+        closer()
+
+
+def checked_fit(fit: Any, learner: Any, method: str) -> Iterator[None]:
+    """A learner's fit as the contract has it, an iterator (a generator that yields at checkpoints);
+    anything else is a TypeError that says so, not "'list' object is not an iterator" later."""
+    if not hasattr(fit, "__next__"):
+        raise TypeError(
+            f"{type(learner).__name__}.{method} returned {type(fit).__name__}, not a generator: "
+            f"Learner.{method} must `yield` once per checkpoint (PROTOCOL §3; see imlbench.testing)"
+        )
+    return fit

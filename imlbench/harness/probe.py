@@ -19,10 +19,11 @@ import sys
 from typing import Any
 
 from imlbench.core.errors import ImlbenchError
+from imlbench.core.protocol import LearnerTags
 from imlbench.core.registry import LEARNERS
 from imlbench.core.specs import STAND_INS, Spec, _raw_spec, load_target, resolve, split_overrides, target_class
-from imlbench.harness import processes
-from imlbench.harness.remote import plain_loads, tags_of
+from imlbench.harness import processes, sandbox
+from imlbench.harness.remote import plain_loads
 
 PROBE = "import json, sys; sys.path[:] = json.loads(sys.argv[1]); from imlbench.harness.probe import answer; answer()"
 FACTS: dict[tuple[str, str], dict[str, Any]] = {}  # (target, params) of a plugin learner -> what the probe found
@@ -84,7 +85,7 @@ def answer() -> None:
     prints goes to stderr), and leave no process behind."""
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
-    processes.prctl(processes.PR_SET_CHILD_SUBREAPER, 1)
+    sandbox.prctl(sandbox.PR_SET_CHILD_SUBREAPER, 1)
     answers = [_answer(query) for query in pickle.loads(sys.stdin.buffer.read())]
     processes.kill_tree(os.getpid())
     out.write(pickle.dumps((answers, sorted({m.split(".")[0] for m in sys.modules} & set(processes.HEAVY)))))
@@ -128,7 +129,7 @@ class Described:
         self.found = found
 
     def get_tags(self):
-        return tags_of(self.found["tags"])
+        return LearnerTags.from_dict(self.found["tags"])
 
     def supported_views(self) -> tuple[str, ...]:
         return tuple(self.found["views"])

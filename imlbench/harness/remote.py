@@ -1,8 +1,8 @@
 """A run's learner in its own process: the answer key never lives where the learner's code runs.
 
-`RemoteLearner` is the harness's handle on a learner executing in a process of its own, forked by a
-worker (`processes.Supervisor`: the one this harness process was forked from, or one this thread
-starts) that owns its limits and every process it starts. It offers what the runner uses of a
+`RemoteLearner` is the harness's handle on a learner executing in a process of its own, forked by the
+worker this harness process was forked from (`imlbench.execution.workers`), which owns its limits
+and every process it starts. It offers what the runner uses of a
 `Learner` (fit and continue_fit as generators whose next() advances the learner's by one checkpoint)
 as messages over a socket. The learner receives training data and target-free queries only; replies
 are read with an unpickler that builds only plain data and numpy arrays, so a learner cannot make the
@@ -15,17 +15,11 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import io
-import json
 import os
 import pickle
 import resource
-import subprocess
-import sys
-import threading
-import time
 import traceback
 from collections.abc import Iterator
-from multiprocessing import Pipe
 from multiprocessing.connection import Connection, wait
 from multiprocessing.reduction import recv_handle
 from typing import Any
@@ -34,15 +28,10 @@ import numpy as np
 
 from imlbench.core.errors import ImlbenchError
 from imlbench.core.protocol import LearnerTags
-from imlbench.harness import processes, sandbox
+from imlbench.harness import sandbox
+from imlbench.harness.pipelines import checked_fit, close_fit
 from imlbench.harness.processes import LearnerDied
 
-# a worker: its parent's death (PR_SET_PDEATHSIG) is checked before the slow imports
-BOOT = (
-    "import ctypes, importlib, json, os, sys; getattr(ctypes.CDLL(None), 'prctl', min)(1, 15, 0, 0, 0); "
-    "os.getppid() == int(sys.argv[3]) or sys.exit(1); sys.path[:] = json.loads(sys.argv[1]); "
-    "importlib.import_module(sys.argv[4]).serve(int(sys.argv[2]), sys.argv[5].split(','))"
-)
 SAFE_GLOBALS = {
     *((m, n) for m in ("numpy._core.multiarray", "numpy.core.multiarray") for n in ("_reconstruct", "scalar")),
     *((m, "_frombuffer") for m in ("numpy._core.numeric", "numpy.core.numeric")),
@@ -70,58 +59,16 @@ def plain_loads(data: bytes) -> Any:
     return _PlainUnpickler(io.BytesIO(data)).load()
 
 
-def start_worker(module: str) -> tuple[subprocess.Popen, Connection]:
-    """A fresh Python serving `module.serve(fd, preload)` on a socket to this process, dying with it."""
-    conn, child = Pipe()
-    argv = [json.dumps(sys.path), str(child.fileno()), str(os.getpid()), module, ",".join(processes.PRELOAD)]
-    proc = subprocess.Popen([sys.executable, "-c", BOOT, *argv], pass_fds=[child.fileno()])
-    child.close()
-    return proc, conn
+HOST: Connection | None = None  # in a run's harness process: to the worker that forked it
 
 
-def serve(fd: int, modules: list[str]) -> None:
-    """A worker that only hosts learners (for a harness that runs outside the worker pool)."""
-    processes.Supervisor(Connection(fd), serve_learner).serve(modules)
-
-
-class Host:
-    """The worker a thread's learners are forked by, and the limits of the run it executes."""
-
-    def __init__(self, conn: Connection, proc: subprocess.Popen | None = None, limit=None, memory=None):
-        self.conn, self.proc, self.limit, self.memory, self.start = conn, proc, limit, memory, time.monotonic()
-        self.modules = list(processes.PRELOAD)  # what it imported before forking
-
-    def learner(self, memory: int | None) -> tuple[Connection, int]:
-        self.conn.send(("learner", self.limit, self.start, memory or self.memory))
-        while (pid := self.next("learner")) is None:
-            pass
-        return Connection(recv_handle(self.conn)), pid
-
-    def next(self, kind: str, pid: int | None = None) -> Any:
-        """The last field of the next message if it is of this kind (and learner), else None."""
-        try:
-            message = self.conn.recv()
-        except (EOFError, OSError):
-            raise LearnerDied("the learner's worker process died") from None
-        return message[-1] if message[0] == kind and pid in (None, message[1]) else None
-
-
-_local = threading.local()
-
-
-def host() -> Host:
-    """This thread's host: set by the worker that runs this harness, else a worker started now (and
-    again where it ended, or lacks modules that were preloaded since)."""
-    old = getattr(_local, "host", None)
-    if old is None or old.proc and (old.proc.poll() is not None or old.modules != processes.PRELOAD):
-        if old is not None:
-            old.conn.close()  # it exits
-        _local.host = Host(*reversed(start_worker(__name__)))
-    return _local.host
-
-
-def use_host(value: Host | None) -> None:
-    _local.host = value
+def _next(kind: str, pid: int | None = None) -> Any:
+    """The last field of the worker's next message if it is of this kind (and learner), else None."""
+    try:
+        message = HOST.recv()
+    except (EOFError, OSError):
+        raise LearnerDied("the learner's worker process died") from None
+    return message[-1] if message[0] == kind and pid in (None, message[1]) else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -129,17 +76,21 @@ def use_host(value: Host | None) -> None:
 
 
 class RemoteLearner:
-    """The harness's proxy of one run's learner, built from its spec in a fresh learner process.
-    `memory_limit` (bytes; else the run's, where a worker runs it) bounds the learner's process tree."""
+    """The harness's proxy of one run's learner, built from its spec in a fresh learner process that
+    its worker forks (and limits)."""
 
-    def __init__(self, spec: Any, memory_limit: int | None = None):
-        self.host = host()
-        self._conn, self.pid = self.host.learner(memory_limit)
+    def __init__(self, spec: Any):
+        if HOST is None:
+            raise RuntimeError("a learner process is started by a worker: run through imlbench.execution.workers")
+        HOST.send(("learner",))
+        while (pid := _next("learner")) is None:
+            pass
+        self._conn, self.pid = Connection(recv_handle(HOST)), pid
         self._busy, self._tags = True, None
         try:
             # what the learner process's sandbox held, sent before any learner code ran there
             self.protections = {k: v is True for k, v in dict(self._reply()).items() if k in sandbox.STEPS}
-            if self._call("setup", spec, sys.path, dict(os.environ), os.getcwd()):
+            if self._call("setup", spec):
                 self.predict_scores = self._predict_scores  # offered only where the learner has it
         except BaseException:
             self.close()
@@ -157,13 +108,13 @@ class RemoteLearner:
 
     def _reply(self) -> Any:
         """The learner's answer (its exception raised here), or LearnerDied when it ended instead."""
-        while self._conn not in wait([self._conn, self.host.conn]):
-            if (why := self.host.next("ended", self.pid)) is not None:  # else one about an earlier learner
+        while self._conn not in wait([self._conn, HOST]):
+            if (why := _next("ended", self.pid)) is not None:  # else one about an earlier learner
                 raise LearnerDied(why)
         try:
             kind, *rest = plain_loads(self._conn.recv_bytes())
         except (EOFError, OSError):
-            while (why := self.host.next("ended", self.pid)) is None:
+            while (why := _next("ended", self.pid)) is None:
                 pass
             raise LearnerDied(why) from None
         self._busy = False
@@ -180,7 +131,7 @@ class RemoteLearner:
 
     def get_tags(self) -> LearnerTags:
         if self._tags is None:  # plain data over the socket, the tags object rebuilt here
-            self._tags = tags_of(self._call("tags"))
+            self._tags = LearnerTags.from_dict(self._call("tags"))
         return self._tags
 
     def supports(self, capability: str) -> bool:
@@ -220,7 +171,7 @@ class RemoteLearner:
     def close(self) -> None:
         """End the learner's process and everything it started."""
         try:
-            self.host.conn.send(("release",))
+            HOST.send(("release",))
         except OSError:
             pass  # the worker is gone, and its learners with it
         self._conn.close()
@@ -230,10 +181,6 @@ class RemoteLearner:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-
-
-def tags_of(found: dict[str, Any]) -> LearnerTags:
-    return LearnerTags(**{f.name: found[f.name] for f in dataclasses.fields(LearnerTags) if f.name in found})
 
 
 def rebuild(module: str, name: str, args: tuple, message: str, trace: str) -> BaseException:
@@ -279,22 +226,10 @@ def serve_learner(conn: Connection) -> None:
         conn.send_bytes(payload)
 
 
-def close_fit(fit: Iterator[None] | None) -> None:
-    """Close a generator; a plain iterator (which `Iterator[None]` allows) has nothing to close."""
-    closer = getattr(fit, "close", None)
-    if callable(closer):
-        closer()
-
-
 def _answer(state: dict[str, Any], kind: str, *args: Any) -> Any:
     learner, end = state.get("learner"), object()
-    if kind == "setup":  # the harness's import path (its plugins importable here), environment and folder
-        spec, sys.path[:], environ, cwd = args
-        private = os.environ.get("TMPDIR")  # its own, from its worker: the harness's is not writable here
-        os.environ.clear()
-        os.environ.update(environ, **({"TMPDIR": private} if private else {}))
-        os.chdir(cwd)
-        state["learner"] = spec.build()
+    if kind == "setup":  # import path, environment and folder are the driver's, through the worker
+        state["learner"] = args[0].build()
         return callable(getattr(state["learner"], "predict_scores", None))
     if kind in ("start", "close"):
         close_fit(state.pop("fit", None))
@@ -316,14 +251,3 @@ def _answer(state: dict[str, Any], kind: str, *args: Any) -> Any:
     if kind == "peak_rss_mb":
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     raise ValueError(f"unknown message {kind!r}")
-
-
-def checked_fit(fit: Any, learner: Any, method: str) -> Iterator[None]:
-    """A learner's fit as the contract has it, an iterator (a generator that yields at checkpoints);
-    anything else is a TypeError that says so, not "'list' object is not an iterator" later."""
-    if not hasattr(fit, "__next__"):
-        raise TypeError(
-            f"{type(learner).__name__}.{method} returned {type(fit).__name__}, not a generator: "
-            f"Learner.{method} must `yield` once per checkpoint (PROTOCOL §3; see imlbench.testing)"
-        )
-    return fit

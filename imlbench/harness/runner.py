@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from imlbench.core.errors import ImlbenchError
 from imlbench.core.protocol import DEFAULT_THRESHOLD, PROTOCOL_VERSION
 from imlbench.core.specs import Spec
 from imlbench.harness.processes import LearnerDied
@@ -59,7 +60,7 @@ class RunRequest:
     def summary(self, record: dict[str, Any]) -> str:
         return f"effect {record['scores']['iml_effect']:+.1f}"
 
-    def execute(self, progress: Progress | None = None, memory_limit: int | None = None) -> dict[str, Any]:
+    def execute(self, progress: Progress | None = None) -> dict[str, Any]:
         return execute(
             self.task,
             self.learner,
@@ -67,7 +68,6 @@ class RunRequest:
             self.pipeline,
             self.threshold,
             progress,
-            memory_limit,
             full_budget=self.full_budget,
             sealed=self.sealed,
             entropy=self.entropy,
@@ -128,12 +128,10 @@ def run_one(
     out_dir: Path,
     force: bool = False,
     progress: Progress | None = None,
-    memory_limit: int | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Run or load one record. Returns (record, cached). Anything a learner raises, SystemExit and
     its own KeyboardInterrupt included, becomes an error record with its traceback (a rerun retries
-    it); only a real Ctrl-C propagates. A corrupt record file raises unless `force`. `memory_limit`
-    (bytes) bounds the learner's process."""
+    it); only a real Ctrl-C propagates. A corrupt record file raises unless `force`."""
     if not force:
         record = cached_record(request, out_dir)
         if record is not None:
@@ -145,12 +143,22 @@ def run_one(
     )
     with claimed(request.path(out_dir), waiting) as waited:  # another `imlbench run` may hold it
         record = cached_record(request, out_dir) if waited else None
-        return (record, True) if record is not None else _run_claimed(request, out_dir, progress, memory_limit)
+        return (record, True) if record is not None else _run_claimed(request, out_dir, progress)
 
 
-def _run_claimed(
-    request: RunRequest, out_dir: Path, progress: Progress | None, memory_limit: int | None = None
-) -> tuple[dict[str, Any], bool]:
+def run_outcome(request: RunRequest, execution: Any, progress: Progress | None = None) -> dict[str, Any]:
+    """`run_one` as a worker reports it: {"record", "cached"}, or {"problem"} where no record can be
+    had (a corrupt record, an unwritable folder). `execution`: its `out` and `force`."""
+    try:
+        record, cached = run_one(request, Path(execution.out), execution.force, progress)
+    except ImlbenchError as exc:
+        return {"problem": str(exc)}
+    except OSError as exc:
+        return {"problem": f"{request.label()}: cannot write its record: {exc}"}
+    return {"record": record, "cached": cached}
+
+
+def _run_claimed(request: RunRequest, out_dir: Path, progress: Progress | None) -> tuple[dict[str, Any], bool]:
     """Execute a claimed run and write its record (an ImlbenchError a learner raises included). A
     learner process that died gets an error record naming the stage and checkpoint it reached; a
     learner's exception keeps the traceback from the learner's process."""
@@ -163,7 +171,7 @@ def _run_claimed(
 
     with sigint_watch() as interrupt:
         try:
-            result = request.execute(track, memory_limit)
+            result = request.execute(track)
         except LearnerDied as exc:
             return failure_record(
                 request, out_dir, f"{exc} at stage {where[0]}, checkpoint {where[1]}", seconds=time.monotonic() - start

@@ -26,9 +26,8 @@ from imlbench.core.protocol import Learner, Task
 from imlbench.core.specs import Spec
 from imlbench.harness import sandbox
 from imlbench.harness.evaluation import Evaluator
-from imlbench.harness.pipelines import check_pipeline, choose_view, start_step  # noqa: F401  (choose_view: the harness's)
-from imlbench.harness.processes import memory_guard
-from imlbench.harness.remote import RemoteLearner, close_fit
+from imlbench.harness.pipelines import check_pipeline, choose_view, close_fit, start_step  # noqa: F401  (choose_view: the harness's)
+from imlbench.harness.remote import RemoteLearner
 from imlbench.scoring.runs import run_scores
 from imlbench.views.base import get_view
 
@@ -231,14 +230,13 @@ def execute(
     pipeline: str | Pipeline,
     threshold: float,
     progress: Progress | None = None,
-    memory_limit: int | None = None,
     isolated: bool = True,
     full_budget: bool = False,
     sealed: bool = False,
     entropy: str | None = None,
 ) -> dict[str, Any]:
     """Run one (task, learner, seed, pipeline); return the result part of its record. The learner
-    runs in a fresh, sandboxed process (`RemoteLearner`, limited to `memory_limit` bytes), away from
+    runs in a fresh, sandboxed process (`RemoteLearner`, which the run's worker limits), away from
     the answer key; `isolated=False` runs it here (what a benchmark compares against). `full_budget`:
     the scored fit runs past its reading window to its end. `sealed`: the task and `random_state`
     come from the seed mixed with entropy the learner never sees (`entropy`: a replay's)."""
@@ -249,11 +247,10 @@ def execute(
     run_seed = seeds.sealed_seed(seed, entropy) if sealed else seed
     run = (task_spec, learner_spec)
     if not isolated:
-        with memory_guard(memory_limit):
-            result = _execute(*run, learner_spec.build(), run_seed, pipeline, threshold, progress, full_budget)
+        result = _execute(*run, learner_spec.build(), run_seed, pipeline, threshold, progress, full_budget)
         return {**result, **sandbox.account({}, False, entropy)}
     hidden = sandbox.hide_this_process()  # before the answer key exists in this process
-    with RemoteLearner(learner_spec, memory_limit) as learner:
+    with RemoteLearner(learner_spec) as learner:
         result = _execute(*run, learner, run_seed, pipeline, threshold, progress, full_budget)
         return {**result, **sandbox.account({**learner.protections, "harness_not_dumpable": hidden}, True, entropy)}
 

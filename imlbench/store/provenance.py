@@ -18,9 +18,19 @@ OPTIONAL_LIBRARIES = ("transformers", "tokenizers")  # recorded where installed 
 DISTRIBUTIONS = {"xgboost": ("xgboost", "xgboost-cpu")}
 
 
+@functools.lru_cache(maxsize=1)
+def _versions() -> tuple[tuple[str, str], ...]:
+    return tuple(_read_versions().items())
+
+
 def versions() -> dict[str, str]:
     """Library versions, plus `imlbench_commit` when imlbench runs from a git checkout (an editable
-    install reports the same package version for every commit)."""
+    install reports the same package version for every commit). Read once per process: the code a
+    process runs is what it imported, whatever is installed later."""
+    return dict(_versions())
+
+
+def _read_versions() -> dict[str, str]:
     found = {"python": platform.python_version()}
     for lib in LIBRARIES:
         found[lib] = "not installed"
