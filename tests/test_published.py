@@ -437,3 +437,26 @@ def test_the_readme_shows_what_the_main_command_prints(tmp_path, monkeypatch, ca
     printed = capsys.readouterr().out.rstrip("\n")
     assert "(a null by construction" in printed and "--pipeline one-stage" in printed
     assert printed in (ROOT / "README.md").read_text(), "README's main-command output is stale"
+
+
+def test_the_isolation_table_in_performance_md_is_what_was_measured():
+    """Each row of "The cost of isolation per run" is the two rounds of each side's benchmark record."""
+    rows = {
+        "isolated run": ("test_isolated_run_overhead", "isolated_seconds"),
+        "in-process run": ("test_isolated_run_overhead", "in_process_seconds"),
+        "isolated minus in-process": ("test_isolated_run_overhead", "overhead_seconds"),
+        "`--jobs 1`": ("test_engine_overhead_per_run", "jobs1_overhead_seconds_per_run"),
+        "`--jobs 2`": ("test_engine_overhead_per_run", "jobs2_overhead_seconds_per_run"),
+    }
+    lines = [line for line in PERFORMANCE.read_text().splitlines() if line.startswith("| ")]
+
+    def measured(side: str, test: str, key: str) -> str:
+        found = []
+        for round_ in (1, 2):
+            benchmarks = json.loads((RESULTS / "performance" / f"isolation-{side}-{round_}.json").read_text())
+            found += [b["extra_info"][key] for b in benchmarks["benchmarks"] if b["name"] == test]
+        return ", ".join(f"{value:.3f} s" for value in found)
+
+    for label, (test, key) in rows.items():
+        (line,) = [line for line in lines if label in line.split(" | ")[0]]
+        assert line.endswith(f"| {measured('base', test, key)} | {measured('now', test, key)} |"), label

@@ -9,6 +9,7 @@ process when the harness asks for it, and owns the run's time limit, memory limi
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import os
 import shutil
@@ -47,6 +48,7 @@ def serve(fd: int, modules: list[str]) -> None:
             if getattr(point.dist, "name", None) == "imlbench":
                 with contextlib.suppress(Exception):
                     registry.get(name)
+    gc.freeze()  # what is imported now stays out of the collector's sight: forked runs do not copy its pages
     with contextlib.suppress(OSError):  # the driver went while this worker started (a grid that ended, Ctrl-C)
         worker.driver.send(("ready",))
         while worker.step():
@@ -82,7 +84,7 @@ class Supervisor:
         self.driver, self.pid = driver, os.getpid()
         self.run: _Run | None = None
         self.measured = 0.0  # when the run's memory was last measured
-        self.learner: tuple | None = None  # (pid, deadline, MemoryCgroup or None, its TMPDIR)
+        self.learner: tuple | None = None  # (pid, deadline, MemoryCgroup or None, TMPDIR, socket until handed)
         self.out_r, self.out_w = os.pipe()
         os.set_blocking(self.out_r, False)
         prctl(PR_SET_CHILD_SUBREAPER, 1)
@@ -123,9 +125,15 @@ class Supervisor:
             if self.run.pid not in EXITED:
                 EXITED[self.run.pid] = os.waitpid(self.run.pid, 0)[1]
             self.end_run(message[1])
-        elif kind == "learner":
-            self.end_learner()
-            self.start_learner()
+        elif kind == "learner":  # the one forked with the run (if the harness has not had it yet), or a new one
+            if self.learner is None or self.learner[4] is None:
+                self.end_learner()
+                self.start_learner()
+            pid, sock = self.learner[0], self.learner[4]
+            self.run.harness.send(("learner", pid))
+            send_handle(self.run.harness, sock.fileno(), pid)
+            sock.close()
+            self.learner = (*self.learner[:4], None)
         elif kind == "release":
             self.end_learner()
 
@@ -158,6 +166,8 @@ class Supervisor:
             finally:
                 os._exit(0)
         self.run = _Run(request, execution, Connection(ours.detach()), pid)
+        if not getattr(request, "learner_in_harness", False):
+            self.start_learner()  # while the harness builds the task
 
     def start_learner(self) -> None:
         run, ours, theirs = self.run, *socket.socketpair()
@@ -175,10 +185,7 @@ class Supervisor:
             finally:
                 os._exit(0)
         theirs.close()
-        self.learner = (pid, limit and run.started + limit, group, private)
-        run.harness.send(("learner", pid))
-        send_handle(run.harness, ours.fileno(), pid)
-        ours.close()
+        self.learner = (pid, limit and run.started + limit, group, private, ours)
 
     def check(self) -> None:
         """End the learner where it died or passed a limit (and tell the harness why), and the run
@@ -194,7 +201,7 @@ class Supervisor:
                 if (used := tree_memory(descendants(self.pid))) > memory:
                     self.fail(exceeded(memory, used))
             return
-        pid, deadline, group, _ = self.learner
+        pid, deadline, group, _, _ = self.learner
         if group is not None and group.oom_kills():  # the kernel stopped the tree at its cgroup's limit
             why = exceeded(memory, group.peak(), "at its peak, counted by its cgroup")
         elif (ended := os.waitpid(pid, os.WNOHANG))[0]:
@@ -244,7 +251,9 @@ class Supervisor:
     def release(self) -> None:
         """Forget the learner, removing its cgroup and temporary folder (its processes are gone)."""
         if self.learner is not None:
-            _, _, group, private = self.learner
+            _, _, group, private, sock = self.learner
+            if sock is not None:
+                sock.close()
             if group is not None:
                 group.remove()
             shutil.rmtree(private, ignore_errors=True)
