@@ -2,8 +2,10 @@
 
 A worker is a fresh Python (started by `imlbench.execution.workers`; with `subprocess`, so it also
 works inside daemonic dask workers) that imports imlbench, the grid's built-in learners and heavy
-libraries, then serves the driver's runs: it forks each run's harness process, and the learner's
-process when the harness asks for it, and owns the run's time limit, memory limit and process tree.
+libraries, then serves the driver's runs: it forks each run's harness process and its learner's
+process (handed to the harness when it asks), and owns the run's time limit, memory limit and
+process tree. It runs with the driver's import path, environment and folder as they were when it
+started; the driver reuses it only while they are unchanged.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ import os
 import shutil
 import signal
 import socket
-import sys
 import tempfile
 import time
+import traceback
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.reduction import send_handle
@@ -28,7 +30,7 @@ from imlbench.core.registry import PIPELINES, TASKS, VIEWS
 from imlbench.harness import remote
 from imlbench.harness.processes import EXITED, descendants, exceeded, how, kill_tree, reap, tree_memory
 from imlbench.harness.runner import failure_record, run_outcome
-from imlbench.harness.sandbox import PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHSIG, MemoryCgroup, prctl
+from imlbench.harness.sandbox import PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE, PR_SET_PDEATHSIG, MemoryCgroup, prctl
 from imlbench.store.records import environment, versions
 
 PROGRESS_EVERY = 0.2  # seconds between a run's progress messages to the driver (a stage change at once)
@@ -49,12 +51,15 @@ def serve(fd: int, modules: list[str]) -> None:
                 with contextlib.suppress(Exception):
                     registry.get(name)
     gc.freeze()  # what is imported now stays out of the collector's sight: forked runs do not copy its pages
-    with contextlib.suppress(OSError):  # the driver went while this worker started (a grid that ended, Ctrl-C)
+    try:
         worker.driver.send(("ready",))
         while worker.step():
             pass
-    kill_tree(os.getpid())
-    worker.release()
+    except (BrokenPipeError, ConnectionResetError):  # the driver went (a grid that ended, Ctrl-C)
+        pass
+    finally:
+        kill_tree(os.getpid())
+        worker.release()
 
 
 @dataclass
@@ -70,12 +75,12 @@ class _Run:
 
 class Supervisor:
     """A clean process that executes one run at a time and owns everything it starts: it forks the
-    run's harness, and the learner's process when the harness asks; it owns the run's time limit,
+    run's harness and its learner's process (handed to the harness when it asks); it owns the run's time limit,
     its memory limit (over the learner's whole tree, in a memory cgroup where one can be made), every
     process it starts (it is a child subreaper; all are killed when the run ends) and their output
     (a pipe copied to its stderr: no straggler holds the caller's).
 
-    Messages: the driver sends ("run", request, execution, context) and gets ("progress", stage,
+    Messages: the driver sends ("run", request, execution) and gets ("progress", stage,
     checkpoint, detail) and ("done", outcome); the harness sends those two, ("learner",) (answered by
     ("learner", pid) and the learner's socket, and ("ended", pid, why) where it ends on its own or at
     a limit) and ("release",). SIGTERM (also sent when the driver dies) kills everything and exits."""
@@ -88,14 +93,16 @@ class Supervisor:
         self.out_r, self.out_w = os.pipe()
         os.set_blocking(self.out_r, False)
         prctl(PR_SET_CHILD_SUBREAPER, 1)
+        prctl(PR_SET_DUMPABLE, 0)  # it forks every harness: a same-user process may not attach to it
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's: it stops its workers
         signal.signal(signal.SIGTERM, lambda *_: (kill_tree(os.getpid()), self.release(), os._exit(1)))
 
     def step(self) -> bool:
         """Handle what arrived (messages, output) and check the limits; False when the driver is gone."""
-        ready = wait([self.driver, *self._harness(), self.out_r], timeout=MEMORY_POLL if self.run else None)
+        conns = [self.driver, self.run.harness] if self.run else [self.driver]
+        ready = wait([*conns, self.out_r], timeout=MEMORY_POLL if self.run else None)
         self.forward()
-        for conn in [c for c in (self.driver, *self._harness()) if c in ready]:
+        for conn in [c for c in conns if c in ready]:
             try:
                 message = conn.recv()
             except (EOFError, OSError):  # the driver went, or the harness ended without an outcome
@@ -105,12 +112,14 @@ class Supervisor:
                 status = EXITED[self.run.pid] if self.run.pid in EXITED else os.waitpid(self.run.pid, 0)[1]
                 self.fail(f"the worker process died ({how(os.waitstatus_to_exitcode(status))})")
                 continue
-            self.handle(message)
+            try:
+                self.handle(message)
+            except OSError as exc:  # a fork, a folder or a dead harness: that run fails, the worker goes on
+                if self.run is None:
+                    raise
+                self.fail(f"its worker could not run it: {type(exc).__name__}: {exc}")
         self.check()
         return True
-
-    def _harness(self) -> list[Connection]:
-        return [self.run.harness] if self.run else []
 
     def handle(self, message: tuple) -> None:
         kind = message[0]
@@ -151,11 +160,7 @@ class Supervisor:
         if os.getppid() != self.pid:  # this process's death came first
             os._exit(1)
 
-    def start_run(self, request: Any, execution: Any, driver: tuple) -> None:
-        sys.path[:], environ, cwd = driver  # the run's processes are forked from here: they inherit it
-        os.environ.clear()
-        os.environ.update(environ)
-        os.chdir(cwd)
+    def start_run(self, request: Any, execution: Any) -> None:
         ours, theirs = socket.socketpair()
         if (pid := os.fork()) == 0:  # the run's harness process
             try:
@@ -163,11 +168,13 @@ class Supervisor:
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
                 remote.HOST = conn = Connection(theirs.detach())
                 conn.send(("done", run_outcome(request, execution, lambda *where: conn.send(("progress", *where)))))
-            finally:
-                os._exit(0)
+            except BaseException:  # the harness's own error: its traceback goes out with the worker's output
+                traceback.print_exc()
+                os._exit(1)
+            os._exit(0)
         self.run = _Run(request, execution, Connection(ours.detach()), pid)
         if not getattr(request, "learner_in_harness", False):
-            self.start_learner()  # while the harness builds the task
+            self.start_learner()  # now rather than when the harness asks: it starts while the harness does
 
     def start_learner(self) -> None:
         run, ours, theirs = self.run, *socket.socketpair()
@@ -192,14 +199,16 @@ class Supervisor:
         where its harness passed the time limit, or held a diagnostic's learner past the memory limit."""
         if self.run is None:
             return
-        run, memory = self.run, self.run.execution.memory
+        run, memory, now = self.run, self.run.execution.memory, time.monotonic()
         limit = run.execution.limit(run.request)
-        if limit and time.monotonic() - run.started > limit + GRACE:
+        if limit and now - run.started > limit + GRACE:
             return self.fail(f"timed out after {limit:g} s")
+        measure = memory and now - self.measured >= MEMORY_POLL  # however often messages arrive
+        self.measured = now if measure else self.measured
         if self.learner is None:
-            if memory and getattr(run.request, "learner_in_harness", False) and self.measure():
-                if (used := tree_memory(descendants(self.pid))) > memory:
-                    self.fail(exceeded(memory, used))
+            in_harness = measure and getattr(run.request, "learner_in_harness", False)
+            if in_harness and (used := tree_memory(descendants(self.pid))) > memory:
+                self.fail(exceeded(memory, used))
             return
         pid, deadline, group, _, _ = self.learner
         if group is not None and group.oom_kills():  # the kernel stopped the tree at its cgroup's limit
@@ -208,20 +217,13 @@ class Supervisor:
             why = f"the worker process died ({how(os.waitstatus_to_exitcode(ended[1]))})"
         elif deadline and time.monotonic() > deadline:
             why = f"timed out after {limit:g} s"
-        elif memory and self.measure() and (used := tree_memory(descendants(self.pid, run.pid))) > memory:
+        elif measure and (used := tree_memory(descendants(self.pid, run.pid))) > memory:
             why = exceeded(memory, used)
         else:
             return
         self.end_learner()
         with contextlib.suppress(OSError):  # a harness that went first (its run is over) needs no answer
             run.harness.send(("ended", pid, why))
-
-    def measure(self) -> bool:
-        """Whether the run's memory is due to be measured: every MEMORY_POLL seconds, however often
-        its messages arrive."""
-        due = time.monotonic() - self.measured >= MEMORY_POLL
-        self.measured = time.monotonic() if due else self.measured
-        return due
 
     def fail(self, why: str) -> None:
         run = self.run

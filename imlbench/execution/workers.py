@@ -23,10 +23,6 @@ from typing import Any
 from imlbench.core.errors import ImlbenchError
 from imlbench.harness import processes
 
-PROGRESS_EVERY = 0.2  # seconds between a run's progress messages (a stage change is sent at once)
-GRACE = 10.0  # seconds a harness may take past its run's time limit to record it before it is killed
-MEMORY_POLL = 0.1  # seconds between two measurements of a run's memory
-
 Finish = Callable[[Any, dict[str, Any]], None]
 OnProgress = Callable[[Any, str, int, str], None]
 
@@ -58,9 +54,10 @@ class _Handle:
     """A worker process as the driver sees it, and the request it holds."""
 
     def __init__(self) -> None:
-        """A fresh Python serving `serve(fd, PRELOAD)` on a socket to this process, dying with it."""
-        self.modules, (self.conn, child) = list(processes.PRELOAD), Pipe()
-        argv = [json.dumps(sys.path), str(child.fileno()), str(os.getpid()), ",".join(self.modules)]
+        """A fresh Python serving `serve(fd, PRELOAD)` on a socket to this process, dying with it (with
+        the thread that starts it), with this process's import path, environment and folder."""
+        self.started_as, (self.conn, child) = _as_now(), Pipe()
+        argv = [json.dumps(sys.path), str(child.fileno()), str(os.getpid()), ",".join(processes.PRELOAD)]
         self.proc = subprocess.Popen([sys.executable, "-c", BOOT, *argv], pass_fds=[child.fileno()])
         child.close()
         self.ready, self.request = False, None
@@ -79,33 +76,37 @@ class _Handle:
             self.proc.wait()
 
 
-_IDLE: list[_Handle] = []  # workers the main thread keeps for its next grid (workers start in seconds)
+_kept = threading.local()  # each thread's idle workers, for its next grid (a worker starts in seconds)
 
 
-def _workers(n: int, keep: bool) -> list[_Handle]:
-    """`n` workers: idle ones still alive that imported today's preload, then new ones."""
-    kept = [_IDLE.pop() for _ in range(min(n, len(_IDLE)))] if keep else []
-    for worker in [w for w in kept if w.proc.poll() is not None or w.modules != processes.PRELOAD]:
-        kept.remove(worker)
+def _as_now() -> tuple:
+    """What a worker runs with and was imported under: a kept one serves a grid only while all is as it was."""
+    return list(sys.path), dict(os.environ), os.getcwd(), list(processes.PRELOAD)
+
+
+def _workers(n: int) -> list[_Handle]:
+    """`n` workers: this thread's idle ones that are alive and started as things are now, then new ones."""
+    idle, now = getattr(_kept, "idle", []), _as_now()
+    kept = [w for w in idle if w.proc.poll() is None and w.started_as == now][:n]
+    for worker in [w for w in idle if w not in kept]:
         worker.stop(kill=True)
+    _kept.idle = []
     return kept + [_Handle() for _ in range(n - len(kept))]
 
 
 def run_pool(requests: list, execution: Execution, size: int, finish: Finish, on_progress: OnProgress | None = None):
     """Run the requests on `size` workers, calling finish(request, outcome) for each; a run whose
     worker died (not its learner: a worker runs no plugin code) is reported, and a new worker takes
-    its place. The main thread keeps its workers for its next grid (a worker's death signal follows
-    the thread that started it)."""
-    queue, keep = deque(requests), threading.current_thread() is threading.main_thread()
-    driver = (list(sys.path), dict(os.environ), os.getcwd())  # the run's processes take these as they are now
-    workers = _workers(min(size, len(queue)), keep)
+    its place. The thread keeps its workers for its next grid."""
+    queue = deque(requests)
+    workers = _workers(min(size, len(queue)))
     clean = False
     try:
         while queue or any(w.request is not None for w in workers):
             for worker in workers:
                 if worker.ready and worker.request is None and queue:
                     worker.request = queue.popleft()
-                    worker.conn.send(("run", worker.request, execution, driver))
+                    worker.conn.send(("run", worker.request, execution))
             ready = wait([w.conn for w in workers])
             for worker in [w for w in workers if w.conn in ready]:
                 if not _read(worker, finish, on_progress):
@@ -114,11 +115,11 @@ def run_pool(requests: list, execution: Execution, size: int, finish: Finish, on
                         workers.append(_Handle())
         clean = True
     finally:
-        if clean and keep:
-            _IDLE.extend(workers)
+        if clean:
+            _kept.idle = workers
         else:
             for worker in workers:
-                worker.stop(kill=not clean)
+                worker.stop(kill=True)
 
 
 def _read(worker: _Handle, finish: Finish, on_progress: OnProgress | None) -> bool:
