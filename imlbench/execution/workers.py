@@ -80,8 +80,10 @@ _kept = threading.local()  # each thread's idle workers, for its next grid (a wo
 
 
 def _as_now() -> tuple:
-    """What a worker runs with and was imported under: a kept one serves a grid only while all is as it was."""
-    return list(sys.path), dict(os.environ), os.getcwd(), list(processes.PRELOAD)
+    """What a worker runs with and was imported under: a kept one serves a grid only while all is as
+    it was (but pytest's name of the current test, which changes with every test and nothing else)."""
+    environ = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    return list(sys.path), environ, os.getcwd(), list(processes.PRELOAD)
 
 
 def _workers(n: int) -> list[_Handle]:
