@@ -28,6 +28,7 @@ from typing import Any
 
 from imlbench.core.registry import PIPELINES, TASKS, VIEWS
 from imlbench.harness import remote
+from imlbench.harness.probe import module_of
 from imlbench.harness.processes import EXITED, descendants, exceeded, how, kill_tree, reap, tree_memory
 from imlbench.harness.runner import failure_record, run_outcome
 from imlbench.harness.sandbox import PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE, PR_SET_PDEATHSIG, MemoryCgroup, prctl
@@ -46,10 +47,9 @@ def serve(fd: int, modules: list[str]) -> None:
         with contextlib.suppress(Exception):  # a learner that needs a missing library fails in its run
             importlib.import_module(module)
     for registry in (TASKS, VIEWS, PIPELINES):  # imlbench's own, found here once rather than in every run
-        for name, point in registry.entry_points().items():
-            if getattr(point.dist, "name", None) == "imlbench":
-                with contextlib.suppress(Exception):
-                    registry.get(name)
+        for name in filter(lambda name: module_of(name, registry), registry.entry_points()):
+            with contextlib.suppress(Exception):
+                registry.get(name)
     gc.freeze()  # what is imported now stays out of the collector's sight: forked runs do not copy its pages
     try:
         worker.driver.send(("ready",))
@@ -60,6 +60,15 @@ def serve(fd: int, modules: list[str]) -> None:
     finally:
         kill_tree(os.getpid())
         worker.release()
+
+
+@dataclass
+class _Learner:
+    pid: int
+    deadline: float | None
+    group: MemoryCgroup | None
+    private: str  # its TMPDIR
+    socket: socket.socket | None  # its end of the connection, until handed to the harness
 
 
 @dataclass
@@ -89,7 +98,7 @@ class Supervisor:
         self.driver, self.pid = driver, os.getpid()
         self.run: _Run | None = None
         self.measured = 0.0  # when the run's memory was last measured
-        self.learner: tuple | None = None  # (pid, deadline, MemoryCgroup or None, TMPDIR, socket until handed)
+        self.learner: _Learner | None = None
         self.out_r, self.out_w = os.pipe()
         os.set_blocking(self.out_r, False)
         prctl(PR_SET_CHILD_SUBREAPER, 1)
@@ -109,8 +118,7 @@ class Supervisor:
                 if conn is self.driver:
                     return False
                 self.end_learner()
-                status = EXITED[self.run.pid] if self.run.pid in EXITED else os.waitpid(self.run.pid, 0)[1]
-                self.fail(f"the worker process died ({how(os.waitstatus_to_exitcode(status))})")
+                self.fail(f"the worker process died ({how(os.waitstatus_to_exitcode(self.harness_status()))})")
                 continue
             try:
                 self.handle(message)
@@ -131,20 +139,25 @@ class Supervisor:
                 self.run.told = time.monotonic()
             self.run.where = message[1:3]
         elif kind == "done":  # the harness exits once it has sent its outcome
-            if self.run.pid not in EXITED:
-                EXITED[self.run.pid] = os.waitpid(self.run.pid, 0)[1]
+            self.harness_status()
             self.end_run(message[1])
         elif kind == "learner":  # the one forked with the run (if the harness has not had it yet), or a new one
-            if self.learner is None or self.learner[4] is None:
+            if self.learner is None or self.learner.socket is None:
                 self.end_learner()
                 self.start_learner()
-            pid, sock = self.learner[0], self.learner[4]
-            self.run.harness.send(("learner", pid))
-            send_handle(self.run.harness, sock.fileno(), pid)
-            sock.close()
-            self.learner = (*self.learner[:4], None)
+            learner = self.learner
+            self.run.harness.send(("learner", learner.pid))
+            send_handle(self.run.harness, learner.socket.fileno(), learner.pid)
+            learner.socket.close()
+            learner.socket = None
         elif kind == "release":
             self.end_learner()
+
+    def harness_status(self) -> int:
+        """The wait status of the run's harness, which has ended or is ending (collected once)."""
+        if self.run.pid not in EXITED:
+            EXITED[self.run.pid] = os.waitpid(self.run.pid, 0)[1]
+        return EXITED[self.run.pid]
 
     def child(self, keep: int) -> None:
         """In a process just forked from this one: output to the pipe, every other inherited descriptor
@@ -192,7 +205,7 @@ class Supervisor:
             finally:
                 os._exit(0)
         theirs.close()
-        self.learner = (pid, limit and run.started + limit, group, private, ours)
+        self.learner = _Learner(pid, limit and run.started + limit, group, private, ours)
 
     def check(self) -> None:
         """End the learner where it died or passed a limit (and tell the harness why), and the run
@@ -210,7 +223,7 @@ class Supervisor:
             if in_harness and (used := tree_memory(descendants(self.pid))) > memory:
                 self.fail(exceeded(memory, used))
             return
-        pid, deadline, group, _, _ = self.learner
+        pid, deadline, group = self.learner.pid, self.learner.deadline, self.learner.group
         if group is not None and group.oom_kills():  # the kernel stopped the tree at its cgroup's limit
             why = exceeded(memory, group.peak(), "at its peak, counted by its cgroup")
         elif (ended := os.waitpid(pid, os.WNOHANG))[0]:
@@ -253,12 +266,11 @@ class Supervisor:
     def release(self) -> None:
         """Forget the learner, removing its cgroup and temporary folder (its processes are gone)."""
         if self.learner is not None:
-            _, _, group, private, sock = self.learner
-            if sock is not None:
-                sock.close()
-            if group is not None:
-                group.remove()
-            shutil.rmtree(private, ignore_errors=True)
+            if self.learner.socket is not None:
+                self.learner.socket.close()
+            if self.learner.group is not None:
+                self.learner.group.remove()
+            shutil.rmtree(self.learner.private, ignore_errors=True)
             self.learner = None
 
     def forward(self) -> None:

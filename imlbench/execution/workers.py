@@ -62,9 +62,9 @@ class _Handle:
         child.close()
         self.ready, self.request = False, None
 
-    def stop(self, kill: bool) -> None:
-        """Close its socket (an idle worker exits); with `kill`, SIGTERM it (it kills its run first)."""
-        if kill and self.proc.poll() is None:
+    def stop(self) -> None:
+        """SIGTERM it (it kills its run first) and close its socket."""
+        if self.proc.poll() is None:
             self.proc.terminate()
         self.conn.close()
         try:
@@ -91,7 +91,7 @@ def _workers(n: int) -> list[_Handle]:
     idle, now = getattr(_kept, "idle", []), _as_now()
     kept = [w for w in idle if w.proc.poll() is None and w.started_as == now][:n]
     for worker in [w for w in idle if w not in kept]:
-        worker.stop(kill=True)
+        worker.stop()
     _kept.idle = []
     return kept + [_Handle() for _ in range(n - len(kept))]
 
@@ -121,7 +121,7 @@ def run_pool(requests: list, execution: Execution, size: int, finish: Finish, on
             _kept.idle = workers
         else:
             for worker in workers:
-                worker.stop(kill=True)
+                worker.stop()
 
 
 def _read(worker: _Handle, finish: Finish, on_progress: OnProgress | None) -> bool:
@@ -134,7 +134,7 @@ def _read(worker: _Handle, finish: Finish, on_progress: OnProgress | None) -> bo
             raise ImlbenchError(f"a worker process failed to start ({how}); its error is printed above") from None
         if worker.request is not None:  # its run is retried by a rerun
             finish(worker.request, {"problem": f"{worker.request.label()}: the worker process died ({how})"})
-        worker.stop(kill=True)
+        worker.stop()
         return False
     if message[0] == "ready":
         worker.ready = True

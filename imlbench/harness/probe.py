@@ -20,7 +20,7 @@ from typing import Any
 
 from imlbench.core.errors import ImlbenchError
 from imlbench.core.protocol import LearnerTags
-from imlbench.core.registry import LEARNERS
+from imlbench.core.registry import LEARNERS, Registry
 from imlbench.core.specs import STAND_INS, Spec, _raw_spec, load_target, resolve, split_overrides, target_class
 from imlbench.harness import processes, sandbox
 from imlbench.harness.remote import plain_loads
@@ -30,10 +30,10 @@ FACTS: dict[tuple[str, str], dict[str, Any]] = {}  # (target, params) of a plugi
 COSTS: dict[str, float] = {}  # target -> its class's relative_cost
 
 
-def module_of(target: str) -> str | None:
-    """The module of a learner target that is imlbench's own (an entry point of imlbench's, in a
-    module of imlbench), without importing it; None for any other."""
-    point = LEARNERS.entry_points().get(target)
+def module_of(target: str, registry: Registry = LEARNERS) -> str | None:
+    """The module of a target (a learner's, or of `registry`) that is imlbench's own (an entry point
+    of imlbench's, in a module of imlbench), without importing it; None for any other."""
+    point = registry.entry_points().get(target)
     dist = getattr(point, "dist", None)
     if point is None or not point.module.startswith("imlbench.") or (dist is not None and dist.name != "imlbench"):
         return None

@@ -1,4 +1,4 @@
-"""Process trees: how a worker (`imlbench.execution.workers`) finds, measures and kills everything
+"""Process trees: how a worker (`imlbench.execution.supervisor`) finds, measures and kills everything
 a run starts.
 
 A worker is a child subreaper (prctl PR_SET_CHILD_SUBREAPER): a process a learner starts that leaves
