@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The per-run cost of isolation at a base commit and on this checkout, alternated twice on one
+# The per-run cost of isolation at a base commit and on this checkout, alternated three times on one
 # machine: benchmarks/bench_isolation.py run on each side's code with this checkout's environment.
 # Usage: bash benchmarks/isolation-versus.sh BASE   (writes docs/results/performance/isolation-*.json)
 set -euo pipefail
@@ -10,7 +10,7 @@ git -C "$root" worktree add -q --detach "$old" "$base"
 trap 'git -C "$root" worktree remove --force "$old"' EXIT
 out="$root/docs/results/performance"
 mkdir -p "$out"
-for round in 1 2; do
+for round in 1 2 3; do
   for side in base now; do
     dir=$([ $side = base ] && echo "$old" || echo "$root")
     (cd "$dir" && PYTHONPATH="$dir" "$root/.venv/bin/python" -m pytest -q -p no:cacheprovider \

@@ -20,3 +20,14 @@ class ProbeFailsOnSeed1(MLP):
                 time.sleep(600)
             raise RuntimeError("probe failed on purpose")
         return super().hidden_states(queries)
+
+
+class DiesLeavingAChild(MLP):
+    """An mlp whose hidden states start a child that keeps every inherited descriptor (the harness's
+    socket to its worker among them) and then end the process they run in: a diagnostic's harness."""
+
+    def hidden_states(self, queries):
+        if os.fork() == 0:
+            time.sleep(600)
+            os._exit(0)
+        os._exit(3)

@@ -367,6 +367,16 @@ def test_diagnose_in_parallel_workers_records_a_failing_seed_with_its_traceback(
     assert inline[0]["rows"] == found[0][1]["rows"]  # a worker computes what the driver computes
 
 
+def test_a_harness_that_dies_is_reported_although_its_child_holds_its_socket(out):
+    """A diagnostic runs its learner in the harness; a learner that starts a child (which inherits
+    the harness's socket to its worker) and ends the harness: no end of file ever comes, and the
+    worker must still see the death at once instead of waiting for the time limit."""
+    requests = plan("tag-probe", "diagplugins:DiesLeavingAChild", "synthetic-defs", [0], TINY_PARAMS)
+    records, _, _ = diagnose(requests, out, verbose=False, timeout=600)
+    assert records[0]["status"] == "error"
+    assert "the worker process died (exit status 3)" in records[0]["error"]
+
+
 @pytest.mark.slow  # minutes of waiting on processes and clocks: the default suite stays under ~10 min
 def test_diagnose_resumes_after_kill_9_computing_only_what_is_missing(out):
     tests = Path(__file__).resolve().parent

@@ -1,11 +1,9 @@
 """The supervisor: a worker process that executes one run at a time and owns everything it starts.
 
-A worker is a fresh Python (started by `imlbench.execution.workers`; with `subprocess`, so it also
+A worker is a fresh Python (started by `imlbench.execution.workers` with `subprocess`, so it also
 works inside daemonic dask workers) that imports imlbench, the grid's built-in learners and heavy
-libraries, then serves the driver's runs: it forks each run's harness process and its learner's
-process (handed to the harness when it asks), and owns the run's time limit, memory limit and
-process tree. It runs with the driver's import path, environment and folder as they were when it
-started; the driver reuses it only while they are unchanged.
+libraries, then serves the driver's runs. It runs with the driver's import path, environment and
+folder as they were when it started; the driver reuses it only while they are unchanged.
 """
 
 from __future__ import annotations
@@ -20,6 +18,7 @@ import socket
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.reduction import send_handle
@@ -29,7 +28,7 @@ from typing import Any
 from imlbench.core.registry import PIPELINES, TASKS, VIEWS
 from imlbench.harness import remote
 from imlbench.harness.probe import module_of
-from imlbench.harness.processes import EXITED, descendants, exceeded, how, kill_tree, reap, tree_memory
+from imlbench.harness.processes import EXITED, alive, descendants, exceeded, how, kill_tree, reap, tree_memory
 from imlbench.harness.runner import failure_record, run_outcome
 from imlbench.harness.sandbox import PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE, PR_SET_PDEATHSIG, MemoryCgroup, prctl
 from imlbench.store.records import environment, versions
@@ -52,23 +51,34 @@ def serve(fd: int, modules: list[str]) -> None:
                 registry.get(name)
     gc.freeze()  # what is imported now stays out of the collector's sight: forked runs do not copy its pages
     try:
+        worker.fork_spares()
         worker.driver.send(("ready",))
         while worker.step():
             pass
     except (BrokenPipeError, ConnectionResetError):  # the driver went (a grid that ended, Ctrl-C)
         pass
     finally:
-        kill_tree(os.getpid())
-        worker.release()
+        worker.close()
+
+
+def _harness(conn: Connection) -> None:
+    """A run's harness process: it waits for its request, runs it and sends the outcome."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    remote.HOST = conn
+    try:
+        request, execution = conn.recv()
+    except EOFError:  # the worker went before it had a run for it
+        return
+    conn.send(("done", run_outcome(request, execution, lambda *where: conn.send(("progress", *where)))))
 
 
 @dataclass
 class _Learner:
     pid: int
-    deadline: float | None
-    group: MemoryCgroup | None
+    conn: Connection | None  # its end of the connection, until handed to the harness
     private: str  # its TMPDIR
-    socket: socket.socket | None  # its end of the connection, until handed to the harness
+    deadline: float | None = None
+    group: MemoryCgroup | None = None
 
 
 @dataclass
@@ -83,11 +93,11 @@ class _Run:
 
 
 class Supervisor:
-    """A clean process that executes one run at a time and owns everything it starts: it forks the
-    run's harness and its learner's process (handed to the harness when it asks); it owns the run's time limit,
-    its memory limit (over the learner's whole tree, in a memory cgroup where one can be made), every
-    process it starts (it is a child subreaper; all are killed when the run ends) and their output
-    (a pipe copied to its stderr: no straggler holds the caller's).
+    """A clean process that executes one run at a time and owns everything it starts: each run's
+    harness and learner processes (forked ahead; the learner handed to the harness when it asks), the
+    run's time limit, its memory limit (over the learner's whole tree, in a memory cgroup where one can
+    be made), every process (it is a child subreaper; all are killed when the run ends) and their
+    output (a pipe copied to its stderr: no straggler holds the caller's).
 
     Messages: the driver sends ("run", request, execution) and gets ("progress", stage,
     checkpoint, detail) and ("done", outcome); the harness sends those two, ("learner",) (answered by
@@ -97,14 +107,18 @@ class Supervisor:
     def __init__(self, driver: Connection):
         self.driver, self.pid = driver, os.getpid()
         self.run: _Run | None = None
+        self.spare: tuple[int, Connection] | None = None  # the next run's harness, forked ahead
+        self.spare_learner: _Learner | None = None  # and its learner
         self.measured = 0.0  # when the run's memory was last measured
         self.learner: _Learner | None = None
+        self.ended: list[_Learner] = []  # killed learners whose cgroup and folder are still to remove
+        self.dying: set[int] = set()  # killed processes the kernel may still be freeing (not yet reaped)
         self.out_r, self.out_w = os.pipe()
         os.set_blocking(self.out_r, False)
         prctl(PR_SET_CHILD_SUBREAPER, 1)
         prctl(PR_SET_DUMPABLE, 0)  # it forks every harness: a same-user process may not attach to it
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's: it stops its workers
-        signal.signal(signal.SIGTERM, lambda *_: (kill_tree(os.getpid()), self.release(), os._exit(1)))
+        signal.signal(signal.SIGTERM, lambda *_: (self.close(), os._exit(1)))
 
     def step(self) -> bool:
         """Handle what arrived (messages, output) and check the limits; False when the driver is gone."""
@@ -117,8 +131,7 @@ class Supervisor:
             except (EOFError, OSError):  # the driver went, or the harness ended without an outcome
                 if conn is self.driver:
                     return False
-                self.end_learner()
-                self.fail(f"the worker process died ({how(os.waitstatus_to_exitcode(self.harness_status()))})")
+                self.harness_died()
                 continue
             try:
                 self.handle(message)
@@ -130,8 +143,7 @@ class Supervisor:
         return True
 
     def handle(self, message: tuple) -> None:
-        kind = message[0]
-        if kind == "run":
+        if (kind := message[0]) == "run":
             self.start_run(*message[1:])
         elif kind == "progress":  # to the driver: a stage change at once, else one per PROGRESS_EVERY
             if message[1] != self.run.where[0] or time.monotonic() - self.run.told >= PROGRESS_EVERY:
@@ -139,25 +151,29 @@ class Supervisor:
                 self.run.told = time.monotonic()
             self.run.where = message[1:3]
         elif kind == "done":  # the harness exits once it has sent its outcome
-            self.harness_status()
-            self.end_run(message[1])
+            self.end_run(message[1], finished=True)
         elif kind == "learner":  # the one forked with the run (if the harness has not had it yet), or a new one
-            if self.learner is None or self.learner.socket is None:
+            if self.learner is None or self.learner.conn is None:
                 self.end_learner()
                 self.start_learner()
             learner = self.learner
             self.run.harness.send(("learner", learner.pid))
-            send_handle(self.run.harness, learner.socket.fileno(), learner.pid)
-            learner.socket.close()
-            learner.socket = None
+            send_handle(self.run.harness, learner.conn.fileno(), learner.pid)
+            learner.conn.close()
+            learner.conn = None
+            self.fork_spares()  # now: this run no longer waits for the worker
         elif kind == "release":
             self.end_learner()
 
-    def harness_status(self) -> int:
-        """The wait status of the run's harness, which has ended or is ending (collected once)."""
-        if self.run.pid not in EXITED:
-            EXITED[self.run.pid] = os.waitpid(self.run.pid, 0)[1]
-        return EXITED[self.run.pid]
+    def harness_died(self) -> None:
+        self.end_learner()
+        self.fail(f"the worker process died ({how(os.waitstatus_to_exitcode(self.harness_status(block=True)))})")
+
+    def harness_status(self, block: bool = False) -> int | None:
+        """The wait status of the run's harness once it has ended (collected once); None while it runs."""
+        if self.run.pid not in EXITED and (ended := os.waitpid(self.run.pid, 0 if block else os.WNOHANG))[0]:
+            EXITED[self.run.pid] = ended[1]
+        return EXITED.get(self.run.pid)
 
     def child(self, keep: int) -> None:
         """In a process just forked from this one: output to the pipe, every other inherited descriptor
@@ -174,38 +190,60 @@ class Supervisor:
             os._exit(1)
 
     def start_run(self, request: Any, execution: Any) -> None:
-        ours, theirs = socket.socketpair()
-        if (pid := os.fork()) == 0:  # the run's harness process
-            try:
-                self.child(theirs.fileno())
-                signal.signal(signal.SIGINT, signal.SIG_IGN)
-                remote.HOST = conn = Connection(theirs.detach())
-                conn.send(("done", run_outcome(request, execution, lambda *where: conn.send(("progress", *where)))))
-            except BaseException:  # the harness's own error: its traceback goes out with the worker's output
-                traceback.print_exc()
-                os._exit(1)
-            os._exit(0)
-        self.run = _Run(request, execution, Connection(ours.detach()), pid)
-        if not getattr(request, "learner_in_harness", False):
+        if self.spare is None or not alive(self.spare[0]):  # none yet, or it died idle
+            self.spare = self.fork(_harness)
+        (pid, harness), self.spare = self.spare, None
+        harness.send((request, execution))
+        self.run = _Run(request, execution, harness, pid)
+        if getattr(request, "learner_in_harness", False):
+            self.fork_spares()
+        else:
             self.start_learner()  # now rather than when the harness asks: it starts while the harness does
 
-    def start_learner(self) -> None:
-        run, ours, theirs = self.run, *socket.socketpair()
-        memory, limit = run.execution.memory, run.execution.limit(run.request)
-        group = MemoryCgroup.open(memory) if memory else None
-        private = tempfile.mkdtemp(prefix="imlbench-learner-")  # its TMPDIR: the one temporary folder it may write
+    def fork_spares(self) -> None:
+        """The next run's harness and learner, forked while no run waits for this worker (a fork takes
+        ~10 ms once torch is imported); they wait for their run outside the current run's tree."""
+        self.spare = self.spare or self.fork(_harness)
+        self.spare_learner = self.spare_learner or self.fork_learner()
+
+    def fork(self, body: Callable[[Connection], Any]) -> tuple[int, Connection]:
+        """A process forked from this one (set up by `child`) that runs body(its end of a connection)."""
+        ours, theirs = socket.socketpair()
         if (pid := os.fork()) == 0:
             try:
                 self.child(theirs.fileno())
-                if group is not None:
-                    with contextlib.suppress(OSError):
-                        group.join()
-                os.environ["TMPDIR"], tempfile.tempdir = private, None
-                remote.serve_learner(Connection(theirs.detach()))
-            finally:
-                os._exit(0)
+                body(Connection(theirs.detach()))
+            except BaseException:  # its own error: the traceback goes out with the worker's output
+                traceback.print_exc()
+                os._exit(1)
+            os._exit(0)
         theirs.close()
-        self.learner = _Learner(pid, limit and run.started + limit, group, private, ours)
+        return pid, Connection(ours.detach())
+
+    def fork_learner(self) -> _Learner:
+        """A learner process, sandboxed (`remote.serve_learner`), waiting for its harness to send a spec."""
+        private = tempfile.mkdtemp(prefix="imlbench-learner-")  # its TMPDIR: the one temporary folder it may write
+
+        def learner(conn: Connection) -> None:
+            os.environ["TMPDIR"], tempfile.tempdir = private, None
+            remote.serve_learner(conn)
+
+        return _Learner(*self.fork(learner), private)
+
+    def start_learner(self) -> None:
+        """The run's learner (the spare, unless it died idle), its time limit set and, before it runs
+        any learner code (it waits for the harness), in a memory cgroup where one can be made."""
+        learner, self.spare_learner = self.spare_learner, None
+        if learner is None or not alive(learner.pid):
+            self.ended, learner = [*self.ended, learner], self.fork_learner()
+        run, memory = self.run, self.run.execution.memory
+        limit = run.execution.limit(run.request)
+        learner.deadline = limit and run.started + limit
+        learner.group = MemoryCgroup.open(memory) if memory else None
+        if learner.group is not None and not learner.group.add(learner.pid):
+            learner.group.remove()
+            learner.group = None
+        self.learner = learner
 
     def check(self) -> None:
         """End the learner where it died or passed a limit (and tell the harness why), and the run
@@ -216,11 +254,13 @@ class Supervisor:
         limit = run.execution.limit(run.request)
         if limit and now - run.started > limit + GRACE:
             return self.fail(f"timed out after {limit:g} s")
+        if self.harness_status() is not None and not run.harness.poll():  # no EOF if its child holds the socket
+            return self.harness_died()
         measure = memory and now - self.measured >= MEMORY_POLL  # however often messages arrive
         self.measured = now if measure else self.measured
         if self.learner is None:
             in_harness = measure and getattr(run.request, "learner_in_harness", False)
-            if in_harness and (used := tree_memory(descendants(self.pid))) > memory:
+            if in_harness and (used := tree_memory(descendants(self.pid, self.spared()))) > memory:
                 self.fail(exceeded(memory, used))
             return
         pid, deadline, group = self.learner.pid, self.learner.deadline, self.learner.group
@@ -230,13 +270,22 @@ class Supervisor:
             why = f"the worker process died ({how(os.waitstatus_to_exitcode(ended[1]))})"
         elif deadline and time.monotonic() > deadline:
             why = f"timed out after {limit:g} s"
-        elif measure and (used := tree_memory(descendants(self.pid, run.pid))) > memory:
+        elif measure and (used := self.learner_memory()) > memory:
             why = exceeded(memory, used)
         else:
             return
         self.end_learner()
         with contextlib.suppress(OSError):  # a harness that went first (its run is over) needs no answer
             run.harness.send(("ended", pid, why))
+
+    def learner_memory(self) -> int:
+        """The learner tree's memory that no cgroup limits: all without one; with one, only where a process
+        left it (then with the cgroup's usage). Measuring is slow: ~10 ms a process that imported torch."""
+        pids, group = descendants(self.pid, (self.run.pid, *self.spared())), self.learner.group
+        if group is None:
+            return tree_memory(pids)
+        outside = set(pids) - group.members()
+        return group.usage() + tree_memory(list(outside)) if outside else 0
 
     def fail(self, why: str) -> None:
         run = self.run
@@ -247,31 +296,52 @@ class Supervisor:
             return self.end_run({"problem": f"{run.request.label()}: {why}; cannot write its record: {exc}"})
         self.end_run({"record": record, "cached": False})
 
-    def end_run(self, outcome: dict[str, Any]) -> None:
-        """Kill everything the run left (its harness included), then report its outcome."""
-        kill_tree(self.pid)
-        reap()
+    def end_run(self, outcome: dict[str, Any], finished: bool = False) -> None:
+        """Kill everything the run left and report its outcome. After a `finished` harness (no plugin code)
+        the driver hears once the learner's tree is dead; the kernel frees it while the next run starts."""
+        early = finished and not getattr(self.run.request, "learner_in_harness", False)
+        if early:
+            self.end_learner()
+            self.driver.send(("done", outcome))
+        self.dying |= kill_tree(self.pid, self.spared(), wait=not early)
+        self.dying -= reap()
         EXITED.clear()
-        self.release()
+        self.release(wait=not early)
         self.run.harness.close()
         self.run = None
-        self.driver.send(("done", outcome))
+        if not early:
+            self.driver.send(("done", outcome))
+
+    def spared(self) -> tuple[int, ...]:
+        """What is not the current run's tree: the spares and the dying."""
+        spares = [self.spare and self.spare[0], self.spare_learner and self.spare_learner.pid]
+        return (*filter(None, spares), *self.dying)
 
     def end_learner(self) -> None:
+        """Kill the learner's tree: it runs no more code when this returns (the kernel frees it after)."""
         if self.learner is not None:
-            kill_tree(self.pid, self.run.pid)
-            reap(self.run.pid)
-            self.release()
-
-    def release(self) -> None:
-        """Forget the learner, removing its cgroup and temporary folder (its processes are gone)."""
-        if self.learner is not None:
-            if self.learner.socket is not None:
-                self.learner.socket.close()
-            if self.learner.group is not None:
-                self.learner.group.remove()
-            shutil.rmtree(self.learner.private, ignore_errors=True)
+            self.dying |= kill_tree(self.pid, (self.run.pid, *self.spared()), wait=False)
+            self.dying -= reap(self.run.pid)
+            self.ended.append(self.learner)
             self.learner = None
+
+    def close(self) -> None:
+        """Kill every process this worker started and remove what their learners left."""
+        kill_tree(self.pid)
+        self.ended, self.spare_learner = [*self.ended, self.spare_learner], None
+        self.release()
+
+    def release(self, wait: bool = True) -> None:
+        """Remove the killed learners' temporary folders and cgroups (a cgroup once its processes are
+        gone: with `wait`, waiting for them; else a later call tries again)."""
+        kept = []
+        for learner in filter(None, [*self.ended, self.learner]):
+            if learner.conn is not None:
+                learner.conn.close()
+            shutil.rmtree(learner.private, ignore_errors=True)
+            if learner.group is not None and not learner.group.remove(wait):
+                kept.append(learner)
+        self.ended, self.learner = kept, None
 
     def forward(self) -> None:
         """Copy what the processes below wrote to this process's stderr (a bounded amount per call)."""

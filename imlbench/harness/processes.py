@@ -14,6 +14,7 @@ import os
 import signal
 import stat
 import time
+from collections.abc import Collection
 
 # imported by every worker before it forks a run: imlbench's built-in learners of a grid (`preload`)
 # and the heavy libraries a plugin of the grid imports (found by `imlbench.harness.probe`)
@@ -41,10 +42,10 @@ def _table() -> dict[int, list[int]]:
     return children
 
 
-def descendants(root: int, spare: int | None = None) -> list[int]:
-    """Every live process below `root` (its children, theirs, ...), but `spare` and those below it."""
+def descendants(root: int, spare: Collection[int] = ()) -> list[int]:
+    """Every live process below `root` (its children, theirs, ...), but those in `spare` and below them."""
     children, found = _table(), []
-    todo = [pid for pid in children.get(root, ()) if pid != spare]
+    todo = [pid for pid in children.get(root, ()) if pid not in spare]
     while todo:
         pid = todo.pop()
         found.append(pid)
@@ -52,23 +53,42 @@ def descendants(root: int, spare: int | None = None) -> list[int]:
     return found
 
 
-def kill_tree(root: int, spare: int | None = None, seconds: float = 5.0) -> None:
-    """SIGKILL every process below `root` (but `spare`'s tree) until none is left; `root` should be a
-    subreaper, so that the children of a killed process come to it instead of escaping to init."""
-    end = time.monotonic() + seconds
-    while (pids := descendants(root, spare)) and time.monotonic() < end:
+def kill_tree(root: int, spare: Collection[int] = (), wait: bool = True, seconds: float = 5.0) -> set[int]:
+    """SIGKILL every process below `root` (but the trees of `spare`): with `wait`, until none is left;
+    without, until none is left that was not sent SIGKILL (such a process runs no more code and can
+    fork no more: the tree is dead, though the kernel may still be freeing it). Returns the pids
+    killed. `root` should be a subreaper, so that the children of a killed process come to it
+    instead of escaping to init."""
+    start, killed = time.monotonic(), set()
+    while (pids := descendants(root, spare)) and time.monotonic() < start + seconds:
+        if not wait and killed.issuperset(pids):
+            break
         for pid in pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
-        time.sleep(0.01)
+        killed.update(pids)
+        if wait:  # a killed process is gone in about a millisecond: look again soon, then less often
+            time.sleep(min(0.01, max(0.0005, (time.monotonic() - start) / 4)))
+    return killed
 
 
-def reap(keep: int | None = None) -> None:
-    """Collect every ended child (a subreaper inherits others' orphans); `keep`'s wait status goes to EXITED."""
+def alive(pid: int) -> bool:
+    """Whether a child of this process runs (neither ended nor collected)."""
+    with contextlib.suppress(ChildProcessError):
+        return os.waitpid(pid, os.WNOHANG)[0] == 0
+    return False
+
+
+def reap(keep: int | None = None) -> set[int]:
+    """Collect every ended child (a subreaper inherits others' orphans); `keep`'s wait status goes to
+    EXITED. Returns the pids collected."""
+    collected = set()
     with contextlib.suppress(ChildProcessError):
         while (ended := os.waitpid(-1, os.WNOHANG))[0]:
+            collected.add(ended[0])
             if ended[0] == keep:
                 EXITED[keep] = ended[1]
+    return collected
 
 
 def how(code: int) -> str:

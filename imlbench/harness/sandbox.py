@@ -174,9 +174,24 @@ class MemoryCgroup:
             return None
         return group
 
-    def join(self) -> None:
-        """Move the calling process (a learner just forked) into it, before any learner code runs."""
-        (self.path / "cgroup.procs").write_text(str(os.getpid()))
+    def add(self, pid: int) -> bool:
+        """Move a process (a learner just forked, before any learner code runs) into it; False where
+        that fails (its memory is then measured instead)."""
+        try:
+            (self.path / "cgroup.procs").write_text(str(pid))
+        except OSError:
+            return False
+        return True
+
+    def members(self) -> set[int]:
+        with contextlib.suppress(OSError, ValueError):
+            return {int(pid) for pid in (self.path / "cgroup.procs").read_text().split()}
+        return set()
+
+    def usage(self) -> int:
+        with contextlib.suppress(OSError, ValueError):
+            return int((self.path / ("memory.current" if self.v2 else "memory.usage_in_bytes")).read_text())
+        return 0
 
     def oom_kills(self) -> int:
         events = self.path / ("memory.events" if self.v2 else "memory.oom_control")
@@ -191,16 +206,18 @@ class MemoryCgroup:
             return int((self.path / ("memory.peak" if self.v2 else "memory.max_usage_in_bytes")).read_text())
         return 0
 
-    def remove(self) -> None:
-        """Remove it (its processes killed first; pages still charged, a /dev/shm file, go to the parent)."""
-        for _ in range(100):  # a killed process leaves its cgroup a moment after it is gone
+    def remove(self, wait: bool = True) -> bool:
+        """Remove it once its processes are gone (with `wait`, waiting up to a second for the last to
+        leave); whether it is gone. Pages still charged, a /dev/shm file, go to the parent."""
+        for _ in range(1000 if wait else 1):
             try:
                 self.path.rmdir()
-                return
+                return True
             except FileNotFoundError:
-                return
-            except OSError:
-                time.sleep(0.01)
+                return True
+            except OSError:  # busy: a killed process leaves its cgroup a moment after it is gone
+                time.sleep(0.001 if wait else 0)
+        return False
 
 
 def account(held: dict[str, bool], isolated: bool, entropy: str | None) -> dict[str, Any]:
