@@ -28,8 +28,8 @@ from typing import Any
 from imlbench.core.registry import PIPELINES, TASKS, VIEWS
 from imlbench.harness import remote
 from imlbench.harness.probe import module_of
-from imlbench.harness.processes import EXITED, alive, descendants, exceeded, how, kill_tree, reap, tree_memory
-from imlbench.harness.runner import failure_record, run_outcome
+from imlbench.harness.processes import EXITED, alive, descendants, exceeded, how, kill_tree, reap, started, tree_memory
+from imlbench.harness.runner import failure_record, serve_harness
 from imlbench.harness.sandbox import PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE, PR_SET_PDEATHSIG, MemoryCgroup, prctl
 from imlbench.store.records import environment, versions
 
@@ -59,17 +59,6 @@ def serve(fd: int, modules: list[str]) -> None:
         pass
     finally:
         worker.close()
-
-
-def _harness(conn: Connection) -> None:
-    """A run's harness process: it waits for its request, runs it and sends the outcome."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    remote.HOST = conn
-    try:
-        request, execution = conn.recv()
-    except EOFError:  # the worker went before it had a run for it
-        return
-    conn.send(("done", run_outcome(request, execution, lambda *where: conn.send(("progress", *where)))))
 
 
 @dataclass
@@ -112,7 +101,7 @@ class Supervisor:
         self.measured = 0.0  # when the run's memory was last measured
         self.learner: _Learner | None = None
         self.ended: list[_Learner] = []  # killed learners whose cgroup and folder are still to remove
-        self.dying: set[int] = set()  # killed processes the kernel may still be freeing (not yet reaped)
+        self.dying: dict[int, int | None] = {}  # killed processes the kernel may still be freeing: pid -> start
         self.out_r, self.out_w = os.pipe()
         os.set_blocking(self.out_r, False)
         prctl(PR_SET_CHILD_SUBREAPER, 1)
@@ -191,20 +180,22 @@ class Supervisor:
 
     def start_run(self, request: Any, execution: Any) -> None:
         if self.spare is None or not alive(self.spare[0]):  # none yet, or it died idle
-            self.spare = self.fork(_harness)
+            self.spare = self.fork(serve_harness)
         (pid, harness), self.spare = self.spare, None
+        if in_harness := getattr(request, "learner_in_harness", False):  # plugin code there: no spare learner near
+            self.ended, self.spare_learner = [*self.ended, self.spare_learner], None
+            self.died(kill_tree(self.pid, (pid, *self.spared()), wait=False))
         harness.send((request, execution))
         self.run = _Run(request, execution, harness, pid)
-        if getattr(request, "learner_in_harness", False):
-            self.fork_spares()
-        else:
+        if not in_harness:
             self.start_learner()  # now rather than when the harness asks: it starts while the harness does
 
     def fork_spares(self) -> None:
         """The next run's harness and learner, forked while no run waits for this worker (a fork takes
         ~10 ms once torch is imported); they wait for their run outside the current run's tree."""
-        self.spare = self.spare or self.fork(_harness)
-        self.spare_learner = self.spare_learner or self.fork_learner()
+        with contextlib.suppress(OSError):  # none: a run forks its own
+            self.spare = self.spare or self.fork(serve_harness)
+            self.spare_learner = self.spare_learner or self.fork_learner()
 
     def fork(self, body: Callable[[Connection], Any]) -> tuple[int, Connection]:
         """A process forked from this one (set up by `child`) that runs body(its end of a connection)."""
@@ -303,25 +294,34 @@ class Supervisor:
         if early:
             self.end_learner()
             self.driver.send(("done", outcome))
-        self.dying |= kill_tree(self.pid, self.spared(), wait=not early)
-        self.dying -= reap()
+        self.died(kill_tree(self.pid, self.spared(), wait=not early), reap())
         EXITED.clear()
         self.release(wait=not early)
         self.run.harness.close()
         self.run = None
         if not early:
             self.driver.send(("done", outcome))
+        self.fork_spares()  # where the run had plugin code in its harness, or a fork failed
+
+    def died(self, killed: set[int], reaped: set[int] = frozenset()) -> None:
+        """Note processes killed (dying until gone; pid and start, as pids are reused) and collected."""
+        self.dying = {
+            p: t for p, t in [*self.dying.items(), *((p, started(p)) for p in killed)] if t and t == started(p)
+        }
+        if self.spare and self.spare[0] in reaped:
+            self.spare = None
+        if self.spare_learner and self.spare_learner.pid in reaped:
+            self.ended, self.spare_learner = [*self.ended, self.spare_learner], None
 
     def spared(self) -> tuple[int, ...]:
         """What is not the current run's tree: the spares and the dying."""
         spares = [self.spare and self.spare[0], self.spare_learner and self.spare_learner.pid]
-        return (*filter(None, spares), *self.dying)
+        return (*filter(None, spares), *(p for p, t in self.dying.items() if started(p) == t))
 
     def end_learner(self) -> None:
         """Kill the learner's tree: it runs no more code when this returns (the kernel frees it after)."""
         if self.learner is not None:
-            self.dying |= kill_tree(self.pid, (self.run.pid, *self.spared()), wait=False)
-            self.dying -= reap(self.run.pid)
+            self.died(kill_tree(self.pid, (self.run.pid, *self.spared()), wait=False), reap(self.run.pid))
             self.ended.append(self.learner)
             self.learner = None
 

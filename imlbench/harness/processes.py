@@ -59,9 +59,10 @@ def kill_tree(root: int, spare: Collection[int] = (), wait: bool = True, seconds
     fork no more: the tree is dead, though the kernel may still be freeing it). Returns the pids
     killed. `root` should be a subreaper, so that the children of a killed process come to it
     instead of escaping to init."""
-    start, killed = time.monotonic(), set()
+    start, killed, calm = time.monotonic(), set(), 0
     while (pids := descendants(root, spare)) and time.monotonic() < start + seconds:
-        if not wait and killed.issuperset(pids):
+        calm = calm + 1 if killed.issuperset(pids) else 0
+        if not wait and calm == 2:  # twice: a child read before its parent (pids wrap) shows next time
             break
         for pid in pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -70,6 +71,13 @@ def kill_tree(root: int, spare: Collection[int] = (), wait: bool = True, seconds
         if wait:  # a killed process is gone in about a millisecond: look again soon, then less often
             time.sleep(min(0.01, max(0.0005, (time.monotonic() - start) / 4)))
     return killed
+
+
+def started(pid: int) -> int | None:
+    """When a process started (clock ticks since boot): with its pid, what names it, as pids are reused."""
+    with contextlib.suppress(OSError, ValueError, IndexError), open(f"/proc/{pid}/stat", "rb") as f:
+        return int(f.read().rpartition(b")")[2].split()[19])
+    return None
 
 
 def alive(pid: int) -> bool:

@@ -20,6 +20,7 @@ from typing import Any
 from imlbench.core.errors import ImlbenchError
 from imlbench.core.protocol import DEFAULT_THRESHOLD, PROTOCOL_VERSION
 from imlbench.core.specs import Spec
+from imlbench.harness import remote
 from imlbench.harness.processes import LearnerDied
 from imlbench.harness.stages import Progress, execute
 from imlbench.store.claims import claimed
@@ -156,6 +157,18 @@ def run_outcome(request: RunRequest, execution: Any, progress: Progress | None =
     except OSError as exc:
         return {"problem": f"{request.label()}: cannot write its record: {exc}"}
     return {"record": record, "cached": cached}
+
+
+def serve_harness(conn: Any) -> None:
+    """A run's harness process (forked ahead by its worker, `imlbench.execution.supervisor`): wait for
+    the run's request, run it, send the outcome; its learner comes from the worker (`remote.HOST`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    remote.HOST = conn
+    try:
+        request, execution = conn.recv()
+    except EOFError:  # the worker went before it had a run for it
+        return
+    conn.send(("done", run_outcome(request, execution, lambda *where: conn.send(("progress", *where)))))
 
 
 def _run_claimed(request: RunRequest, out_dir: Path, progress: Progress | None) -> tuple[dict[str, Any], bool]:
