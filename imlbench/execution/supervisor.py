@@ -145,7 +145,8 @@ class Supervisor:
             if self.learner is None or self.learner.conn is None:
                 self.end_learner()
                 self.start_learner()
-            learner = self.learner
+            learner, limit = self.learner, self.run.execution.limit(self.run.request)
+            learner.deadline = limit and time.monotonic() + limit  # from now: the harness's record then shows it all
             self.run.harness.send(("learner", learner.pid))
             send_handle(self.run.harness, learner.conn.fileno(), learner.pid)
             learner.conn.close()
@@ -222,14 +223,12 @@ class Supervisor:
         return _Learner(*self.fork(learner), private)
 
     def start_learner(self) -> None:
-        """The run's learner (the spare, unless it died idle), its time limit set and, before it runs
-        any learner code (it waits for the harness), in a memory cgroup where one can be made."""
+        """The run's learner (the spare, unless it died idle), before it runs any learner code (it waits
+        for the harness, whose taking it starts its time limit), in a memory cgroup where one can be made."""
         learner, self.spare_learner = self.spare_learner, None
         if learner is None or not alive(learner.pid):
             self.ended, learner = [*self.ended, learner], self.fork_learner()
-        run, memory = self.run, self.run.execution.memory
-        limit = run.execution.limit(run.request)
-        learner.deadline = limit and run.started + limit
+        memory = self.run.execution.memory
         learner.group = MemoryCgroup.open(memory) if memory else None
         if learner.group is not None and not learner.group.add(learner.pid):
             learner.group.remove()
