@@ -101,7 +101,8 @@ def plan(
                 if skip_unsupported:
                     continue
                 raise
-            requests += [RunRequest(task_spec, learner_spec, s, p.name, threshold, full_budget, sealed) for s in seeds_]
+            spec = learner_spec.for_pipeline(p.name)
+            requests += [RunRequest(task_spec, spec, s, p.name, threshold, full_budget, sealed) for s in seeds_]
     return requests
 
 

@@ -15,19 +15,21 @@ import math
 import sys
 import tomllib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from imlbench.core.errors import ImlbenchError, did_you_mean
+from imlbench.core.pipelines import pipeline_names
 from imlbench.core.registry import REGISTRIES, Registry
 
 KINDS = ("learner", "task")
 # Keys a learner/task spec file may hold. `timeout` (seconds) is a learner's default wall-clock limit
-# per run; like `description` it is not part of a run's identity.
+# per run; like `description` it is not part of a run's identity. A learner's `[pipelines.NAME]`
+# tables set parameters for that pipeline's runs only (a one-stage budget apart from stage 1's).
 SPEC_KEYS = {
-    "learner": ("name", "version", "description", "learner", "params", "timeout", "search"),
+    "learner": ("name", "version", "description", "learner", "params", "timeout", "search", "pipelines"),
     "task": ("name", "version", "description", "task", "params"),
 }
 
@@ -45,6 +47,14 @@ class Spec:
     timeout: float | None = field(default=None, compare=False)  # seconds; a learner spec's default limit
     code: str = ""  # the version of its class's code (`code_version`): part of a run's key, not of to_dict
     neutral: dict[str, Any] = field(default_factory=dict, compare=False)  # the class's `identity_neutral`
+    pipelines: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False)  # [pipelines.NAME] tables
+
+    def for_pipeline(self, pipeline: str) -> Spec:
+        """The spec a run of this pipeline gets: its `[pipelines.NAME]` parameters applied (those the
+        user set are left out of the tables when resolving: the user's value wins)."""
+        if not self.pipelines.get(pipeline):
+            return self
+        return replace(self, params={**self.params, **self.pipelines[pipeline]})
 
     def build(self):
         return load_target(self.kind, self.target)(**self.params)
@@ -148,6 +158,10 @@ SPEC_TYPES = {
     "params": (lambda v: isinstance(v, dict), "a table ([params])"),
     "timeout": (lambda v: _number(v) and 0 < v < math.inf, "a positive, finite number of seconds"),
     "search": (lambda v: isinstance(v, dict), "a table ([search]) of parameter = {low, high[, log]} or {choices}"),
+    "pipelines": (
+        lambda v: isinstance(v, dict) and all(isinstance(t, dict) for t in v.values()),
+        "tables [pipelines.NAME] of parameter = value",
+    ),
     "learner": (_text, "a non-empty string"),
     "task": (_text, "a non-empty string"),
 }
@@ -200,6 +214,11 @@ def resolve(kind: str, name: str, overrides: dict[str, Any] | None = None) -> Sp
     params = cls.param_defaults()
     params.update(check_params(kind, display, cls, raw.get("params", {})))
     params.update(check_params(kind, display, cls, overrides or {}))
+    per_pipeline = {}
+    for pipeline, table in raw.get("pipelines", {}).items():
+        _check_pipeline_name(pipeline, f"{kind} spec {source}")
+        table = check_params(kind, display, cls, table)
+        per_pipeline[pipeline] = {k: v for k, v in table.items() if k not in (overrides or {})}
     if overrides:  # a variant is its own leaderboard row: name it by what was changed
         display += "[" + ",".join(f"{k}={v}" for k, v in sorted(overrides.items())) + "]"
     spec = Spec(
@@ -212,9 +231,16 @@ def resolve(kind: str, name: str, overrides: dict[str, Any] | None = None) -> Sp
         raw.get("timeout"),
         code_version(kind, target, cls),
         dict(getattr(cls, "identity_neutral", {})),
+        per_pipeline,
     )
-    validate(spec)
+    for pipeline in ["", *per_pipeline]:
+        validate(spec.for_pipeline(pipeline))
     return spec
+
+
+def _check_pipeline_name(name: str, what: str) -> None:
+    if name not in (valid := pipeline_names()):
+        raise ImlbenchError(f"unknown pipeline {name!r} in {what} [pipelines]; valid: {', '.join(valid)}")
 
 
 def search_space_of(name: str) -> dict[str, Any]:
