@@ -28,7 +28,7 @@ from typing import Any
 from imlbench.core.registry import PIPELINES, TASKS, VIEWS
 from imlbench.harness import remote
 from imlbench.harness.probe import module_of
-from imlbench.harness.processes import EXITED, alive, descendants, exceeded, how, kill_tree, reap, started, tree_memory
+from imlbench.harness.processes import descendants, exceeded, how, kill_tree, reap, tree_memory
 from imlbench.harness.runner import failure_record, serve_harness
 from imlbench.harness.sandbox import PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE, PR_SET_PDEATHSIG, MemoryCgroup, prctl
 from imlbench.store.records import environment, versions
@@ -101,7 +101,8 @@ class Supervisor:
         self.measured = 0.0  # when the run's memory was last measured
         self.learner: _Learner | None = None
         self.ended: list[_Learner] = []  # killed learners whose cgroup and folder are still to remove
-        self.dying: dict[int, int | None] = {}  # killed processes the kernel may still be freeing: pid -> start
+        self.dying: dict[int, int] = {}  # killed processes the kernel may still be freeing: pid -> start time
+        self.exited: dict[int, int] = {}  # wait statuses of the ended children collected during this run
         self.out_r, self.out_w = os.pipe()
         os.set_blocking(self.out_r, False)
         prctl(PR_SET_CHILD_SUBREAPER, 1)
@@ -157,13 +158,18 @@ class Supervisor:
 
     def harness_died(self) -> None:
         self.end_learner()
-        self.fail(f"the worker process died ({how(os.waitstatus_to_exitcode(self.harness_status(block=True)))})")
+        status = self.exited[self.run.pid] if self.run.pid in self.exited else os.waitpid(self.run.pid, 0)[1]
+        self.fail(f"the worker process died ({how(os.waitstatus_to_exitcode(status))})")
 
-    def harness_status(self, block: bool = False) -> int | None:
-        """The wait status of the run's harness once it has ended (collected once); None while it runs."""
-        if self.run.pid not in EXITED and (ended := os.waitpid(self.run.pid, 0 if block else os.WNOHANG))[0]:
-            EXITED[self.run.pid] = ended[1]
-        return EXITED.get(self.run.pid)
+    def reap(self) -> None:
+        """Collect every ended child (a subreaper inherits orphans): its wait status kept for the run,
+        no longer dying, no longer a spare."""
+        self.exited.update(ended := reap())
+        self.dying = {pid: start for pid, start in self.dying.items() if pid not in ended}
+        if self.spare and self.spare[0] in ended:
+            self.spare = None
+        if self.spare_learner and self.spare_learner.pid in ended:
+            self.ended, self.spare_learner = [*self.ended, self.spare_learner], None
 
     def child(self, keep: int) -> None:
         """In a process just forked from this one: output to the pipe, every other inherited descriptor
@@ -180,12 +186,12 @@ class Supervisor:
             os._exit(1)
 
     def start_run(self, request: Any, execution: Any) -> None:
-        if self.spare is None or not alive(self.spare[0]):  # none yet, or it died idle
-            self.spare = self.fork(serve_harness)
-        (pid, harness), self.spare = self.spare, None
+        self.reap()  # a spare that died idle is forgotten
+        (pid, harness), self.spare = self.spare or self.fork(serve_harness), None
+        os.kill(pid, signal.SIGCONT)  # where Landlock lets a learner signal others, one may have stopped it
         if in_harness := getattr(request, "learner_in_harness", False):  # plugin code there: no spare learner near
             self.ended, self.spare_learner = [*self.ended, self.spare_learner], None
-            self.died(kill_tree(self.pid, (pid, *self.spared()), wait=False))
+            self.dying.update(kill_tree(self.pid, {pid: None, **self.spared()}, wait=False))
         harness.send((request, execution))
         self.run = _Run(request, execution, harness, pid)
         if not in_harness:
@@ -225,9 +231,9 @@ class Supervisor:
     def start_learner(self) -> None:
         """The run's learner (the spare, unless it died idle), before it runs any learner code (it waits
         for the harness, whose taking it starts its time limit), in a memory cgroup where one can be made."""
-        learner, self.spare_learner = self.spare_learner, None
-        if learner is None or not alive(learner.pid):
-            self.ended, learner = [*self.ended, learner], self.fork_learner()
+        learner, self.spare_learner = self.spare_learner or self.fork_learner(), None  # the caller reaped
+        os.kill(learner.pid, signal.SIGCONT)  # as the harness's spare (start_run)
+        self.exited.pop(learner.pid, None)  # a pid reused since an earlier learner of this run was reaped
         memory = self.run.execution.memory
         learner.group = MemoryCgroup.open(memory) if memory else None
         if learner.group is not None and not learner.group.add(learner.pid):
@@ -240,11 +246,12 @@ class Supervisor:
         where its harness passed the time limit, or held a diagnostic's learner past the memory limit."""
         if self.run is None:
             return
+        self.reap()
         run, memory, now = self.run, self.run.execution.memory, time.monotonic()
         limit = run.execution.limit(run.request)
         if limit and now - run.started > limit + GRACE:
             return self.fail(f"timed out after {limit:g} s")
-        if self.harness_status() is not None and not run.harness.poll():  # no EOF if its child holds the socket
+        if run.pid in self.exited and not run.harness.poll():  # no EOF if its child holds the socket
             return self.harness_died()
         measure = memory and now - self.measured >= MEMORY_POLL  # however often messages arrive
         self.measured = now if measure else self.measured
@@ -256,8 +263,8 @@ class Supervisor:
         pid, deadline, group = self.learner.pid, self.learner.deadline, self.learner.group
         if group is not None and group.oom_kills():  # the kernel stopped the tree at its cgroup's limit
             why = exceeded(memory, group.peak(), "at its peak, counted by its cgroup")
-        elif (ended := os.waitpid(pid, os.WNOHANG))[0]:
-            why = f"the worker process died ({how(os.waitstatus_to_exitcode(ended[1]))})"
+        elif pid in self.exited:
+            why = f"the worker process died ({how(os.waitstatus_to_exitcode(self.exited[pid]))})"
         elif deadline and time.monotonic() > deadline:
             why = f"timed out after {limit:g} s"
         elif measure and (used := self.learner_memory()) > memory:
@@ -271,11 +278,11 @@ class Supervisor:
     def learner_memory(self) -> int:
         """The learner tree's memory that no cgroup limits: all without one; with one, only where a process
         left it (then with the cgroup's usage). Measuring is slow: ~10 ms a process that imported torch."""
-        pids, group = descendants(self.pid, (self.run.pid, *self.spared())), self.learner.group
+        pids, group = descendants(self.pid, {self.run.pid: None, **self.spared()}), self.learner.group
         if group is None:
             return tree_memory(pids)
         outside = set(pids) - group.members()
-        return group.usage() + tree_memory(list(outside)) if outside else 0
+        return group.usage() + tree_memory(outside) if outside else 0
 
     def fail(self, why: str) -> None:
         run = self.run
@@ -293,34 +300,26 @@ class Supervisor:
         if early:
             self.end_learner()
             self.driver.send(("done", outcome))
-        self.died(kill_tree(self.pid, self.spared(), wait=not early), reap())
-        EXITED.clear()
+        self.dying.update(kill_tree(self.pid, self.spared(), wait=not early))
+        self.reap()
         self.release(wait=not early)
         self.run.harness.close()
-        self.run = None
+        self.run, self.exited = None, {}
         if not early:
             self.driver.send(("done", outcome))
         self.fork_spares()  # where the run had plugin code in its harness, or a fork failed
 
-    def died(self, killed: set[int], reaped: set[int] = frozenset()) -> None:
-        """Note processes killed (dying until gone; pid and start, as pids are reused) and collected."""
-        self.dying = {
-            p: t for p, t in [*self.dying.items(), *((p, started(p)) for p in killed)] if t and t == started(p)
-        }
-        if self.spare and self.spare[0] in reaped:
-            self.spare = None
-        if self.spare_learner and self.spare_learner.pid in reaped:
-            self.ended, self.spare_learner = [*self.ended, self.spare_learner], None
-
-    def spared(self) -> tuple[int, ...]:
-        """What is not the current run's tree: the spares and the dying."""
+    def spared(self) -> dict[int, int | None]:
+        """What is not the current run's tree (pid -> start time): the spares (unreaped children, so
+        any start) and the dying (a pid reused by the run's tree is not theirs: its start differs)."""
         spares = [self.spare and self.spare[0], self.spare_learner and self.spare_learner.pid]
-        return (*filter(None, spares), *(p for p, t in self.dying.items() if started(p) == t))
+        return {**dict.fromkeys(filter(None, spares)), **self.dying}
 
     def end_learner(self) -> None:
         """Kill the learner's tree: it runs no more code when this returns (the kernel frees it after)."""
         if self.learner is not None:
-            self.died(kill_tree(self.pid, (self.run.pid, *self.spared()), wait=False), reap(self.run.pid))
+            self.dying.update(kill_tree(self.pid, {self.run.pid: None, **self.spared()}, wait=False))
+            self.reap()
             self.ended.append(self.learner)
             self.learner = None
 
@@ -337,8 +336,8 @@ class Supervisor:
         for learner in filter(None, [*self.ended, self.learner]):
             if learner.conn is not None:
                 learner.conn.close()
-            shutil.rmtree(learner.private, ignore_errors=True)
-            if learner.group is not None and not learner.group.remove(wait):
+            shutil.rmtree(learner.private, ignore_errors=True)  # again later while a dying process writes there
+            if os.path.exists(learner.private) or (learner.group is not None and not learner.group.remove(wait)):
                 kept.append(learner)
         self.ended, self.learner = kept, None
 

@@ -14,14 +14,14 @@ import os
 import signal
 import stat
 import time
-from collections.abc import Collection
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 
 # imported by every worker before it forks a run: imlbench's built-in learners of a grid (`preload`)
 # and the heavy libraries a plugin of the grid imports (found by `imlbench.harness.probe`)
 PRELOAD: list[str] = []
 HEAVY = ("sklearn", "scipy", "torch", "xgboost", "transformers", "tokenizers", "PIL")
 SHM = "/dev/shm/"
-EXITED: dict[int, int] = {}  # the wait status of a supervisor's child that `reap` collected
 
 
 def preload(modules: list[str]) -> None:
@@ -30,72 +30,60 @@ def preload(modules: list[str]) -> None:
     PRELOAD.extend(m for m in modules if m not in PRELOAD and m.split(".")[0] in ("imlbench", *HEAVY))
 
 
-def _table() -> dict[int, list[int]]:
-    """parent pid -> the pids of its live (not zombie) children, read from /proc."""
+def _table() -> tuple[dict[int, list[int]], dict[int, int]]:
+    """(parent pid -> the pids of its live (not zombie) children, pid -> its start time), from /proc."""
     children: dict[int, list[int]] = {}
+    starts: dict[int, int] = {}
     for name in os.listdir("/proc") if os.path.isdir("/proc") else ():
         if name.isdigit():
             with contextlib.suppress(OSError, ValueError), open(f"/proc/{name}/stat", "rb") as f:  # ended meanwhile
-                state, parent = f.read().rpartition(b")")[2].split()[:2]
-                if state != b"Z":
-                    children.setdefault(int(parent), []).append(int(name))
-    return children
+                fields = f.read().rpartition(b")")[2].split()
+                if fields[0] != b"Z":
+                    children.setdefault(int(fields[1]), []).append(int(name))
+                    starts[int(name)] = int(fields[19])
+    return children, starts
 
 
-def descendants(root: int, spare: Collection[int] = ()) -> list[int]:
-    """Every live process below `root` (its children, theirs, ...), but those in `spare` and below them."""
-    children, found = _table(), []
-    todo = [pid for pid in children.get(root, ()) if pid not in spare]
+def descendants(root: int, spare: Mapping[int, int | None] = MappingProxyType({})) -> dict[int, int]:
+    """Every live process below `root` (its children, theirs, ...) -> its start time (clock ticks
+    since boot: with the pid, what names a process, as pids are reused), but those in `spare` (pid ->
+    start time, None for any) and the processes below them."""
+    (children, starts), found = _table(), {}
+    todo = list(children.get(root, ()))
     while todo:
-        pid = todo.pop()
-        found.append(pid)
+        if (pid := todo.pop()) in spare and spare[pid] in (None, starts[pid]):
+            continue
+        found[pid] = starts[pid]
         todo += children.get(pid, ())
     return found
 
 
-def kill_tree(root: int, spare: Collection[int] = (), wait: bool = True, seconds: float = 5.0) -> set[int]:
+def kill_tree(root: int, spare: Mapping[int, int | None] = MappingProxyType({}), wait: bool = True) -> dict[int, int]:
     """SIGKILL every process below `root` (but the trees of `spare`): with `wait`, until none is left;
     without, until none is left that was not sent SIGKILL (such a process runs no more code and can
-    fork no more: the tree is dead, though the kernel may still be freeing it). Returns the pids
-    killed. `root` should be a subreaper, so that the children of a killed process come to it
-    instead of escaping to init."""
-    start, killed, calm = time.monotonic(), set(), 0
-    while (pids := descendants(root, spare)) and time.monotonic() < start + seconds:
-        calm = calm + 1 if killed.issuperset(pids) else 0
+    fork no more: the tree is dead, though the kernel may still be freeing it). Returns the processes
+    killed (pid -> start time). `root` should be a subreaper, so that the children of a killed
+    process come to it instead of escaping to init."""
+    start, killed, calm = time.monotonic(), {}, 0
+    while (found := descendants(root, spare)) and time.monotonic() < start + 5:
+        calm = calm + 1 if found.items() <= killed.items() else 0
         if not wait and calm == 2:  # twice: a child read before its parent (pids wrap) shows next time
             break
-        for pid in pids:
+        for pid in found:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
-        killed.update(pids)
+        killed.update(found)
         if wait:  # a killed process is gone in about a millisecond: look again soon, then less often
             time.sleep(min(0.01, max(0.0005, (time.monotonic() - start) / 4)))
     return killed
 
 
-def started(pid: int) -> int | None:
-    """When a process started (clock ticks since boot): with its pid, what names it, as pids are reused."""
-    with contextlib.suppress(OSError, ValueError, IndexError), open(f"/proc/{pid}/stat", "rb") as f:
-        return int(f.read().rpartition(b")")[2].split()[19])
-    return None
-
-
-def alive(pid: int) -> bool:
-    """Whether a child of this process runs (neither ended nor collected)."""
-    with contextlib.suppress(ChildProcessError):
-        return os.waitpid(pid, os.WNOHANG)[0] == 0
-    return False
-
-
-def reap(keep: int | None = None) -> set[int]:
-    """Collect every ended child (a subreaper inherits others' orphans); `keep`'s wait status goes to
-    EXITED. Returns the pids collected."""
-    collected = set()
+def reap() -> dict[int, int]:
+    """Collect every ended child (a subreaper also inherits others' orphans): pid -> wait status."""
+    collected = {}
     with contextlib.suppress(ChildProcessError):
         while (ended := os.waitpid(-1, os.WNOHANG))[0]:
-            collected.add(ended[0])
-            if ended[0] == keep:
-                EXITED[keep] = ended[1]
+            collected[ended[0]] = ended[1]
     return collected
 
 
@@ -104,7 +92,7 @@ def how(code: int) -> str:
     return f"killed by signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
 
 
-def tree_memory(pids: list[int]) -> int:
+def tree_memory(pids: Iterable[int]) -> int:
     """Bytes held by these processes: their proportional set sizes (a page shared with processes
     outside counts by its share), plus each /dev/shm file one of them holds open but does not map."""
     total, mapped, held = 0, set(), {}
