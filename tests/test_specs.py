@@ -26,7 +26,7 @@ PINNED = {
     ("task", "set-inclusion-small"): "dd8128242852e83a",
     ("task", "synthetic-defs"): "daa187135803d371",
     ("task", "synthetic-defs-attributes"): "9d6070c2d57219db",
-    ("task", "tagged-digits"): "29d08d303b04fe9e",
+    ("task", "tagged-digits"): "6d5b17a2101c6efe",  # v2: 420 entities (40 variables per d-subset)
 }
 
 

@@ -68,7 +68,7 @@ class TaggedDigits(SyntheticDefs):
 
     def __init__(
         self,
-        n_entities: int = 200,
+        n_entities: int = 420,
         n_phrasings: int = 8,
         n_train_phrasings: int = 4,
         tag_reliability: float = 1.0,
