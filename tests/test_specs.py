@@ -65,7 +65,7 @@ def test_a_pipeline_table_sets_that_pipelines_runs_only_and_the_users_value_wins
     spec.write_text('learner = "rf"\n[params]\nn_estimators = 7\n[pipelines.one-stage]\nn_estimators = 9\n')
     requests = imlbench.plan(learner=str(spec), task="synthetic-defs", seeds=1, pipeline=["one-stage", "two-stage"])
     assert {r.pipeline: r.learner.params["n_estimators"] for r in requests} == {"one-stage": 9, "two-stage": 7}
-    mine = imlbench.plan(learner=str(spec), task="synthetic-defs", seeds=1, pipeline="one-stage", params=["n_estimators=5"])
+    mine = imlbench.plan(learner=str(spec), task="synthetic-defs", pipeline="one-stage", params={"n_estimators": 5})
     assert mine[0].learner.params["n_estimators"] == 5
 
 
