@@ -226,6 +226,21 @@ def test_guards_turn_any_verdict_inconclusive_and_notes_say_why():
     assert by_design["verdict"] == "inconclusive" and "by construction" in by_design["verdict_note"]
 
 
+@pytest.mark.parametrize(
+    ("variables", "margin", "fires"),
+    [(19, 10.0, True), (29, 10.0, True), (40, 10.0, False), (95, 10.0, False), (19, 25.0, False)],
+)
+def test_arms_of_few_variables_are_noted_unless_the_margin_spans_four_answers(variables, margin, fires):
+    """PROTOCOL §5: under 40 variables an answer moves an arm by more than 2.5 points; such a task
+    grows its subsets or declares a margin of at least four answers, and the row says which it lacks."""
+    sizes = {"variables_d1consis": variables, "variables_d2consis": variables + 3}
+    records = [dict(fake_record(s, 0.55 + 0.01 * (s % 3), 0.5, 0.9), sizes=sizes, margin=margin) for s in range(10)]
+    row = summarize(records).iloc[0]
+    assert row["d_variables"] == variables
+    assert ("coarse-subsets" in row["flags"].split(";")) is fires
+    assert (f"coarse: {variables} variables an arm, one answer {100 / variables:.1f} points" in row["verdict_note"]) is fires
+
+
 def test_the_margin_is_the_tasks_unless_given():
     records = [dict(fake_record(s, 0.55 + 0.01 * (s % 3), 0.5, 0.9), margin=20.0) for s in range(10)]
     assert summarize(records).iloc[0]["margin"] == 20.0 and summarize(records, 5.0).iloc[0]["margin"] == 5.0

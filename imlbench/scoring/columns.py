@@ -23,6 +23,7 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "n_floor": ("count", "seeds with d1, d2 and d3 all at most 5% over the window: nothing internalized"),
     "n_unattainable": ("count", "seeds where an arm's window accuracy lies outside [margin, 100 - margin]"),
     "n_window_short": ("count", "seeds whose budget ended before checkpoint 2p (read over what they have)"),
+    "d_variables": ("count", "variables in the smaller arm (d1consis, d2consis) of the effect, fewest over seeds"),
     "by_construction": ("bool", "stage 2 cannot depend on stage 1 for this learner: a two-stage null by design"),
     "effect_mean": (POINTS, "the IML effect, acc(d1consis) - acc(d2consis) over each seed's window, mean over seeds"),
     "ci_low": (POINTS, "lower end of the effect's Student-t 95% CI"),

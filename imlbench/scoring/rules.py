@@ -17,6 +17,9 @@ from imlbench.scoring.statistics import MIN_SEEDS_FOR_EFFECT
 # `no_qd_baseline` has not learned to answer questions at all; d1 − d2 then says nothing.
 QUESTIONS_LEARNED_POINTS = 5.0
 RETENTION_NOTE = 0.5
+# PROTOCOL §5: an arm of fewer variables moves by more than 2.5 points an answer; its task grows its
+# subsets or declares a margin of at least four answers.
+FINE_VARIABLES = 40
 RULE_KINDS = ("guard", "censoring", "note")
 
 
@@ -133,6 +136,17 @@ RULES: tuple[Rule, ...] = (
         lambda row, m: (
             f"budget ended before 2p in {row['n_window_short']} of {row['n_seeds']} seeds"
             if row.get("n_window_short")
+            else None
+        ),
+    ),
+    Rule(
+        "coarse-subsets",
+        "note",
+        "d_variables",
+        f"an arm holds under {FINE_VARIABLES} variables and the margin spans under four of its answers",
+        lambda row, m: (
+            f"coarse: {n} variables an arm, one answer {100 / n:.1f} points, ±{m:g} under four answers"
+            if 0 < (n := row.get("d_variables", 0)) < FINE_VARIABLES and 400 / n > m
             else None
         ),
     ),

@@ -208,6 +208,12 @@ def row_margin(group: list[RunRecord], margin: float | None) -> float:
     return float(max(declared)) if declared else DEFAULT_MARGIN
 
 
+def _arm_variables(record: RunRecord) -> int:
+    """How many variables the smaller arm of the effect (d1consis, d2consis) holds in this run."""
+    sizes = record.raw.get("sizes", {})
+    return min(int(sizes.get(f"variables_{arm}", 0)) for arm in ("d1consis", "d2consis"))
+
+
 def _summary_row(family: str, group: list[RunRecord], margin: float | None, alpha: float) -> dict[str, Any]:
     ok = sorted((r for r in group if r.ok), key=lambda r: r.seed)
     margin = row_margin(group, margin)
@@ -227,6 +233,7 @@ def _summary_row(family: str, group: list[RunRecord], margin: float | None, alph
         "n_floor": sum(bool(r.scores.get("floor")) for r in ok),
         "n_unattainable": unattainable,
         "n_window_short": sum(bool(r.scores.get("window_short")) for r in ok),
+        "d_variables": min((_arm_variables(r) for r in ok), default=0),
         "by_construction": bool(ok) and all(r.raw.get("by_construction_null") for r in ok),
         "effect_mean": score["mean"],
         "ci_low": score["ci_low"],
