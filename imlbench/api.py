@@ -19,7 +19,6 @@ from imlbench.core.specs import (
     did_you_mean,
     parse_pair,
     resolve,
-    suite_controls,
     suite_specs,
 )
 from imlbench.execution.engines import drive
@@ -134,6 +133,21 @@ def _specs(
             task_over, learner_over = probe.resolve_pair(task_name, learner_name, pairs, only_where_known)
             specs.append((resolve("task", task_name, task_over), resolve("learner", learner_name, learner_over)))
     return specs
+
+
+CONTROL_KEYS = ("task", "learners", "pipelines")
+
+
+def suite_controls(suite: dict[str, Any], path: Path) -> list[dict[str, Any]]:
+    """The suite's `[[controls]]` tables: each a task (a null twin), its learners and pipelines."""
+    controls = suite.get("controls", [])
+    if not isinstance(controls, list) or not all(isinstance(c, dict) for c in controls):
+        raise ImlbenchError(f"bad 'controls' in suite {path}: expected [[controls]] tables, got {controls!r}")
+    for control in controls:
+        check_keys(f"suite {path} [[controls]]", control, CONTROL_KEYS)
+        if not isinstance(control.get("task"), str) or not isinstance(control.get("learners"), list):
+            raise ImlbenchError(f'suite {path} [[controls]] needs task = "NAME" and learners = [...], got {control!r}')
+    return controls
 
 
 def plan_suite(

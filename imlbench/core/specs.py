@@ -216,7 +216,8 @@ def resolve(kind: str, name: str, overrides: dict[str, Any] | None = None) -> Sp
     params.update(check_params(kind, display, cls, overrides or {}))
     per_pipeline = {}
     for pipeline, table in raw.get("pipelines", {}).items():
-        _check_pipeline_name(pipeline, f"{kind} spec {source}")
+        if pipeline not in (valid := pipeline_names()):
+            raise ImlbenchError(f"unknown pipeline {pipeline!r} in [pipelines] of {source}; valid: {', '.join(valid)}")
         table = check_params(kind, display, cls, table)
         per_pipeline[pipeline] = {k: v for k, v in table.items() if k not in (overrides or {})}
     if overrides:  # a variant is its own leaderboard row: name it by what was changed
@@ -236,11 +237,6 @@ def resolve(kind: str, name: str, overrides: dict[str, Any] | None = None) -> Sp
     for pipeline in ["", *per_pipeline]:
         validate(spec.for_pipeline(pipeline))
     return spec
-
-
-def _check_pipeline_name(name: str, what: str) -> None:
-    if name not in (valid := pipeline_names()):
-        raise ImlbenchError(f"unknown pipeline {name!r} in {what} [pipelines]; valid: {', '.join(valid)}")
 
 
 def search_space_of(name: str) -> dict[str, Any]:
@@ -352,18 +348,3 @@ def split_overrides(pairs: list[tuple[str, Any]], task_cls: type, learner_cls: t
             valid = sorted(set(task_params) | set(learner_params))
             raise ImlbenchError(f"unknown parameter {key!r}; valid: {', '.join(valid)}{did_you_mean(key, valid)}")
     return task_over, learner_over
-
-
-CONTROL_KEYS = ("task", "learners", "pipelines")
-
-
-def suite_controls(suite: dict[str, Any], path: Path) -> list[dict[str, Any]]:
-    """The suite's `[[controls]]` tables: each a task (a null twin), its learners and pipelines."""
-    controls = suite.get("controls", [])
-    if not isinstance(controls, list) or not all(isinstance(c, dict) for c in controls):
-        raise ImlbenchError(f"bad 'controls' in suite {path}: expected [[controls]] tables, got {controls!r}")
-    for control in controls:
-        check_keys(f"suite {path} [[controls]]", control, CONTROL_KEYS)
-        if not isinstance(control.get("task"), str) or not isinstance(control.get("learners"), list):
-            raise ImlbenchError(f'suite {path} [[controls]] needs task = "NAME" and learners = [...], got {control!r}')
-    return controls
