@@ -99,6 +99,19 @@ def test_a_piped_run_returns_when_the_run_does(tmp_path, then, argv, drop):
     assert gone_soon(pids_of(pid_file))
 
 
+def test_a_learner_that_stops_the_next_runs_processes_does_not_stop_that_run(tmp_path, monkeypatch):
+    """Where a learner may signal its worker's other children, it can SIGSTOP the spares forked for
+    the next run; the worker continues them before use, so seed 1 does not wait out its time limit."""
+    monkeypatch.setenv("IMLBENCH_NO_SANDBOX", "1")  # signals unscoped, as under Landlock below ABI 6
+    learner = spec(tmp_path, "stops-spares", "StopsSpares")
+    start = time.monotonic()
+    argv = ["--learner", learner, "--seeds", "2", "--jobs", "1", "--timeout", "60", "--out", str(tmp_path)]
+    main(["run", *SMALL, *argv])
+    found = [read_record(path) for path in iter_record_files(tmp_path)]
+    assert sorted(r["seed"] for r in found) == [0, 1] and all(r["status"] == "ok" for r in found), found
+    assert time.monotonic() - start < 60
+
+
 @pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="no /dev/shm")
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_memory_written_to_dev_shm_counts_against_the_limit(tmp_path, jobs):

@@ -238,7 +238,8 @@ def test_arms_of_few_variables_are_noted_unless_the_margin_spans_four_answers(va
     row = summarize(records).iloc[0]
     assert row["d_variables"] == variables
     assert ("coarse-subsets" in row["flags"].split(";")) is fires
-    assert (f"coarse: {variables} variables an arm, one answer {100 / variables:.1f} points" in row["verdict_note"]) is fires
+    note = f"coarse: {variables} variables an arm, one answer {100 / variables:.1f} points"
+    assert (note in row["verdict_note"]) is fires
 
 
 def test_the_margin_is_the_tasks_unless_given():
