@@ -301,7 +301,7 @@ def test_without_the_extra_a_run_says_what_to_install(task_data, monkeypatch):
 
 @pytest.mark.slow
 def test_synthetic_defs_text_shows_iml(tmp_path):
-    """The headline of issue 11 on the default specs (seeds 0..2; ~1 min each on one core)."""
+    """The headline of issue 11 on the default specs (seeds 0..2; ~4 min each on one core)."""
     summary = imlbench.run(learner="hf-causal-lm", task="synthetic-defs-text", seeds=3, out=tmp_path)
     records = summary.attrs["records"]
     assert all(r["status"] == "ok" and r["definitions_learned"] for r in records)
