@@ -35,6 +35,7 @@ PINNED = {
 PINNED_PIPELINES = {
     ("convnet", "one-stage"): "6d3f0fd421ca42ef",  # epochs 60
     ("convnet", "two-stage"): "50fe779d535badde",  # stage2_epochs 160
+    ("gbm", "two-stage"): "bb755f5ec925e9a4",  # stage2_rounds 64
     ("mlp", "two-stage"): "7c7db7aba9e34845",  # stage2_epochs 64
     ("transformer", "one-stage"): "09ffea139b1fc1b5",  # epochs 60
 }
