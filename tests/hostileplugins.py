@@ -19,6 +19,7 @@ from testplugins import Spy
 
 import imlbench.harness.evaluation as evaluation
 import imlbench.scoring.runs as runs
+from imlbench.harness import processes
 
 
 def sabotage() -> None:
@@ -116,11 +117,10 @@ class StopsSpares(Spy):
     or Landlock below ABI 6); the worker must not hand the next run a stopped process."""
 
     def fit(self, data) -> Iterator[None]:
-        worker = os.getppid()
         for _ in range(20):
-            for name in filter(str.isdigit, os.listdir("/proc")):
-                with contextlib.suppress(OSError, ValueError), open(f"/proc/{name}/stat", "rb") as stat:
-                    if int(stat.read().rpartition(b")")[2].split()[1]) == worker and int(name) > os.getpid():
-                        os.kill(int(name), signal.SIGSTOP)
+            for pid in processes.descendants(os.getppid()):  # its worker's tree
+                if pid > os.getpid():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGSTOP)
             time.sleep(0.05)
         yield from super().fit(data)

@@ -234,8 +234,8 @@ def resolve(kind: str, name: str, overrides: dict[str, Any] | None = None) -> Sp
         dict(getattr(cls, "identity_neutral", {})),
         per_pipeline,
     )
-    for pipeline in ["", *per_pipeline]:
-        validate(spec.for_pipeline(pipeline))
+    for variant in [spec, *(spec.for_pipeline(pipeline) for pipeline in per_pipeline)]:
+        validate(variant)
     return spec
 
 

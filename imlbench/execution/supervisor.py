@@ -164,7 +164,9 @@ class Supervisor:
     def reap(self) -> None:
         """Collect every ended child (a subreaper inherits orphans): its wait status kept for the run,
         no longer dying, no longer a spare."""
-        self.exited.update(ended := reap())
+        if not (ended := reap()):  # as on most calls: it runs every step of a run
+            return
+        self.exited.update(ended)
         self.dying = {pid: start for pid, start in self.dying.items() if pid not in ended}
         if self.spare and self.spare[0] in ended:
             self.spare = None
